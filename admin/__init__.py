@@ -1,0 +1,56 @@
+"""The staff admin, /admin. Access is checked once, here (ARCHITECTURE rule 7)."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, abort, redirect, request, url_for
+from flask_login import current_user
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+
+PUBLIC_ENDPOINTS = {"admin.login", "admin.invitation"}
+# Technicians see their day and customers' contact data; every other page is closed to them
+# unless listed here, so a new page is safe by default.
+TECHNICIAN_ENDPOINTS = {"admin.dashboard", "admin.logout", "admin.customer_list", "admin.customer_view"}
+ADMIN_ONLY_PREFIXES = ("admin.staff", "admin.settings")
+
+
+def allowed(role: str, endpoint: str) -> bool:
+    if role == "admin":
+        return True
+    if endpoint.startswith(ADMIN_ONLY_PREFIXES):
+        return False
+    if role == "office":
+        return True
+    return endpoint in TECHNICIAN_ENDPOINTS
+
+
+def _next_target() -> str | None:
+    if request.method != "GET":
+        return None
+    return request.full_path if request.query_string else request.path
+
+
+@bp.before_request
+def guard():
+    if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        return None
+    if not current_user.is_authenticated:
+        return redirect(url_for("admin.login", next=_next_target()))
+    if not allowed(current_user.role, request.endpoint):
+        abort(403)
+    return None
+
+
+@bp.after_request
+def no_store(response):
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    from admin import auth, customers, dashboard, outbox, staff  # noqa: F401  (routes register on bp)
+
+    app.register_blueprint(bp)
+
+    @app.template_global()
+    def allowed_endpoint(endpoint: str) -> bool:
+        return bool(current_user.is_authenticated and allowed(current_user.role, endpoint))

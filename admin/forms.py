@@ -1,0 +1,89 @@
+"""Staff-side forms: input shape and field validation only."""
+from __future__ import annotations
+
+import re
+
+from flask_wtf import FlaskForm
+from wtforms import (DateField, DecimalField, EmailField, PasswordField, SelectField, StringField,
+                     TextAreaField)
+from wtforms.validators import (DataRequired, Email, EqualTo, Length, NumberRange, Optional, Regexp,
+                                ValidationError)
+
+from portal.models.customers import CATEGORIES, CUSTOMER_STATUSES, LANGUAGES
+from portal.models.staff import ROLES
+
+PHONE_RE = re.compile(r"^\+?[0-9 ()./-]{7,25}$")
+
+
+class StaffLoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired("Enter your email."), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=200)])
+
+
+class SetPasswordForm(FlaskForm):
+    password = PasswordField("New password", validators=[
+        DataRequired("Choose a password."), Length(min=10, max=200, message="Use 10 to 200 characters.")])
+    confirm = PasswordField("Repeat the password", validators=[
+        DataRequired("Repeat the password."), EqualTo("password", message="The passwords do not match.")])
+
+
+class StaffInviteForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired("Enter a name."), Length(max=120)])
+    email = EmailField("Email", validators=[
+        DataRequired("Enter an email address."), Length(max=254),
+        Email("Enter a valid email address.", check_deliverability=False)])
+    role = SelectField("Role", choices=[(r, r.title()) for r in ROLES], default="office")
+
+
+class StaffRoleForm(FlaskForm):
+    role = SelectField("Role", choices=[(r, r.title()) for r in ROLES])
+
+
+class ConfirmForm(FlaskForm):
+    """A bare form for POST buttons: CSRF only."""
+
+
+def _phone(form, field):
+    if field.data and not PHONE_RE.match(field.data.strip()):
+        raise ValidationError("Enter a phone number using digits, spaces, +, -, ( and ).")
+    if field.data and sum(ch.isdigit() for ch in field.data) < 7:
+        raise ValidationError("A phone number needs at least 7 digits.")
+
+
+class CustomerForm(FlaskForm):
+    """C-1, C-2, C-3: the basic record."""
+
+    kind = SelectField("Kind", choices=[("individual", "Individual"), ("business", "Business")])
+    first_name = StringField("First name", validators=[Optional(), Length(max=80)])
+    last_name = StringField("Last name", validators=[Optional(), Length(max=80)])
+    company_name = StringField("Company name", validators=[Optional(), Length(max=160)])
+    email = EmailField("Primary email", validators=[
+        Optional(), Length(max=254, message="That email address is too long."),
+        Email("Enter a valid email address, like name@example.com.", check_deliverability=False)])
+    phone = StringField("Mobile phone", validators=[Optional(), Length(max=25), _phone])
+    service_line1 = StringField("Service address", validators=[Optional(), Length(max=200)])
+    service_line2 = StringField("Address line 2", validators=[Optional(), Length(max=200)])
+    service_city = StringField("City", validators=[Optional(), Length(max=100)])
+    service_region = StringField("State / region", validators=[Optional(), Length(max=100)])
+    service_postal_code = StringField("Postal code", validators=[
+        Optional(), Length(max=20), Regexp(r"^[A-Za-z0-9 -]*$", message="Use letters, digits, spaces and -.")])
+    preferred_language = SelectField("Preferred language",
+                                     choices=[("en", "English"), ("es", "Español"), ("ru", "Русский")])
+    status = SelectField("Status", choices=[(s, s.title()) for s in CUSTOMER_STATUSES], default="lead")
+    blacklist_reason = StringField("Blacklist reason", validators=[Optional(), Length(max=500)])
+    category = SelectField("Category", choices=[("", "—")] + [(c, c) for c in CATEGORIES], default="")
+    discount_percent = DecimalField("Personal discount %", places=2, validators=[
+        Optional(), NumberRange(min=0, max=100, message="Enter a discount between 0 and 100.")],
+        render_kw={"inputmode": "decimal"})
+    lead_source = StringField("Lead source", validators=[Optional(), Length(max=120)])
+    manager_id = SelectField("Manager", coerce=str, default="")
+    birthday = DateField("Birthday", validators=[Optional()])
+    tags = StringField("Tags (comma separated)", validators=[Optional(), Length(max=500)])
+
+    def validate_preferred_language(self, field):
+        if field.data not in LANGUAGES:
+            raise ValidationError("Choose a language.")
+
+    def validate_discount_percent(self, field):
+        if field.data is not None and field.data.as_tuple().exponent < -2:
+            raise ValidationError("Use at most two decimal places.")

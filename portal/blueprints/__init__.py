@@ -1,0 +1,18 @@
+"""Customer-facing blueprints under /portal. Access is checked once, in `portal_session.guard`."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+
+from portal.blueprints import portal_session
+
+bp = Blueprint("portal", __name__, url_prefix="/portal")
+bp.before_request(portal_session.guard)
+bp.after_request(portal_session.after)
+
+
+def register(app: Flask) -> None:
+    from portal.blueprints import auth, home
+
+    bp.register_blueprint(auth.bp)
+    bp.register_blueprint(home.bp)
+    app.register_blueprint(bp)

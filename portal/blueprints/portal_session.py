@@ -1,0 +1,73 @@
+"""A-6, A-8: the portal session. Separate from staff logins (Flask-Login), so one browser can hold both.
+
+The session stores the customer id, the fingerprint of the customer's auth secret (a revoke
+rotates it and the session dies), a random session id (new on every login: rotation) and the
+time of the last request (idle expiry, measured on the clock).
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from flask import current_app, g, redirect, request, session, url_for
+from werkzeug.local import LocalProxy
+
+from portal import clock
+from portal.extensions import db
+from portal.models import Customer
+from portal.services import magic_links
+
+KEY = "portal"
+PUBLIC_ENDPOINTS = {"portal.auth.login", "portal.auth.magic", "portal.auth.sent", "portal.auth.logout"}
+
+current_customer: Customer = LocalProxy(lambda: g.get("customer"))  # type: ignore[assignment]
+
+
+STAFF_KEYS = ("_user_id", "_fresh", "_id", "_remember")  # a staff login in the same browser is another principal
+
+
+def log_in(customer: Customer) -> None:
+    kept = {k: session[k] for k in ("lang", *STAFF_KEYS) if k in session}
+    session.clear()  # rotation: nothing of the portal's from before the login survives (old CSRF token included)
+    session.update(kept)
+    session[KEY] = {"cid": customer.id, "v": magic_links.fingerprint(customer), "sid": secrets.token_hex(16),
+                    "seen": int(clock.now().timestamp())}
+    session.permanent = True
+
+
+def log_out() -> None:
+    session.pop(KEY, None)
+
+
+def _load() -> Customer | None:
+    data = session.get(KEY)
+    if not isinstance(data, dict) or not isinstance(data.get("cid"), int):
+        return None
+    idle = timedelta(hours=float(current_app.config["PORTAL_IDLE_TIMEOUT_HOURS"]))
+    seen = datetime.fromtimestamp(int(data.get("seen", 0)), tz=timezone.utc)
+    if clock.now() - seen > idle:
+        session.pop(KEY, None)
+        g.portal_session_expired = True
+        return None
+    customer = db.session.get(Customer, data["cid"])
+    if customer is None or not customer.can_log_in or data.get("v") != magic_links.fingerprint(customer):
+        session.pop(KEY, None)
+        return None
+    data["seen"] = int(clock.now().timestamp())
+    session[KEY] = data
+    return customer
+
+
+def guard():
+    g.customer = _load()
+    if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        return None
+    if g.customer is None:
+        expired = "1" if g.get("portal_session_expired") else None
+        return redirect(url_for("portal.auth.login", expired=expired))
+    return None
+
+
+def after(response):
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response

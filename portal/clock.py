@@ -1,0 +1,72 @@
+"""The only source of time (G-2).
+
+Everything that asks "what time is it?" asks here, so tests, the demo and
+`flask jobs run --as-of` can move time. Datetimes are timezone-aware UTC;
+calendar rules use the business time zone.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
+
+_frozen: datetime | None = None
+
+
+def now() -> datetime:
+    """Current instant, aware UTC."""
+    if _frozen is not None:
+        return _frozen
+    return datetime.now(timezone.utc)
+
+
+def set_now(when: datetime | None) -> None:
+    """Move the clock (tests, --as-of). None returns to real time."""
+    global _frozen
+    if when is not None and when.tzinfo is None:
+        raise ValueError("set_now() needs an aware datetime")
+    _frozen = when.astimezone(timezone.utc) if when is not None else None
+
+
+def business_tz() -> ZoneInfo:
+    from flask import current_app, has_app_context
+
+    name = None
+    if has_app_context():
+        from portal.services import settings
+
+        name = settings.timezone_name()
+    return ZoneInfo(name or "UTC")
+
+
+def local_now(tz: ZoneInfo | None = None) -> datetime:
+    return now().astimezone(tz or business_tz())
+
+
+def today(tz: ZoneInfo | None = None) -> date:
+    return local_now(tz).date()
+
+
+def parse_as_of(value: str, tz: ZoneInfo | None = None) -> datetime:
+    """Parse --as-of: an ISO date or datetime; naive values are business-local."""
+    value = value.strip()
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=tz or business_tz())
+    return dt.astimezone(timezone.utc)
+
+
+class frozen_at:
+    """Context manager: the clock reads `when` inside, and whatever it read before, after."""
+
+    def __init__(self, when: datetime):
+        self.when = when
+        self.previous: datetime | None = None
+
+    def __enter__(self):
+        self.previous = _frozen
+        set_now(self.when)
+        return self.when
+
+    def __exit__(self, *exc):
+        set_now(self.previous)
+        return False

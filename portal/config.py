@@ -1,0 +1,65 @@
+"""Defaults. No secrets live here: instance/config.py or PORTAL_* environment variables override."""
+from datetime import timedelta
+
+
+class Defaults:
+    SECRET_KEY = None  # filled from instance/secret_key when not configured
+    SQLALCHEMY_DATABASE_URI = None  # instance/portal.sqlite3 unless DATABASE_URL / PORTAL_SQLALCHEMY_DATABASE_URI
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+    # Sessions (A-8)
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = True  # relaxed to False in development/testing by create_app
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    PORTAL_IDLE_TIMEOUT_HOURS = 12
+    STAFF_IDLE_TIMEOUT_HOURS = 12
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+
+    # Magic links (A-2, A-3)
+    MAGIC_LINK_MAX_AGE_DAYS = 7
+    MAGIC_LINK_AUTO_RESEND_MINUTES = 10
+
+    # Rate limits (A-5, S-2)
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = False
+    STAFF_LOGIN_LIMIT = "5 per minute"
+    PORTAL_LINK_LIMIT_PER_ADDRESS = "5 per 15 minutes"
+    PORTAL_LINK_LIMIT_PER_IP = "30 per hour"
+
+    # Mail (N-3). Without MAIL_SERVER, emails stay in the outbox and are printed to the console.
+    MAIL_SERVER = None
+    MAIL_PORT = 25
+    MAIL_USE_TLS = False
+    MAIL_USE_SSL = False
+    MAIL_USERNAME = None
+    MAIL_PASSWORD = None
+    MAIL_DEFAULT_SENDER = "Portal <no-reply@localhost>"
+    MAIL_TIMEOUT = 10
+    MAIL_DELIVER_AFTER_REQUEST = True
+    MAIL_RETRY_MINUTES = 5
+
+    # Stripe (Q-2). With no secret key the sandbox (localstripe) on 127.0.0.1 is used.
+    STRIPE_SECRET_KEY = None
+    STRIPE_PUBLISHABLE_KEY = None
+    STRIPE_WEBHOOK_SECRET = None
+    STRIPE_SANDBOX_HOST = "127.0.0.1"
+    STRIPE_SANDBOX_PORT = 8420
+    STRIPE_MAX_NETWORK_RETRIES = 0  # charges carry our own idempotency keys; retries are our reconciler's job
+    STRIPE_TIMEOUT_SECONDS = 30
+
+    # Public base URL used in emails when no request is active (jobs, CLI).
+    BASE_URL = "http://127.0.0.1:5000"
+
+    # Business defaults used until /admin/settings is saved.
+    BUSINESS_NAME = "Your Service Business"
+    BUSINESS_TIMEZONE = "America/Los_Angeles"
+    BUSINESS_CURRENCY = "USD"
+
+    BABEL_DEFAULT_LOCALE = "en"
+    BABEL_DEFAULT_TIMEZONE = "UTC"
+    LANGUAGES = ("en", "es", "ru")
+
+    WTF_CSRF_TIME_LIMIT = None  # the session bounds the token's life
+    CUSTOMERS_PER_PAGE = 25

@@ -1,0 +1,92 @@
+"""INV-2 … INV-5: invoices, their lines, the jobs they bill and the reminders sent."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, Date, ForeignKey, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal import clock
+from portal.extensions import db
+from portal.models.types import UTCDateTime
+
+INVOICE_STATUSES = ("draft", "open", "partially_paid", "paid", "void")
+
+invoice_jobs = Table(
+    "invoice_jobs",
+    db.metadata,
+    Column("invoice_id", ForeignKey("invoices.id", ondelete="CASCADE"), primary_key=True),
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Invoice(db.Model):
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("customer_plans.id", ondelete="SET NULL"), index=True)
+    number: Mapped[str] = mapped_column(String(30), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    issue_date: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date | None] = mapped_column(Date, index=True)
+    subtotal_cents: Mapped[int] = mapped_column(Integer, default=0)
+    discount_bp: Mapped[int] = mapped_column(Integer, default=0)
+    discount_cents: Mapped[int] = mapped_column(Integer, default=0)
+    tax_bp: Mapped[int] = mapped_column(Integer, default=0)
+    tax_cents: Mapped[int] = mapped_column(Integer, default=0)
+    total_cents: Mapped[int] = mapped_column(Integer, default=0)
+    paid_cents: Mapped[int] = mapped_column(Integer, default=0)
+    notes: Mapped[str | None] = mapped_column(Text)  # shown to the customer
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminder_anchor_date: Mapped[date | None] = mapped_column(Date)  # INV-5: due date, or the date of a manual resend
+    autopay_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    auto_invoiced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    void_reason: Mapped[str | None] = mapped_column(String(300))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    customer = relationship("Customer")
+    jobs = relationship("Job", secondary=invoice_jobs)
+    line_items: Mapped[list[InvoiceLineItem]] = relationship(
+        back_populates="invoice", cascade="all, delete-orphan", order_by="InvoiceLineItem.position")
+
+    @property
+    def balance_cents(self) -> int:
+        if self.status in ("void", "draft"):
+            return 0 if self.status == "void" else self.total_cents - self.paid_cents
+        return max(self.total_cents - self.paid_cents, 0)
+
+
+class InvoiceLineItem(db.Model):
+    __tablename__ = "invoice_line_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
+    description: Mapped[str] = mapped_column(String(300))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    unit_price_cents: Mapped[int] = mapped_column(Integer, default=0)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    addon_id: Mapped[int | None] = mapped_column(ForeignKey("plan_addons.id", ondelete="SET NULL"))
+    invoice: Mapped[Invoice] = relationship(back_populates="line_items")
+
+    @property
+    def amount_cents(self) -> int:
+        return self.quantity * self.unit_price_cents
+
+
+class InvoiceReminder(db.Model):
+    """INV-5: one row per reminder sent; the unique key makes a second send of the same step impossible."""
+
+    __tablename__ = "invoice_reminders"
+    __table_args__ = (UniqueConstraint("invoice_id", "anchor_date", "day_offset"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
+    anchor_date: Mapped[date] = mapped_column(Date)
+    day_offset: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    email_id: Mapped[int | None] = mapped_column(ForeignKey("queued_emails.id", ondelete="SET NULL"))

@@ -1,0 +1,168 @@
+"""Sections 6–8: cards on file, charge attempts, payments, refunds, adjustments, webhook events."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal import clock
+from portal.extensions import db
+from portal.models.types import UTCDateTime
+
+CARD_KINDS = ("personal", "hsa_fsa")
+PAYMENT_METHODS = ("card", "cash", "check", "other")
+ATTEMPT_STATUSES = ("pending", "succeeded", "failed", "unknown")
+PAYMENT_STATUSES = ("succeeded", "partially_refunded", "refunded")
+REFUND_STATUSES = ("pending", "succeeded", "failed")
+
+
+class Card(db.Model):
+    """W-1 … W-6. Only Stripe ids and display facts; never the number or CVC (G-4)."""
+
+    __tablename__ = "cards"
+    __table_args__ = (
+        # W-1: exactly one default among a customer's cards on file.
+        Index("uq_cards_one_default", "customer_id", unique=True,
+              sqlite_where=text("is_default AND removed_at IS NULL"),
+              postgresql_where=text("is_default AND removed_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    stripe_payment_method_id: Mapped[str] = mapped_column(String(64), unique=True)
+    brand: Mapped[str | None] = mapped_column(String(20))
+    last4: Mapped[str | None] = mapped_column(String(4))
+    exp_month: Mapped[int | None] = mapped_column(Integer)
+    exp_year: Mapped[int | None] = mapped_column(Integer)
+    postal_code: Mapped[str | None] = mapped_column(String(20))
+    funding: Mapped[str | None] = mapped_column(String(20))  # credit / debit / prepaid, from Stripe
+    kind: Mapped[str] = mapped_column(String(10), default="personal")
+    nickname: Mapped[str | None] = mapped_column(String(60))  # staff only (W-2)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    added_by: Mapped[str] = mapped_column(String(20), default="customer")  # customer / staff
+    expiry_warning_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # D-7, once per card
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    customer = relationship("Customer")
+
+
+class ChargeAttempt(db.Model):
+    """PAY-3: written and committed before Stripe is called; its idempotency key derives from it."""
+
+    __tablename__ = "charge_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    purpose: Mapped[str] = mapped_column(String(20))  # invoice / invoices / plan_payment / plan_acceptance / deposit
+    off_session: Mapped[bool] = mapped_column(Boolean, default=False)
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
+    plan_payment_id: Mapped[int | None] = mapped_column(ForeignKey("plan_payments.id"), index=True)
+    estimate_id: Mapped[int | None] = mapped_column(ForeignKey("estimates.id"), index=True)
+    retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("charge_attempts.id"))
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(64))
+    decline_code: Mapped[str | None] = mapped_column(String(60))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    initiated_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    initiated_by: Mapped[str] = mapped_column(String(10), default="staff")  # staff / customer / system
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    card = relationship("Card")
+
+
+class Payment(db.Model):
+    """PAY-1, PAY-5: money received, with fee and net."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10), default="payment")  # payment / deposit
+    method: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default="succeeded")
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    fee_cents: Mapped[int] = mapped_column(Integer, default=0)
+    net_cents: Mapped[int] = mapped_column(Integer)
+    refunded_cents: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    reference: Mapped[str | None] = mapped_column(String(120))  # check number etc.
+    card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    charge_attempt_id: Mapped[int | None] = mapped_column(ForeignKey("charge_attempts.id", use_alter=True), unique=True)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    customer = relationship("Customer")
+    allocations: Mapped[list[PaymentAllocation]] = relationship(back_populates="payment", cascade="all, delete-orphan")
+
+
+class PaymentAllocation(db.Model):
+    """How one payment is spread over invoices or plan payments (INV-4 pay-all, SP-10 one charge for all)."""
+
+    __tablename__ = "payment_allocations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"), index=True)
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
+    plan_payment_id: Mapped[int | None] = mapped_column(ForeignKey("plan_payments.id"), index=True)
+    estimate_id: Mapped[int | None] = mapped_column(ForeignKey("estimates.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    payment: Mapped[Payment] = relationship(back_populates="allocations")
+
+
+class Refund(db.Model):
+    """R-1 … R-6."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(300))
+    method: Mapped[str] = mapped_column(String(10), default="card")
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    failure_reason: Mapped[str | None] = mapped_column(String(300))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    payment = relationship("Payment")
+
+
+class Adjustment(db.Model):
+    """R-4: a correcting entry, e.g. a refund Stripe reported failed (the money stayed with the business)."""
+
+    __tablename__ = "adjustments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(300))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class ProcessedWebhookEvent(db.Model):
+    """PAY-8: one row per Stripe event id, written in the same transaction as the event's effect."""
+
+    __tablename__ = "processed_webhook_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_event_id: Mapped[str] = mapped_column(String(80), unique=True)
+    event_type: Mapped[str] = mapped_column(String(80))
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

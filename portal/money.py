@@ -1,0 +1,50 @@
+"""Money in integer minor units (G-1)."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation, ROUND_HALF_UP
+
+from babel.numbers import format_currency, get_currency_precision
+
+MIN_CHARGE_CENTS = 50  # PAY-4
+MAX_CHARGE_CENTS = 99_999_999
+
+
+class MoneyError(ValueError):
+    pass
+
+
+def parse_amount(text: str | None, currency: str = "USD") -> int:
+    """'1,234.50' -> 123450. Raises MoneyError with a message fit for a form."""
+    if text is None or not str(text).strip():
+        raise MoneyError("Enter an amount.")
+    cleaned = str(text).strip().replace(",", "").replace("$", "").replace(" ", "")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise MoneyError("Enter an amount as a number, like 49.99.") from None
+    if not value.is_finite():
+        raise MoneyError("Enter an amount as a number, like 49.99.")
+    if value < 0:
+        raise MoneyError("The amount cannot be negative.")
+    precision = get_currency_precision(currency)
+    if value != value.quantize(Decimal(1).scaleb(-precision)):
+        raise MoneyError(f"Use at most {precision} decimal places.")
+    cents = int((value * (10**precision)).to_integral_value(ROUND_HALF_UP))
+    if cents > MAX_CHARGE_CENTS:
+        raise MoneyError("The amount is too large.")
+    return cents
+
+
+def to_decimal(cents: int, currency: str = "USD") -> Decimal:
+    return Decimal(cents).scaleb(-get_currency_precision(currency))
+
+
+def format_money(cents: int | None, currency: str = "USD", locale: str = "en_US") -> str:
+    if cents is None:
+        return ""
+    return format_currency(to_decimal(cents, currency), currency, locale=locale)
+
+
+def percent_of(cents: int, basis_points: int) -> int:
+    """Basis points (1 % = 100) of an amount, rounded half up to the cent."""
+    return int((Decimal(cents) * basis_points / Decimal(10_000)).to_integral_value(ROUND_HALF_UP))

@@ -1,0 +1,156 @@
+"""N-2, N-3: emails are rendered and queued in the business transaction, delivered after commit.
+
+An SMTP failure never rolls back the action that queued the email and never loses it:
+the row stays `queued` with its error and `flask jobs run` tries again.
+"""
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+from flask import current_app, g, has_request_context, render_template
+from flask_babel import force_locale, lazy_gettext as _l
+from flask_mail import Message
+from sqlalchemy import or_, select, update
+
+from portal import clock
+from portal.extensions import db, mail
+from portal.models import Customer, QueuedEmail, StaffUser
+from portal.services import activity, settings
+
+SUBJECTS = {
+    "portal_invitation": _l("Your customer portal at %(business)s"),
+    "portal_login_link": _l("Your login link for %(business)s"),
+    "portal_new_link": _l("Your new login link for %(business)s"),
+    "staff_invitation": _l("You're invited to %(business)s staff admin"),
+}
+
+STALE_CLAIM = timedelta(minutes=15)
+BATCH_SIZE = 100
+
+
+def queue_email(template: str, to: str, context: dict | None = None, *, customer: Customer | None = None,
+                staff: StaffUser | None = None, language: str | None = None, actor: StaffUser | None = None,
+                log_activity: bool = True) -> QueuedEmail:
+    """Render `email/<template>.{txt,html}` in the recipient's language and store it. Caller commits."""
+    business = settings.get()
+    lang = language or (customer.preferred_language if customer is not None else "en")
+    ctx = {"business": business, "customer": customer, "staff": staff, **(context or {})}
+    with force_locale(lang):
+        subject = str(SUBJECTS[template] % {"business": business.name, **ctx.get("subject_args", {})})
+        body_text = render_template(f"email/{template}.txt", subject=subject, **ctx)
+        body_html = render_template(f"email/{template}.html", subject=subject, **ctx)
+    email = QueuedEmail(template=template, to_address=to, subject=subject, body_text=body_text,
+                        body_html=body_html, language=lang, customer_id=customer.id if customer else None,
+                        staff_id=staff.id if staff else None, status="queued", attempts=0,
+                        next_attempt_at=clock.now(), created_at=clock.now())
+    db.session.add(email)
+    db.session.flush()
+    if customer is not None and log_activity:
+        activity.record(customer.id, "email", f"Email: {subject} → {to}", staff=actor, email_id=email.id)
+    if has_request_context():
+        g.setdefault("queued_email_ids", []).append(email.id)
+    return email
+
+
+def _smtp_configured() -> bool:
+    return bool(current_app.config.get("MAIL_SERVER"))
+
+
+def _claim(email_id: int) -> bool:
+    """Take one email for sending; False if another runner has it or it is done."""
+    now = clock.now()
+    result = db.session.execute(
+        update(QueuedEmail)
+        .where(QueuedEmail.id == email_id,
+               or_(QueuedEmail.status == "queued",
+                   (QueuedEmail.status == "sending") & (QueuedEmail.claimed_at < now - STALE_CLAIM)))
+        .values(status="sending", claimed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def _send_one(email: QueuedEmail, connection) -> None:
+    msg = Message(subject=email.subject, recipients=[email.to_address], body=email.body_text,
+                  html=email.body_html, sender=current_app.config["MAIL_DEFAULT_SENDER"])
+    connection.send(msg)
+
+
+def due_email_ids(limit: int = BATCH_SIZE) -> list[int]:
+    now = clock.now()
+    return list(db.session.scalars(
+        select(QueuedEmail.id)
+        .where(or_((QueuedEmail.status == "queued") & (or_(QueuedEmail.next_attempt_at.is_(None),
+                                                           QueuedEmail.next_attempt_at <= now)),
+                   (QueuedEmail.status == "sending") & (QueuedEmail.claimed_at < now - STALE_CLAIM)))
+        .order_by(QueuedEmail.id).limit(limit)))
+
+
+def deliver(ids: list[int]) -> dict:
+    """Send the given queued emails; each is committed on its own. Returns counts."""
+    counts = {"sent": 0, "failed": 0, "console": 0}
+    if not ids:
+        return counts
+    retry_after = timedelta(minutes=current_app.config["MAIL_RETRY_MINUTES"])
+    if not _smtp_configured():
+        for email_id in ids:
+            if not _claim(email_id):
+                continue
+            email = db.session.get(QueuedEmail, email_id)
+            print(f"\n--- email #{email.id} to {email.to_address}: {email.subject}\n{email.body_text}\n---",
+                  file=sys.stdout, flush=True)
+            email.status = "console"
+            email.last_error = "SMTP is not configured: the email was printed to the console only."
+            db.session.commit()
+            counts["console"] += 1
+        return counts
+
+    connection = None
+    for email_id in ids:
+        if not _claim(email_id):
+            continue
+        email = db.session.get(QueuedEmail, email_id)
+        email.attempts += 1
+        try:
+            if connection is None:
+                connection = mail.connect().__enter__()
+            _send_one(email, connection)
+        except Exception as exc:  # any SMTP/socket failure: keep it queued with the reason
+            email.status = "queued"
+            email.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            email.next_attempt_at = clock.now() + retry_after
+            db.session.commit()
+            counts["failed"] += 1
+            _close(connection)
+            connection = None
+            continue
+        email.status = "sent"
+        email.sent_at = clock.now()
+        email.last_error = None
+        db.session.commit()
+        counts["sent"] += 1
+    _close(connection)
+    return counts
+
+
+def _close(connection) -> None:
+    if connection is not None:
+        try:
+            connection.__exit__(None, None, None)
+        except Exception:
+            pass
+
+
+def deliver_pending(limit: int = BATCH_SIZE) -> dict:
+    """Deliver everything due, in batches (the job runner's rule)."""
+    totals = {"sent": 0, "failed": 0, "console": 0}
+    seen: set[int] = set()
+    while True:
+        ids = [i for i in due_email_ids(limit) if i not in seen]
+        if not ids:
+            return totals
+        seen.update(ids)
+        for k, v in deliver(ids).items():
+            totals[k] += v

@@ -1,0 +1,43 @@
+"""Business settings: one row; until it is saved, the config's defaults apply."""
+from __future__ import annotations
+
+from flask import current_app, g, has_request_context
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.models import BusinessSettings
+
+
+def get() -> BusinessSettings:
+    cached = getattr(g, "_business_settings", None) if has_request_context() else None
+    if cached is not None:
+        return cached
+    row = db.session.scalars(select(BusinessSettings).order_by(BusinessSettings.id).limit(1)).first()
+    if row is None:
+        cfg = current_app.config
+        row = BusinessSettings(name=cfg["BUSINESS_NAME"], timezone=cfg["BUSINESS_TIMEZONE"],
+                               currency=cfg["BUSINESS_CURRENCY"], fee_percent_bp=295, fee_fixed_cents=30,
+                               refund_window_days=90, dunning_retry_hours="24,48,72", reminders_enabled=True,
+                               reminder_days="1,7,14,30", autopay_enabled=False, require_card_for_deposits=False,
+                               default_tax_bp=0, invoice_due_days=14, next_invoice_number=1001,
+                               next_job_number=1, next_estimate_number=1)
+    if has_request_context():
+        g._business_settings = row
+    return row
+
+
+def ensure() -> BusinessSettings:
+    """The persisted row, created from defaults if missing (caller commits)."""
+    row = get()
+    if row.id is None:
+        db.session.add(row)
+        db.session.flush()
+    return row
+
+
+def timezone_name() -> str:
+    return get().timezone or current_app.config["BUSINESS_TIMEZONE"]
+
+
+def currency() -> str:
+    return get().currency or current_app.config["BUSINESS_CURRENCY"]

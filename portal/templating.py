@@ -1,0 +1,56 @@
+"""Template filters and globals shared by the portal, the admin and the emails."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from flask import Flask, current_app, url_for
+from flask_babel import format_date, format_datetime, get_locale
+
+from portal import clock, money
+from portal.services import settings
+
+
+def _money(cents: int | None, currency: str | None = None) -> str:
+    locale = str(get_locale() or "en")
+    if locale == "en":
+        locale = "en_US"
+    return money.format_money(cents, currency or settings.currency(), locale=locale)
+
+
+def _localdt(value: datetime | None, fmt: str = "medium") -> str:
+    if value is None:
+        return ""
+    return format_datetime(value.astimezone(clock.business_tz()).replace(tzinfo=None), fmt)
+
+
+def _localdate(value: date | datetime | None, fmt: str = "medium") -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        value = value.astimezone(clock.business_tz()).date()
+    return format_date(value, fmt)
+
+
+def has_endpoint(name: str) -> bool:
+    return name in current_app.view_functions
+
+
+def safe_url(endpoint: str, **values) -> str | None:
+    return url_for(endpoint, **values) if has_endpoint(endpoint) else None
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_filter(_money, "money")
+    app.add_template_filter(_localdt, "localdt")
+    app.add_template_filter(_localdate, "localdate")
+    app.add_template_global(get_locale)
+    app.add_template_global(has_endpoint)
+    app.add_template_global(safe_url)
+
+    @app.context_processor
+    def inject_business():
+        try:
+            business = settings.get()
+        except Exception:  # the database is down: error pages must still render
+            business = {"name": current_app.config["BUSINESS_NAME"]}
+        return {"business": business, "now": clock.now()}
