@@ -6,7 +6,7 @@ import os
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, select
 
 from portal import clock
@@ -27,6 +27,7 @@ def jobs_run(as_of: str | None):
 
 
 @click.command("create-staff")
+@with_appcontext
 @click.option("--email", prompt=True)
 @click.option("--name", prompt=True)
 @click.option("--role", type=click.Choice(["admin", "office", "technician"]), default="admin", show_default=True)
@@ -45,6 +46,7 @@ def create_staff(email: str, name: str, role: str, password: str):
 
 
 @click.command("stripe-sandbox")
+@with_appcontext
 @click.option("--port", type=int, default=None, help="Defaults to STRIPE_SANDBOX_PORT.")
 @click.option("--quiet", is_flag=True)
 def stripe_sandbox(port: int | None, quiet: bool):
@@ -58,6 +60,7 @@ def stripe_sandbox(port: int | None, quiet: bool):
 
 
 @click.command("seed-demo")
+@with_appcontext
 @click.option("--if-empty", is_flag=True, help="Do nothing when customers already exist.")
 def seed_demo(if_empty: bool):
     """Create a believable demo business and print the logins."""
@@ -74,6 +77,7 @@ def seed_demo(if_empty: bool):
 
 
 @click.command("demo-info")
+@with_appcontext
 def demo_info():
     """Print the admin login and a fresh portal link for a demo customer."""
     from portal.demo import DEMO_ADMIN_EMAIL, DEMO_PASSWORD

@@ -37,6 +37,7 @@ class Defaults:
     MAIL_PASSWORD = None
     MAIL_DEFAULT_SENDER = "Portal <no-reply@localhost>"
     MAIL_TIMEOUT = 10
+    MAIL_SUPPRESS_SEND = False  # Flask-Mail would suppress under TESTING; our tests read a real SMTP server
     MAIL_DELIVER_AFTER_REQUEST = True
     MAIL_RETRY_MINUTES = 5
 

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from portal.blueprints import portal_session
+from portal.blueprints import auth, home, portal_session
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 bp.before_request(portal_session.guard)
 bp.after_request(portal_session.after)
+for child in (auth.bp, home.bp):
+    bp.register_blueprint(child)
 
 
 def register(app: Flask) -> None:
-    from portal.blueprints import auth, home
-
-    bp.register_blueprint(auth.bp)
-    bp.register_blueprint(home.bp)
     app.register_blueprint(bp)

@@ -1,0 +1,43 @@
+# The README's two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+FLASK  := $(BIN)/flask --app wsgi
+PORT   ?= 5000
+
+.PHONY: run test venv migrate seed clean-db
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+migrate: venv
+	$(FLASK) db upgrade
+
+seed: migrate
+	$(FLASK) seed-demo --if-empty
+
+# Fresh clone → venv → install → migrate → seed if empty → Stripe sandbox + server; prints the logins.
+run: seed
+	@echo "Starting the Stripe sandbox on 127.0.0.1:8420 and the server on http://127.0.0.1:$(PORT)"
+	@set -e; \
+	$(FLASK) stripe-sandbox --quiet & sandbox=$$!; \
+	trap 'kill $$sandbox 2>/dev/null || true' EXIT INT TERM; \
+	PORTAL_BASE_URL=http://127.0.0.1:$(PORT) $(FLASK) demo-info; \
+	PORTAL_BASE_URL=http://127.0.0.1:$(PORT) $(FLASK) run --host 127.0.0.1 --port $(PORT)
+
+# The whole suite on SQLite, then on PostgreSQL when TEST_DATABASE_URL is set.
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "== again on PostgreSQL ($$TEST_DATABASE_URL)"; \
+		PORTAL_TEST_DB=postgres $(BIN)/python -m pytest -q -p no:cacheprovider; \
+	fi
+
+clean-db:
+	rm -f instance/portal.sqlite3 instance/stripe-sandbox.pickle
