@@ -26,6 +26,7 @@ from sqlalchemy import text
 from portal import clock, create_app
 from portal.extensions import db as _db
 from portal.extensions import limiter
+from tests.helpers import csrf_token_from
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = os.environ.get("PORTAL_TEST_DB", "sqlite")
@@ -247,15 +248,6 @@ def frozen_clock():
 
 
 # --- Logins -----------------------------------------------------------------------------------------
-
-def csrf_token_from(html: str) -> str:
-    import re
-
-    m = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or \
-        re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m, "no CSRF token on the page"
-    return m.group(1)
-
 
 @pytest.fixture
 def login_staff(client):

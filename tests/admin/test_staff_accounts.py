@@ -5,7 +5,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import StaffUser
-from tests.conftest import csrf_token_from
+from tests.helpers import csrf_token_from
 from tests.factories import PASSWORD, make_staff
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-import factories  # tests/ is on sys.path via its conftest.py (rootdir-relative, no __init__.py)
+from tests import factories
 
 STAFF_EMAIL = "admin.e2e@brightair.test"
 STAFF_NAME = "Erin Admin"
