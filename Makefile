@@ -20,15 +20,14 @@ migrate: venv
 	$(FLASK) db upgrade
 
 seed: migrate
-	$(FLASK) seed-demo --if-empty
+	PORTAL_BASE_URL=http://127.0.0.1:$(PORT) $(FLASK) seed-demo --if-empty
 
-# Fresh clone → venv → install → migrate → seed if empty → Stripe sandbox + server; prints the logins.
+# Fresh clone → venv → install → migrate → seed if empty (prints the logins) → Stripe sandbox + server.
 run: seed
 	@echo "Starting the Stripe sandbox on 127.0.0.1:8420 and the server on http://127.0.0.1:$(PORT)"
 	@set -e; \
 	$(FLASK) stripe-sandbox --quiet & sandbox=$$!; \
 	trap 'kill $$sandbox 2>/dev/null || true' EXIT INT TERM; \
-	PORTAL_BASE_URL=http://127.0.0.1:$(PORT) $(FLASK) demo-info; \
 	PORTAL_BASE_URL=http://127.0.0.1:$(PORT) $(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 # The whole suite on SQLite, then on PostgreSQL when TEST_DATABASE_URL is set.
