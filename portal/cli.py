@@ -21,7 +21,11 @@ def jobs_run(as_of: str | None):
     """Run every rule that is due now (or at --as-of)."""
     from portal.services import jobs
 
-    when = clock.parse_as_of(as_of) if as_of else None
+    try:
+        when = clock.parse_as_of(as_of) if as_of else None
+    except ValueError:
+        raise click.BadParameter("use an ISO date or date-time, like 2026-12-01 or 2026-12-01T00:30",
+                                 param_hint="--as-of") from None
     results = jobs.run_due(when)
     click.echo(json.dumps(results, indent=2, default=str))
 

@@ -38,3 +38,20 @@ def test_session_cookie_flags(tmp_path, monkeypatch):
         assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert dev.config["SESSION_COOKIE_SECURE"] is False
     assert prod.config["SESSION_COOKIE_SECURE"] is True
+
+
+def test_unexpected_errors_render_a_500_page_in_each_look(tmp_path, monkeypatch):
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
+
+    def boom():
+        raise RuntimeError("kaboom")
+
+    app.add_url_rule("/portal/boom", "portal_boom", boom)
+    app.add_url_rule("/admin/boom", "admin_boom", boom)
+    client = app.test_client()
+    for path, look in (("/portal/boom", 'class="portal"'), ("/admin/boom", 'class="admin"')):
+        r = client.get(path)
+        assert r.status_code == 500
+        body = r.get_data(True)
+        assert look in body and "Something went wrong" in body and "kaboom" not in body

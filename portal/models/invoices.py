@@ -56,9 +56,7 @@ class Invoice(db.Model):
 
     @property
     def balance_cents(self) -> int:
-        if self.status in ("void", "draft"):
-            return 0 if self.status == "void" else self.total_cents - self.paid_cents
-        return max(self.total_cents - self.paid_cents, 0)
+        return 0 if self.status == "void" else max(self.total_cents - self.paid_cents, 0)
 
 
 class InvoiceLineItem(db.Model):

@@ -1,7 +1,7 @@
 """S-1 … S-3: staff login, roles, rate limits, invitations, deactivation."""
 import re
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import StaffUser
@@ -151,3 +151,25 @@ def test_create_staff_command(app, runner):
                                 "--role", "admin", "--password", "a long enough secret"])
     assert again.exit_code != 0 and "already exists" in again.output
 
+
+
+def test_bad_invitations_get_a_message_and_create_nothing(app, client, login_staff):
+    with app.app_context():
+        admin = make_staff("admin", email="owner@brightair.com")
+    login_staff(admin)
+    cases = [({"name": "", "email": "x@brightair.com"}, "Enter a name."),
+             ({"name": "X", "email": "not-an-email"}, "Enter a valid email address."),
+             ({"name": "X", "email": "owner@brightair.com"}, "A staff account with this email already exists."),
+             ({"name": "X" * 121, "email": "x@brightair.com"}, "Field cannot be longer than 120 characters."),
+             ({"name": "X", "email": "x@brightair.com", "role": "emperor"}, "Not a valid choice")]
+    for data, message in cases:
+        token = csrf_token_from(client.get("/admin/staff").get_data(True))
+        r = client.post("/admin/staff", data={"role": "office", **data, "csrf_token": token})
+        assert r.status_code == 400 and message in r.get_data(True), message
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(StaffUser)) == 1
+
+
+def test_jobs_run_rejects_a_malformed_as_of(runner):
+    result = runner.invoke(args=["jobs", "run", "--as-of", "next tuesday"])
+    assert result.exit_code == 2 and "use an ISO date" in result.output
