@@ -4,8 +4,7 @@ from __future__ import annotations
 import re
 
 from flask_wtf import FlaskForm
-from wtforms import (DateField, DecimalField, EmailField, PasswordField, SelectField, StringField,
-                     TextAreaField)
+from wtforms import (DateField, DecimalField, EmailField, PasswordField, SelectField, StringField)
 from wtforms.validators import (DataRequired, Email, EqualTo, Length, NumberRange, Optional, Regexp,
                                 ValidationError)
 

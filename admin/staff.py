@@ -1,7 +1,7 @@
 """S-3: staff accounts (admin role only: endpoints start with admin.staff)."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
 

@@ -28,7 +28,7 @@ def set_now(when: datetime | None) -> None:
 
 
 def business_tz() -> ZoneInfo:
-    from flask import current_app, has_app_context
+    from flask import has_app_context
 
     name = None
     if has_app_context():

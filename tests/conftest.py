@@ -201,7 +201,6 @@ def _isolation(request):
         _empty_tables(application)
         with application.app_context():
             limiter.reset()
-        from portal.extensions import db
 
         application.config["MAIL_DELIVER_AFTER_REQUEST"] = True
 
