@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired
 from sqlalchemy import func, select
 
 from portal import clock
@@ -21,18 +21,10 @@ from portal.extensions import db
 from portal.models import Customer, CustomerEmail, StaffUser
 from portal.models.customers import new_auth_secret
 from portal.services import activity, mailer
+from portal.services.signing import serializer as _serializer
 from portal.services.errors import ServiceError
 
 LOGIN_SALT = "portal-login"
-
-
-class _ClockSigner(TimestampSigner):
-    def get_timestamp(self) -> int:
-        return int(clock.now().timestamp())
-
-
-def _serializer(salt: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt, signer=_ClockSigner)
 
 
 def fingerprint(customer: Customer) -> str:

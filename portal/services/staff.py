@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask import current_app
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature
 from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -12,7 +12,7 @@ from portal.models import StaffUser
 from portal.models.staff import ROLES
 from portal.services import mailer
 from portal.services.errors import ServiceError, ValidationError
-from portal.services.magic_links import _ClockSigner
+from portal.services.signing import serializer
 
 INVITE_SALT = "staff-invite"
 INVITE_MAX_AGE = 7 * 24 * 3600
@@ -62,10 +62,6 @@ def create(email: str, name: str, role: str, password: str | None = None) -> Sta
     return user
 
 
-def _invite_serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=INVITE_SALT, signer=_ClockSigner)
-
-
 def invite(email: str, name: str, role: str, by: StaffUser) -> StaffUser:
     """S-3: create the account and email a link to choose a password."""
     user = create(email, name, role)
@@ -75,14 +71,14 @@ def invite(email: str, name: str, role: str, by: StaffUser) -> StaffUser:
 
 
 def send_invitation(user: StaffUser) -> None:
-    token = _invite_serializer().dumps({"s": user.id, "t": user.session_token})
+    token = serializer(INVITE_SALT).dumps({"s": user.id, "t": user.session_token})
     link = f"{current_app.config['BASE_URL'].rstrip('/')}/admin/invitation/{token}"
     mailer.queue_email("staff_invitation", user.email, {"link": link, "invitee": user}, staff=user)
 
 
 def user_for_invitation(token: str) -> StaffUser | None:
     try:
-        data = _invite_serializer().loads(token, max_age=INVITE_MAX_AGE)
+        data = serializer(INVITE_SALT).loads(token, max_age=INVITE_MAX_AGE)
     except BadSignature:
         return None
     if not isinstance(data, dict):
