@@ -26,7 +26,7 @@ seed: migrate
 run: seed
 	@echo "Starting the Stripe sandbox on 127.0.0.1:8420 and the server on http://127.0.0.1:$(PORT)"
 	@set -e; \
-	$(FLASK) stripe-sandbox --quiet & sandbox=$$!; \
+	PORTAL_BASE_URL=http://127.0.0.1:$(PORT) $(FLASK) stripe-sandbox --quiet & sandbox=$$!; \
 	trap 'kill $$sandbox 2>/dev/null || true' EXIT INT TERM; \
 	PORTAL_BASE_URL=http://127.0.0.1:$(PORT) $(FLASK) run --host 127.0.0.1 --port $(PORT)
 

@@ -10,7 +10,7 @@ PUBLIC_ENDPOINTS = {"admin.login", "admin.invitation"}
 # Technicians see their day and customers' contact data; every other page is closed to them
 # unless listed here, so a new page is safe by default.
 TECHNICIAN_ENDPOINTS = {"admin.dashboard", "admin.logout", "admin.customer_list", "admin.customer_view"}
-ADMIN_ONLY_PREFIXES = ("admin.staff", "admin.settings")
+ADMIN_ONLY_PREFIXES = ("admin.staff", "admin.settings", "admin.refund")  # refunds: admin (owner) only
 
 
 def allowed(role: str, endpoint: str) -> bool:
@@ -47,7 +47,7 @@ def no_store(response):
 
 
 def init_app(app: Flask) -> None:
-    from admin import auth, customers, dashboard, outbox, staff  # noqa: F401  (routes register on bp)
+    from admin import auth, customers, dashboard, outbox, payments, reports, settings, staff  # noqa: F401
 
     app.register_blueprint(bp)
 

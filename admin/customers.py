@@ -7,11 +7,13 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from admin import bp
-from admin.forms import ConfirmForm, CustomerForm
+from admin import allowed, bp
+from admin.forms import ConfirmForm, CustomerForm, EditCardForm, RemoveCardForm
+from portal import clock
 from portal.extensions import db
 from portal.models import ActivityEvent, Customer
 from portal.models.customers import CUSTOMER_STATUSES
+from portal.services import cards, ledger
 from portal.services import customers as customer_service
 from portal.services import magic_links
 from portal.services import staff as staff_service
@@ -88,7 +90,12 @@ def customer_view(customer_id: int):
     customer = _customer_or_404(customer_id)
     events = db.session.scalars(select(ActivityEvent).where(ActivityEvent.customer_id == customer.id)
                                 .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc()).limit(30)).all()
-    return render_template("admin/customers/view.html", customer=customer, events=events, confirm=ConfirmForm())
+    money = None
+    if allowed(current_user.role, "admin.charge"):
+        money = {"cards": cards.active_cards(customer), "invoices": ledger.open_invoices(customer),
+                 "history": ledger.customer_history(customer), "today": clock.today()}
+    return render_template("admin/customers/view.html", customer=customer, events=events, confirm=ConfirmForm(),
+                           money=money, edit_card=EditCardForm(), remove_card=RemoveCardForm())
 
 
 @bp.route("/customers/<int:customer_id>/edit", methods=["GET", "POST"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 
 from flask_wtf import FlaskForm
-from wtforms import (DateField, DecimalField, EmailField, PasswordField, SelectField, StringField)
+from wtforms import (BooleanField, DateField, DecimalField, EmailField, HiddenField, PasswordField, SelectField,
+                     StringField)
 from wtforms.validators import (DataRequired, Email, EqualTo, Length, NumberRange, Optional, Regexp,
                                 ValidationError)
 
@@ -86,3 +87,62 @@ class CustomerForm(FlaskForm):
     def validate_discount_percent(self, field):
         if field.data is not None and field.data.as_tuple().exponent < -2:
             raise ValidationError("Use at most two decimal places.")
+
+
+class AddCardForm(FlaskForm):
+    """W-2: the card itself goes to Stripe through the card element; we get the SetupIntent id."""
+    setup_intent = HiddenField()
+    nickname = StringField("Nickname (staff only)", validators=[Optional(), Length(max=60)])
+    kind = SelectField("Kind", choices=[("personal", "Personal"), ("hsa_fsa", "HSA / FSA")], default="personal")
+    make_default = BooleanField("Make this the default card")
+
+
+class EditCardForm(FlaskForm):
+    nickname = StringField("Nickname (staff only)", validators=[Optional(), Length(max=60)])
+    kind = SelectField("Kind", choices=[("personal", "Personal"), ("hsa_fsa", "HSA / FSA")])
+
+
+class RemoveCardForm(FlaskForm):
+    confirm = BooleanField("I understand")
+
+
+class ChargeForm(FlaskForm):
+    """PAY-2: charge a card on file, full balance or another amount."""
+    card_id = SelectField("Card", choices=[], validate_choice=False)
+    invoice_id = SelectField("Apply to", choices=[], validate_choice=False)
+    amount = StringField("Amount", validators=[Length(max=20)])
+    token = HiddenField(validators=[Length(max=64)])
+
+
+class ManualPaymentForm(FlaskForm):
+    """PAY-1: cash, check or other, recorded by hand."""
+    method = SelectField("Method", choices=[("cash", "Cash"), ("check", "Check"), ("other", "Other")])
+    amount = StringField("Amount", validators=[Length(max=20)])
+    reference = StringField("Reference (check number)", validators=[Optional(), Length(max=120)])
+    invoice_id = SelectField("Apply to", choices=[], validate_choice=False)
+    token = HiddenField(validators=[Length(max=64)])
+
+
+class RefundForm(FlaskForm):
+    """R-1: amount box and reason."""
+    amount = StringField("Amount to refund", validators=[Length(max=20)])
+    reason = StringField("Reason", validators=[Optional(), Length(max=300)])
+    token = HiddenField(validators=[Length(max=64)])
+
+
+def _finite(form, field):
+    if field.data is not None and not field.data.is_finite():
+        raise ValidationError("Enter a number.")
+
+
+class PaymentSettingsForm(FlaskForm):
+    """PAY-5, R-3."""
+    fee_percent = DecimalField("Processing fee, percent of each card payment", places=2,
+                               validators=[DataRequired("Enter a percentage, like 2.95."), _finite,
+                                           NumberRange(0, 10, "Between 0 and 10 percent.")])
+    fee_fixed = DecimalField("Processing fee, fixed amount per card payment", places=2,
+                             validators=[DataRequired("Enter an amount, like 0.30."), _finite,
+                                         NumberRange(0, 5, "Between 0.00 and 5.00.")])
+    refund_window_days = DecimalField("Card refunds allowed for (days after the payment)", places=0,
+                                      validators=[DataRequired("Enter a number of days."), _finite,
+                                                  NumberRange(1, 365, "Between 1 and 365 days.")])

@@ -48,7 +48,13 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     templating.init_app(app)
     errors.init_app(app)
+    from portal import card_guard
+
+    card_guard.init_app(app)
     register_portal(app)
+    from portal.blueprints.webhooks import bp as webhooks_bp
+
+    app.register_blueprint(webhooks_bp)
     import admin
 
     admin.init_app(app)
@@ -97,7 +103,11 @@ def _finish_config(app: Flask) -> None:
 def _select_locale():
     from flask import current_app
 
+    from flask import has_request_context
+
     languages = current_app.config["LANGUAGES"]
+    if not has_request_context():
+        return current_app.config["BABEL_DEFAULT_LOCALE"]  # jobs and CLI: messages use force_locale when needed
     if request.blueprint and request.blueprint.startswith("admin"):
         return "en"
     chosen = request.args.get("lang")

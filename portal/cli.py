@@ -59,8 +59,11 @@ def stripe_sandbox(port: int | None, quiet: bool):
 
     port = port or current_app.config["STRIPE_SANDBOX_PORT"]
     data = os.path.join(current_app.instance_path, "stripe-sandbox.pickle")
-    click.echo(f"Stripe sandbox on http://127.0.0.1:{port} (data: {data})")
-    serve("127.0.0.1", port, data, quiet)
+    from portal.services import gateway
+
+    hook = current_app.config["BASE_URL"].rstrip("/") + "/webhooks/stripe"
+    click.echo(f"Stripe sandbox on http://127.0.0.1:{port} (data: {data}); webhooks → {hook}")
+    serve("127.0.0.1", port, data, quiet, webhook=(hook, gateway.webhook_secret()))
 
 
 @click.command("seed-demo")

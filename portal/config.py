@@ -47,7 +47,9 @@ class Defaults:
     STRIPE_WEBHOOK_SECRET = None
     STRIPE_SANDBOX_HOST = "127.0.0.1"
     STRIPE_SANDBOX_PORT = 8420
-    STRIPE_MAX_NETWORK_RETRIES = 0  # charges carry our own idempotency keys; retries are our reconciler's job
+    STRIPE_MAX_NETWORK_RETRIES = None  # None: 2 against Stripe (idempotency keys make it safe), 0 against the sandbox
+    STRIPE_API_BASE = None  # only for contract tests against a local HTTP server
+    STRIPE_RECONCILE_AFTER_MINUTES = 5
     STRIPE_TIMEOUT_SECONDS = 30
 
     # Public base URL used in emails when no request is active (jobs, CLI).

@@ -11,7 +11,8 @@ from portal import clock
 from portal.extensions import db
 from portal.models import (ActivityEvent, Address, ContactLog, ContactTask, Customer, CustomerEmail, CustomerNote,
                            CustomerPhone, CustomerPlan, Estimate, EstimateLineItem, Invoice, InvoiceLineItem, Job,
-                           JobLineItem, PlanPayment, PlanTemplate, StaffUser, Tag, Visit)
+                           JobLineItem, Payment, PaymentAllocation, PlanPayment, PlanTemplate, StaffUser, Tag,
+                           Visit)
 from portal.services import settings
 
 DEMO_ADMIN_EMAIL = "owner@demo.test"
@@ -117,6 +118,16 @@ def seed() -> None:
                 inv.line_items.append(InvoiceLineItem(description=desc, quantity=1, unit_price_cents=price))
                 inv.jobs.append(job)
                 db.session.add(inv)
+                if paid:  # paid by check or cash on site: a real payment row, so reports add up
+                    db.session.flush()
+                    method = "check" if numbers["invoice"] % 2 else "cash"
+                    pay = Payment(customer_id=c.id, kind="payment", method=method, status="succeeded",
+                                  amount_cents=price, fee_cents=0, net_cents=price, refunded_cents=0,
+                                  reference=f"{4100 + numbers['invoice']}" if method == "check" else None,
+                                  recorded_by_id=office.id, received_at=start + timedelta(hours=4),
+                                  created_at=start + timedelta(hours=4))
+                    pay.allocations.append(PaymentAllocation(invoice_id=inv.id, amount_cents=price))
+                    db.session.add(pay)
         if idx % 4 == 0:
             numbers["estimate"] += 1
             est = Estimate(customer_id=c.id, number=f"E-{numbers['estimate']:04d}", title="New heat pump system",

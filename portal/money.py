@@ -27,7 +27,13 @@ def parse_amount(text: str | None, currency: str = "USD") -> int:
     if value < 0:
         raise MoneyError("The amount cannot be negative.")
     precision = get_currency_precision(currency)
-    if value != value.quantize(Decimal(1).scaleb(-precision)):
+    if value > Decimal(MAX_CHARGE_CENTS):  # also keeps quantize away from huge exponents like 1e30
+        raise MoneyError("The amount is too large.")
+    try:
+        exact = value == value.quantize(Decimal(1).scaleb(-precision))
+    except InvalidOperation:
+        exact = False
+    if not exact:
         raise MoneyError(f"Use at most {precision} decimal places.")
     cents = int((value * (10**precision)).to_integral_value(ROUND_HALF_UP))
     if cents > MAX_CHARGE_CENTS:

@@ -38,11 +38,16 @@ def _point_store_at(path: str | None) -> None:
     store.dump_to_disk = dump
 
 
-def serve(host: str = "127.0.0.1", port: int = 8420, data_file: str | None = None, quiet: bool = False) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8420, data_file: str | None = None, quiet: bool = False,
+          webhook: tuple[str, str] | None = None) -> None:
     _point_store_at(data_file)
     from aiohttp import web
     from localstripe import resources
     from localstripe.server import app
+    from localstripe.webhooks import register_webhook
+
+    if webhook is not None:
+        register_webhook("portal", webhook[0], webhook[1], None)
 
     resources.store.try_load_from_disk()
     if not quiet:

@@ -50,3 +50,58 @@ def make_customer(first_name: str = "Maria", last_name: str | None = None, email
                                       postal_code="90210"))
     db.session.add(customer)
     return _detached(customer, "emails", "phones", "addresses", "tags")
+
+
+def make_invoice(customer, total_cents: int = 25_000, status: str = "open", number: str | None = None,
+                 due_date=None, lines: list[tuple[str, int]] | None = None):
+    """An invoice with one line per (description, cents); total = sum of lines."""
+    from datetime import date, timedelta
+
+    from portal.models import Invoice, InvoiceLineItem
+
+    n = next(_seq)
+    lines = lines or [("Service call", total_cents)]
+    total = sum(cents for _, cents in lines)
+    invoice = Invoice(customer_id=customer.id, number=number or f"INV-{5000 + n}", status=status,
+                      issue_date=date(2026, 3, 1), due_date=due_date or date(2026, 3, 1) + timedelta(days=14),
+                      subtotal_cents=total, total_cents=total, paid_cents=0, currency="USD")
+    for i, (description, cents) in enumerate(lines):
+        invoice.line_items.append(InvoiceLineItem(description=description, quantity=1, unit_price_cents=cents,
+                                                  position=i))
+    db.session.add(invoice)
+    return _detached(invoice, "line_items")
+
+
+def sandbox_card(customer_id: int, number: str = "4242424242424242", exp_month: int = 12, exp_year: int = 2030,
+                 postal_code: str = "90210", purpose: str = "wallet") -> str:
+    """Do what Stripe.js does in the browser: confirm a SetupIntent with card details at the sandbox.
+    Returns the SetupIntent id (what our server receives). Call inside an app context."""
+    import requests
+
+    from portal.services import cards, gateway
+
+    customer = db.session.get(Customer, customer_id)
+    secret = cards.start_setup(customer, purpose=purpose)
+    db.session.commit()
+    seti = secret.split("_secret_")[0]
+    r = requests.post(f"{gateway.sandbox_url()}/v1/setup_intents/{seti}/confirm", timeout=10, json={
+        "key": gateway.publishable_key(), "use_stripe_sdk": True, "client_secret": secret,
+        "payment_method_data": {"type": "card", "card": {"number": number, "exp_month": str(exp_month),
+                                                         "exp_year": str(exp_year), "cvc": "123"},
+                                "billing_details": {"address": {"postal_code": postal_code}}}})
+    assert r.status_code == 200, r.text
+    if r.json()["status"] == "requires_action":  # the cardholder completes 3-D Secure in Stripe.js's window
+        r = requests.post(f"{gateway.sandbox_url()}/v1/setup_intents/{seti}/confirm", timeout=10, json={
+            "key": gateway.publishable_key(), "use_stripe_sdk": True, "client_secret": secret})
+        assert r.json()["status"] == "succeeded", r.text
+    return seti
+
+
+def make_card(customer_id: int, number: str = "4242424242424242", **kwargs):
+    """A card on file saved through the sandbox exactly as the wallet does it."""
+    from portal.models import Card
+    from portal.services import cards
+
+    seti = sandbox_card(customer_id, number, **kwargs)
+    card = cards.save_from_setup_intent(db.session.get(Customer, customer_id), seti, added_by="customer")
+    return _detached(db.session.get(Card, card.id))

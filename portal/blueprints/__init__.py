@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from portal.blueprints import auth, home, portal_session
+from portal.blueprints import auth, home, invoices, portal_session, wallet
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 bp.before_request(portal_session.guard)
 bp.after_request(portal_session.after)
-for child in (auth.bp, home.bp):
+for child in (auth.bp, home.bp, invoices.bp, wallet.bp):
     bp.register_blueprint(child)
 
 

@@ -15,6 +15,8 @@ PAYMENT_METHODS = ("card", "cash", "check", "other")
 ATTEMPT_STATUSES = ("pending", "succeeded", "failed", "unknown")
 PAYMENT_STATUSES = ("succeeded", "partially_refunded", "refunded")
 REFUND_STATUSES = ("pending", "succeeded", "failed")
+OPEN_ATTEMPT = "invoice_id IS NOT NULL AND status IN ('pending', 'unknown')"
+OPEN_PLAN_ATTEMPT = "plan_payment_id IS NOT NULL AND status IN ('pending', 'unknown')"
 
 
 class Card(db.Model):
@@ -47,11 +49,36 @@ class Card(db.Model):
 
     customer = relationship("Customer")
 
+    @property
+    def is_active(self) -> bool:
+        return self.removed_at is None
+
+    def expiry_status(self, today) -> str | None:
+        """W-5: 'expired', 'expiring' (this month) or None."""
+        if not self.exp_year or not self.exp_month:
+            return None
+        if (self.exp_year, self.exp_month) < (today.year, today.month):
+            return "expired"
+        if (self.exp_year, self.exp_month) == (today.year, today.month):
+            return "expiring"
+        return None
+
+    @property
+    def label(self) -> str:
+        return f"{(self.brand or 'card').title()} •••• {self.last4 or '????'}"
+
 
 class ChargeAttempt(db.Model):
     """PAY-3: written and committed before Stripe is called; its idempotency key derives from it."""
 
     __tablename__ = "charge_attempts"
+    __table_args__ = (
+        # PAY-3: nothing charges an invoice or a plan payment again while an attempt is unsettled.
+        Index("uq_charge_attempts_one_open_invoice", "invoice_id", unique=True,
+              sqlite_where=text(OPEN_ATTEMPT), postgresql_where=text(OPEN_ATTEMPT)),
+        Index("uq_charge_attempts_one_open_plan_payment", "plan_payment_id", unique=True,
+              sqlite_where=text(OPEN_PLAN_ATTEMPT), postgresql_where=text(OPEN_PLAN_ATTEMPT)),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
@@ -94,6 +121,7 @@ class Payment(db.Model):
     refunded_cents: Mapped[int] = mapped_column(Integer, default=0)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     reference: Mapped[str | None] = mapped_column(String(120))  # check number etc.
+    form_key: Mapped[str | None] = mapped_column(String(80), unique=True)  # a hand-recorded payment's form, once
     card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
     card_brand: Mapped[str | None] = mapped_column(String(20))
     card_last4: Mapped[str | None] = mapped_column(String(4))

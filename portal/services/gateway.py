@@ -2,8 +2,16 @@
 
 With STRIPE_SECRET_KEY set it talks to Stripe; otherwise to the local sandbox
 (localstripe) on 127.0.0.1. Clients are built from the config when used (rule 9).
+
+Network retries are deliberate: real Stripe honours our idempotency keys, so the library may
+retry a request with the same key (2 retries); the sandbox ignores idempotency keys, so a retry
+there could charge twice and we never retry against it (0). STRIPE_MAX_NETWORK_RETRIES overrides.
 """
 from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
 
 import stripe
 from flask import current_app
@@ -12,6 +20,10 @@ from portal.models import Customer
 
 SANDBOX_KEY = "sk_test_sandbox"
 SANDBOX_PUBLISHABLE_KEY = "pk_test_sandbox"
+
+# Re-exported so services never import stripe themselves.
+StripeError = stripe.StripeError
+SignatureVerificationError = stripe.SignatureVerificationError
 
 
 def using_sandbox() -> bool:
@@ -23,15 +35,23 @@ def sandbox_url() -> str:
     return f"http://{cfg['STRIPE_SANDBOX_HOST']}:{cfg['STRIPE_SANDBOX_PORT']}"
 
 
+def network_retries() -> int:
+    configured = current_app.config.get("STRIPE_MAX_NETWORK_RETRIES")
+    if configured is not None:
+        return int(configured)
+    return 0 if using_sandbox() else 2
+
+
 def client() -> stripe.StripeClient:
     cfg = current_app.config
     http = stripe.RequestsClient(timeout=cfg["STRIPE_TIMEOUT_SECONDS"])
-    # Retries are deliberate: 0 by default because our own reconciler settles unknown outcomes (PAY-3).
-    retries = int(cfg["STRIPE_MAX_NETWORK_RETRIES"])
+    retries = network_retries()
+    base = cfg.get("STRIPE_API_BASE")  # contract tests point a real-key client at a local HTTP server
     if using_sandbox():
-        return stripe.StripeClient(SANDBOX_KEY, base_addresses={"api": sandbox_url()},
+        return stripe.StripeClient(SANDBOX_KEY, base_addresses={"api": base or sandbox_url()},
                                    max_network_retries=retries, http_client=http)
-    return stripe.StripeClient(cfg["STRIPE_SECRET_KEY"], max_network_retries=retries, http_client=http)
+    extra = {"base_addresses": {"api": base}} if base else {}
+    return stripe.StripeClient(cfg["STRIPE_SECRET_KEY"], max_network_retries=retries, http_client=http, **extra)
 
 
 def publishable_key() -> str:
@@ -41,6 +61,39 @@ def publishable_key() -> str:
 def stripe_js_url() -> str:
     return f"{sandbox_url()}/js.stripe.com/v3/" if using_sandbox() else "https://js.stripe.com/v3/"
 
+
+def webhook_secret() -> str | None:
+    """The configured signing secret; in sandbox mode one is generated once under instance/."""
+    configured = current_app.config.get("STRIPE_WEBHOOK_SECRET")
+    if configured or not using_sandbox():
+        return configured
+    path = Path(current_app.instance_path) / "stripe_webhook_secret"
+    if not path.exists():
+        path.write_text("whsec_" + secrets.token_hex(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def get(obj, *path, default=None):
+    """Read a field of a Stripe object (not a dict in this library) or of a plain dict, safely."""
+    for key in path:
+        if obj is None:
+            return default
+        try:
+            obj = obj[key]
+        except (KeyError, TypeError, IndexError):
+            return default
+    return default if obj is None else obj
+
+
+def id_of(value) -> str | None:
+    """An expandable field: either the id string or the object."""
+    if value is None or isinstance(value, str):
+        return value
+    return get(value, "id")
+
+
+# --- Customers and cards ------------------------------------------------------------------------------
 
 def ensure_customer(customer: Customer) -> str:
     """The Stripe customer is created lazily and its id kept (caller commits)."""
@@ -58,11 +111,141 @@ def retrieve_customer(stripe_customer_id: str):
     return client().v1.customers.retrieve(stripe_customer_id)
 
 
+def create_setup_intent(stripe_customer_id: str, metadata: dict):
+    return client().v1.setup_intents.create(params={
+        "customer": stripe_customer_id, "usage": "off_session", "payment_method_types": ["card"],
+        "metadata": metadata})
+
+
+def retrieve_setup_intent(setup_intent_id: str):
+    return client().v1.setup_intents.retrieve(setup_intent_id)
+
+
+def retrieve_payment_method(payment_method_id: str):
+    return client().v1.payment_methods.retrieve(payment_method_id)
+
+
+def attach_payment_method(payment_method_id: str, stripe_customer_id: str):
+    return client().v1.payment_methods.attach(payment_method_id, params={"customer": stripe_customer_id})
+
+
+def detach_payment_method(payment_method_id: str):
+    return client().v1.payment_methods.detach(payment_method_id)
+
+
+# --- Charges ------------------------------------------------------------------------------------------
+
+def create_payment_intent(*, amount: int, currency: str, stripe_customer_id: str, payment_method_id: str,
+                          off_session: bool, metadata: dict, idempotency_key: str):
+    params = {"amount": amount, "currency": currency.lower(), "customer": stripe_customer_id,
+              "payment_method": payment_method_id, "confirm": True, "metadata": metadata,
+              "payment_method_types": ["card"]}
+    if off_session:
+        params["off_session"] = True
+    return client().v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
+
+
+def retrieve_payment_intent(payment_intent_id: str):
+    return client().v1.payment_intents.retrieve(payment_intent_id)
+
+
+def cancel_payment_intent(payment_intent_id: str):
+    return client().v1.payment_intents.cancel(payment_intent_id)
+
+
+def find_payment_intent(attempt_key: str, stripe_customer_id: str | None = None, created_after: int | None = None):
+    """The PaymentIntent created for one of our attempts, found by its metadata (PAY-3), or None.
+
+    Search is fast but can lag behind; None is only answered after the consistent list of the
+    customer's PaymentIntents since the attempt was created has been walked too."""
+    if not using_sandbox():
+        found = client().v1.payment_intents.search(
+            params={"query": f"metadata['attempt_key']:'{attempt_key}'", "limit": 1})
+        if found.data:
+            return found.data[0]
+    if using_sandbox() or stripe_customer_id:
+        # localstripe has no search API nor list filters: walk the whole list (small in dev and tests).
+        starting_after = None
+        while True:
+            params = {"limit": 100}
+            if not using_sandbox():
+                params["customer"] = stripe_customer_id
+                if created_after:
+                    params["created"] = {"gte": created_after}
+            if starting_after:
+                params["starting_after"] = starting_after
+            page = client().v1.payment_intents.list(params=params)
+            for pi in page.data:
+                if get(pi, "metadata", "attempt_key") == attempt_key:
+                    return pi
+            if not page.has_more or not page.data:
+                return None
+            starting_after = page.data[-1].id
+    return None
+
+
+# --- Refunds ------------------------------------------------------------------------------------------
+
+def create_refund(*, payment_intent_id: str, amount: int, metadata: dict, idempotency_key: str):
+    return client().v1.refunds.create(params={"payment_intent": payment_intent_id, "amount": amount,
+                                              "metadata": metadata},
+                                      options={"idempotency_key": idempotency_key})
+
+
+def retrieve_refund(refund_id: str):
+    return client().v1.refunds.retrieve(refund_id)
+
+
+def list_refunds(payment_intent_id: str):
+    return client().v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100}).data
+
+
+# --- Errors -------------------------------------------------------------------------------------------
+
+@dataclass
+class Failure:
+    """What a Stripe error means for money: `declined` and `rejected` charged nothing; `unknown` may have."""
+
+    outcome: str  # declined / rejected / unknown
+    code: str | None
+    message: str
+    payment_intent_id: str | None = None
+
+
+def classify(exc: Exception) -> Failure:
+    if isinstance(exc, stripe.CardError):
+        err = exc.error
+        code = (getattr(err, "decline_code", None) or getattr(exc, "code", None) or "card_declined") if err else (
+            exc.code or "card_declined")
+        pi = getattr(err, "payment_intent", None) if err else None
+        pi_id = id_of(pi)
+        return Failure("declined", code, exc.user_message or str(exc), pi_id)
+    if isinstance(exc, stripe.APIConnectionError):
+        return Failure("unknown", "network_error", "No answer from the card processor (network error or timeout).")
+    if isinstance(exc, stripe.APIError):
+        return Failure("unknown", "api_error", "The card processor had an internal error.")
+    if isinstance(exc, stripe.IdempotencyError):
+        return Failure("unknown", "idempotency_error", "The card processor is still handling this request.")
+    if isinstance(exc, stripe.RateLimitError):
+        return Failure("rejected", "rate_limit", "The card processor is busy; nothing was charged. Try again.")
+    if isinstance(exc, stripe.StripeError):
+        err = exc.error
+        code = getattr(err, "code", None) if err else None
+        return Failure("rejected", code or "invalid_request", exc.user_message or str(exc) or "Refused by the card processor.")
+    raise exc
+
+
+def construct_event(payload: bytes, sig_header: str | None, secret: str):
+    """Verify the signature with the library's default tolerance (PAY-8)."""
+    return stripe.Webhook.construct_event(payload, sig_header, secret)
+
+
 def register_sandbox_webhook(url: str, secret: str, name: str = "portal") -> None:
     """Point the sandbox's webhooks at our endpoint (dev and tests only)."""
     import requests
 
-    requests.post(f"{sandbox_url()}/_config/webhooks/{name}", data={"url": url, "secret": secret}, timeout=5)
+    requests.post(f"{sandbox_url()}/_config/webhooks/{name}", data={"url": url, "secret": secret},
+                  timeout=5).raise_for_status()
 
 
 def reset_sandbox() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from portal import clock
-from portal.services import mailer
+from portal.services import charges, mailer, refunds
 
 
 def run_due(now: datetime | None = None) -> dict:
@@ -12,5 +12,7 @@ def run_due(now: datetime | None = None) -> dict:
     with clock.frozen_at(now or clock.now()):
         results = {}
         # Rules added by later features go before delivery so their emails leave in the same run.
+        results["charge_reconciler"] = charges.reconcile()
+        results["refund_reconciler"] = refunds.reconcile()
         results["emails"] = mailer.deliver_pending()
         return results

@@ -23,6 +23,10 @@ SUBJECTS = {
     "portal_login_link": _l("Your login link for %(business)s"),
     "portal_new_link": _l("Your new login link for %(business)s"),
     "staff_invitation": _l("You're invited to %(business)s staff admin"),
+    "card_request": _l("Please add a card on file with %(business)s"),
+    "payment_receipt": _l("Payment receipt from %(business)s"),
+    "payment_failed": _l("Your payment to %(business)s did not go through"),
+    "refund_receipt": _l("Refund from %(business)s"),
 }
 
 STALE_CLAIM = timedelta(minutes=15)

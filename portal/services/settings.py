@@ -41,3 +41,19 @@ def timezone_name() -> str:
 
 def currency() -> str:
     return get().currency or current_app.config["BUSINESS_CURRENCY"]
+
+
+def update_payments(*, fee_percent_bp: int, fee_fixed_cents: int, refund_window_days: int) -> BusinessSettings:
+    """PAY-5, R-3: processing fee and refund window. Caller commits."""
+    from portal.services.errors import ValidationError
+
+    if not 0 <= fee_percent_bp <= 1_000:
+        raise ValidationError("fee_percent", "The percentage fee must be between 0 % and 10 %.")
+    if not 0 <= fee_fixed_cents <= 500:
+        raise ValidationError("fee_fixed", "The fixed fee must be between 0.00 and 5.00.")
+    if not 1 <= refund_window_days <= 365:
+        raise ValidationError("refund_window_days", "The refund window must be between 1 and 365 days.")
+    row = ensure()
+    row.fee_percent_bp, row.fee_fixed_cents, row.refund_window_days = fee_percent_bp, fee_fixed_cents, \
+        refund_window_days
+    return row

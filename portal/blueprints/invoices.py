@@ -1,0 +1,189 @@
+"""P-2, P-3: the customer's invoices, paying one, and receipts."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from portal import clock
+from portal.blueprints.portal_session import current_customer
+from portal.blueprints.wallet import card_entry
+from portal.extensions import db
+from portal.forms.payments import CardActionForm, PayInvoiceForm
+from portal.models import Card, ChargeAttempt, Invoice, Payment, PaymentAllocation, Refund
+from portal.money import MoneyError, parse_amount
+from portal.services import cards, charges, gateway, settings
+from portal.services.errors import NotFound, ServiceError, ValidationError
+
+bp = Blueprint("invoices", __name__)
+VISIBLE = ("open", "partially_paid", "paid", "void")
+
+
+def _invoice(invoice_id: int) -> Invoice:
+    invoice = db.session.scalars(select(Invoice).where(Invoice.id == invoice_id,
+                                                       Invoice.customer_id == current_customer.id,
+                                                       Invoice.status.in_(VISIBLE))).first()
+    if invoice is None:
+        abort(404)
+    return invoice
+
+
+@bp.get("/invoices")
+def index():
+    show = request.args.get("show", "open")
+    q = select(Invoice).where(Invoice.customer_id == current_customer.id, Invoice.status.in_(VISIBLE))
+    if show == "open":
+        q = q.where(Invoice.status.in_(charges.PAYABLE_INVOICE))
+    elif show == "paid":
+        q = q.where(Invoice.status == "paid")
+    invoices = db.session.scalars(q.order_by(Invoice.issue_date.desc(), Invoice.id.desc())).all()
+    return render_template("portal/invoices/list.html", invoices=invoices, show=show, today=clock.today())
+
+
+def _payments_of(invoice: Invoice):
+    rows = db.session.execute(select(Payment, PaymentAllocation.amount_cents).join(PaymentAllocation)
+                              .where(PaymentAllocation.invoice_id == invoice.id)
+                              .order_by(Payment.received_at)).all()
+    ids = [p.id for p, _ in rows]
+    refunds = db.session.scalars(select(Refund).where(Refund.payment_id.in_(ids)).order_by(Refund.created_at)).all() \
+        if ids else []
+    return rows, refunds
+
+
+@bp.get("/invoices/<int:invoice_id>")
+def detail(invoice_id: int):
+    invoice = _invoice(invoice_id)
+    payments, refunds = _payments_of(invoice)
+    return render_template("portal/invoices/detail.html", invoice=invoice, payments=payments, refunds=refunds,
+                           today=clock.today())
+
+
+def _pay_page(invoice: Invoice, form: PayInvoiceForm, status: int = 200, outcome=None):
+    saved = cards.active_cards(current_customer)
+    form.card_id.choices = [(str(c.id), c.label) for c in saved] + [("new", _("A new card"))]
+    if not form.card_id.data:
+        default = next((c for c in saved if c.is_default), None)
+        form.card_id.data = str(default.id) if default else "new"
+    if not form.token.data:
+        form.token.data = charges.new_token()
+    busy = charges.open_attempt_for(invoice)
+    entry = card_entry("payment") if invoice.status in charges.PAYABLE_INVOICE else {}
+    return render_template("portal/invoices/pay.html", invoice=invoice, form=form, cards=saved, outcome=outcome,
+                           busy=busy, entry=entry, today=clock.today(), currency=settings.currency()), status
+
+
+@bp.route("/invoices/<int:invoice_id>/pay", methods=["GET", "POST"])
+def pay(invoice_id: int):
+    invoice = _invoice(invoice_id)
+    form = PayInvoiceForm()
+    if request.method == "GET":
+        if invoice.status not in charges.PAYABLE_INVOICE:
+            return redirect(url_for(".detail", invoice_id=invoice.id))
+        form.amount.data = f"{invoice.balance_cents / 100:.2f}"
+        return _pay_page(invoice, form)
+    if not form.validate_on_submit():
+        form.form_errors.append(_("The form expired. Please try again."))
+        return _pay_page(invoice, form, 400)
+    try:
+        cents = parse_amount(form.amount.data, invoice.currency)
+    except MoneyError as exc:
+        form.amount.errors = [str(exc)]
+        return _pay_page(invoice, form, 400)
+    new_card = None
+    try:
+        if form.card_id.data == "new":
+            if not form.setup_intent.data:
+                raise ValidationError("card_id", _("Enter the card details."))
+            charges.check_amount(cents, invoice.balance_cents)
+            new_card = cards.save_from_setup_intent(current_customer, form.setup_intent.data, added_by="customer",
+                                                    on_file=bool(form.save_card.data))
+            db.session.commit()
+            card = new_card
+        else:
+            card = cards.card_of(current_customer, form.card_id.data)
+        outcome = charges.charge_card(current_customer, card, cents, token=form.token.data, invoice=invoice,
+                                      purpose="invoice", off_session=False, initiated_by="customer")
+    except NotFound as exc:
+        db.session.rollback()
+        form.card_id.errors = [exc.message]
+        return _pay_page(invoice, form, 400)
+    except ValidationError as exc:
+        db.session.rollback()
+        getattr(form, exc.field if exc.field in ("amount", "card_id") else "amount").errors = [exc.message]
+        form.setup_intent.data = ""
+        return _pay_page(invoice, form, 400)
+    except ServiceError as exc:
+        db.session.rollback()
+        form.form_errors.append(exc.message)
+        return _pay_page(invoice, form, 409)
+    finally:
+        _forget_if_done(new_card)
+    return _after_charge(invoice, form, outcome)
+
+
+def _forget_if_done(card: Card | None) -> None:
+    """A card entered without "save this card" leaves the file once its payment is settled (not while the
+    bank's confirmation is pending: Stripe cannot finish a payment on a detached card)."""
+    if card is None:
+        return
+    card = db.session.get(Card, card.id)
+    if card.added_by != cards.ONCE or card.removed_at is not None:
+        return
+    open_attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.card_id == card.id,
+                                                                  ChargeAttempt.status.in_(charges.OPEN))).first()
+    if open_attempt is None:
+        cards.forget(card)
+        db.session.commit()
+
+
+def _after_charge(invoice: Invoice, form: PayInvoiceForm, outcome: charges.Outcome):
+    if outcome.status == "succeeded" and outcome.payment is not None:
+        return redirect(url_for(".receipt", payment_id=outcome.payment.id))
+    if outcome.status == "requires_action":
+        return render_template("portal/invoices/authenticate.html", invoice=invoice, attempt=outcome.attempt,
+                               client_secret=outcome.client_secret, publishable_key=gateway.publishable_key(),
+                               js_url=gateway.stripe_js_url(), action=CardActionForm())
+    form.token.data = charges.new_token()  # a new try is a new attempt
+    form.setup_intent.data = ""
+    db.session.refresh(invoice)
+    return _pay_page(invoice, form, 402 if outcome.status == "failed" else 202, outcome=outcome)
+
+
+@bp.post("/invoices/<int:invoice_id>/pay/<int:attempt_id>/confirm")
+def confirm(invoice_id: int, attempt_id: int):
+    """Back from the bank's confirmation (3-D Secure) in Stripe.js: ask Stripe what happened."""
+    invoice = _invoice(invoice_id)
+    attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.id == attempt_id,
+                                                             ChargeAttempt.customer_id == current_customer.id,
+                                                             ChargeAttempt.invoice_id == invoice.id)).first()
+    if attempt is None or not CardActionForm().validate_on_submit():
+        abort(404)
+    if attempt.status in charges.OPEN and attempt.stripe_payment_intent_id:
+        try:
+            intent = gateway.retrieve_payment_intent(attempt.stripe_payment_intent_id)
+        except gateway.StripeError:
+            db.session.rollback()
+        else:
+            outcome = charges.record_intent(attempt, intent)
+            db.session.commit()
+            if outcome.status == "requires_action":
+                # Not confirmed at the bank: a new attempt is needed; this one is given up.
+                charges.give_up(attempt, attempt.stripe_payment_intent_id, "The payment was not confirmed.")
+                db.session.commit()
+    _forget_if_done(attempt.card)
+    form = PayInvoiceForm(formdata=None)
+    form.amount.data = f"{attempt.amount_cents / 100:.2f}"
+    return _after_charge(invoice, form, charges._outcome_of(attempt))
+
+
+@bp.get("/payments/<int:payment_id>")
+def receipt(payment_id: int):
+    payment = db.session.scalars(select(Payment).where(Payment.id == payment_id,
+                                                       Payment.customer_id == current_customer.id)).first()
+    if payment is None:
+        abort(404)
+    invoices = db.session.execute(select(Invoice, PaymentAllocation.amount_cents).join(PaymentAllocation)
+                                  .where(PaymentAllocation.payment_id == payment.id)).all()
+    refunds = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)
+                                 .order_by(Refund.created_at)).all()
+    return render_template("portal/receipt.html", payment=payment, invoices=invoices, refunds=refunds)

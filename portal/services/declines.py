@@ -1,0 +1,64 @@
+"""PAY-6: what a declined charge means, in plain words, and what to do next.
+
+Seed 001 (CRC): the bank declined it; try another card or call the number on the back of the card;
+retrying a card declined minutes ago will not help.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask_babel import lazy_gettext as _l
+
+CALL_BANK = _l("Call the number on the back of the card, or use another card. Trying the same card again "
+               "minutes later will not help.")
+OTHER_CARD = _l("Use another card.")
+
+_EXPLANATIONS = {
+    "generic_decline": (_l("The bank declined the card without giving a reason."), CALL_BANK),
+    "card_declined": (_l("The bank declined the card without giving a reason."), CALL_BANK),
+    "insufficient_funds": (_l("The card does not have enough funds for this amount."),
+                           _l("Use another card, or add funds and try again later.")),
+    "lost_card": (_l("The card was reported lost, so the bank refused it."), OTHER_CARD),
+    "stolen_card": (_l("The card was reported stolen, so the bank refused it."), OTHER_CARD),
+    "expired_card": (_l("The card has expired."), _l("Add a card with a current expiry date.")),
+    "incorrect_cvc": (_l("The security code (CVC) did not match."),
+                      _l("Enter the card again with the 3 or 4 digit code from its back, or use another card.")),
+    "processing_error": (_l("The card network had a temporary problem processing the card."),
+                         _l("Try again in a little while; if it fails again, use another card.")),
+    "do_not_honor": (_l("The bank declined the card (\"do not honor\")."), CALL_BANK),
+    "card_velocity_exceeded": (_l("The card has reached its limit for the number or amount of payments."),
+                               _l("Call the bank to raise the limit, or use another card.")),
+    "authentication_required": (_l("The bank requires the cardholder to confirm this payment (3-D Secure)."),
+                                _l("Open the payment link in the portal and confirm the payment with your bank.")),
+    "fraudulent": (_l("The bank declined the card because it suspects fraud."), CALL_BANK),
+    "network_error": (_l("We did not get an answer from the card processor, so the outcome is not known yet."),
+                      _l("Do not charge again: we check with the processor within minutes and update this payment.")),
+    "api_error": (_l("The card processor had an internal error, so the outcome is not known yet."),
+                  _l("Do not charge again: we check with the processor within minutes and update this payment.")),
+    "not_submitted": (_l("The charge never reached the card processor; nothing was charged."),
+                      _l("Try the payment again.")),
+}
+DEFAULT = (_l("The card was declined."), CALL_BANK)
+HARD_DECLINES = {"lost_card", "stolen_card", "expired_card", "fraudulent", "do_not_honor", "pickup_card",
+                 "restricted_card", "invalid_account", "new_account_information_available", "card_not_supported",
+                 "incorrect_number", "invalid_number"}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    code: str
+    reason: str
+    next_step: str
+
+    def __str__(self) -> str:
+        return f"{self.reason} {self.next_step}"
+
+
+def explain(code: str | None) -> Explanation:
+    reason, step = _EXPLANATIONS.get(code or "", DEFAULT)
+    return Explanation(code or "card_declined", str(reason), str(step))
+
+
+def is_hard_decline(code: str | None) -> bool:
+    """D-3: not retried on the same card."""
+    return (code or "") in HARD_DECLINES
