@@ -47,7 +47,8 @@ def no_store(response):
 
 
 def init_app(app: Flask) -> None:
-    from admin import auth, customers, dashboard, outbox, payments, reports, settings, staff  # noqa: F401
+    from admin import (auth, customers, dashboard, messages, outbox, payments, reports, settings,  # noqa: F401
+                       staff)
 
     app.register_blueprint(bp)
 

@@ -5,7 +5,7 @@ import re
 
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, DecimalField, EmailField, HiddenField, PasswordField, SelectField,
-                     StringField)
+                     StringField, TextAreaField)
 from wtforms.validators import (DataRequired, Email, EqualTo, Length, NumberRange, Optional, Regexp,
                                 ValidationError)
 
@@ -146,3 +146,7 @@ class PaymentSettingsForm(FlaskForm):
     refund_window_days = DecimalField("Card refunds allowed for (days after the payment)", places=0,
                                       validators=[DataRequired("Enter a number of days."), _finite,
                                                   NumberRange(1, 365, "Between 1 and 365 days.")])
+
+
+class ReplyForm(FlaskForm):
+    body = TextAreaField("Reply by email", validators=[Length(max=5000)])

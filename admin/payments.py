@@ -13,7 +13,7 @@ from portal.blueprints.actions import run_action
 from portal.extensions import db
 from portal.models import Invoice, Payment
 from portal.money import MoneyError, format_money, parse_amount
-from portal.services import cards, charges, gateway, ledger, refunds
+from portal.services import cards, charges, gateway, invoices, ledger, refunds
 from portal.services.errors import NotFound, ServiceError, ValidationError
 
 
@@ -210,7 +210,20 @@ def invoice_view(invoice_id: int):
         abort(404)
     history = ledger.invoice_history(invoice)
     return render_template("admin/payments/invoice.html", invoice=invoice, history=history, customer=invoice.customer,
-                           busy=charges.open_attempt_for(invoice))
+                           busy=charges.open_attempt_for(invoice), confirm=ConfirmForm())
+
+
+@bp.post("/invoices/<int:invoice_id>/send")
+def invoice_send(invoice_id: int):
+    invoice = db.session.get(Invoice, invoice_id)
+    if invoice is None:
+        abort(404)
+    if ConfirmForm().validate_on_submit():
+        resend = invoice.sent_at is not None
+        run_action(lambda: invoices.send(invoice, current_user),
+                   lambda _: f"Invoice {invoice.number} {'resent' if resend else 'sent'} to "
+                             f"{invoice.customer.primary_email}.")
+    return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
 
 
 @bp.get("/payments/<int:payment_id>")

@@ -4,9 +4,9 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from flask import Flask, current_app, url_for
-from flask_babel import format_date, format_datetime, get_locale
+from flask_babel import format_date, format_datetime, format_time, get_locale
 
-from portal import clock, money
+from portal import clock, labels, money
 from portal.services import settings
 
 
@@ -31,6 +31,12 @@ def _localdate(value: date | datetime | None, fmt: str = "medium") -> str:
     return format_date(value, fmt)
 
 
+def _localtime(value: datetime | None, fmt: str = "short") -> str:
+    if value is None:
+        return ""
+    return format_time(value.astimezone(clock.business_tz()).replace(tzinfo=None), fmt)
+
+
 def has_endpoint(name: str) -> bool:
     return name in current_app.view_functions
 
@@ -43,6 +49,8 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(_money, "money")
     app.add_template_filter(_localdt, "localdt")
     app.add_template_filter(_localdate, "localdate")
+    app.add_template_filter(_localtime, "localtime")
+    app.add_template_filter(labels.label, "label")
     app.add_template_global(get_locale)
     app.add_template_global(has_endpoint)
     app.add_template_global(safe_url)

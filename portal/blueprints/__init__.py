@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from portal.blueprints import auth, home, invoices, portal_session, wallet
+from portal.blueprints import (appointments, auth, estimates, home, invoices, messages, plans, portal_session,
+                               wallet)
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 bp.before_request(portal_session.guard)
 bp.after_request(portal_session.after)
-for child in (auth.bp, home.bp, invoices.bp, wallet.bp):
+for child in (auth.bp, home.bp, invoices.bp, wallet.bp, appointments.bp, estimates.bp, messages.bp, plans.bp):
     bp.register_blueprint(child)
 
 

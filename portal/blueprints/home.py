@@ -4,11 +4,13 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 
 from portal.blueprints.portal_session import current_customer
+from portal.services import portal_home
 
 bp = Blueprint("home", __name__)
 
 
 @bp.get("/")
 def index():
-    response = render_template("portal/home.html", customer=current_customer)
+    response = render_template("portal/home.html", customer=current_customer,
+                               home=portal_home.summary(current_customer))
     return response, 200, {"Referrer-Policy": "no-referrer"}

@@ -1,18 +1,19 @@
 """P-2, P-3: the customer's invoices, paying one, and receipts."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
-from flask_babel import gettext as _
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask_babel import get_locale, gettext as _
 from sqlalchemy import select
 
 from portal import clock
 from portal.blueprints.portal_session import current_customer
-from portal.blueprints.wallet import card_entry
+from portal.blueprints.wallet import (authenticate_page, card_choices, card_entry, chosen_card, confirm_with_bank,
+                                      forget_if_done)
 from portal.extensions import db
 from portal.forms.payments import CardActionForm, PayInvoiceForm
-from portal.models import Card, ChargeAttempt, Invoice, Payment, PaymentAllocation, Refund
+from portal.models import ChargeAttempt, Invoice, Payment, PaymentAllocation, Refund
 from portal.money import MoneyError, parse_amount
-from portal.services import cards, charges, gateway, settings
+from portal.services import charges, documents, settings
 from portal.services.errors import NotFound, ServiceError, ValidationError
 
 bp = Blueprint("invoices", __name__)
@@ -59,13 +60,7 @@ def detail(invoice_id: int):
 
 
 def _pay_page(invoice: Invoice, form: PayInvoiceForm, status: int = 200, outcome=None):
-    saved = cards.active_cards(current_customer)
-    form.card_id.choices = [(str(c.id), c.label) for c in saved] + [("new", _("A new card"))]
-    if not form.card_id.data:
-        default = next((c for c in saved if c.is_default), None)
-        form.card_id.data = str(default.id) if default else "new"
-    if not form.token.data:
-        form.token.data = charges.new_token()
+    saved = card_choices(form)
     busy = charges.open_attempt_for(invoice)
     entry = card_entry("payment") if invoice.status in charges.PAYABLE_INVOICE else {}
     return render_template("portal/invoices/pay.html", invoice=invoice, form=form, cards=saved, outcome=outcome,
@@ -92,15 +87,10 @@ def pay(invoice_id: int):
     new_card = None
     try:
         if form.card_id.data == "new":
-            if not form.setup_intent.data:
-                raise ValidationError("card_id", _("Enter the card details."))
             charges.check_amount(cents, invoice.balance_cents)
-            new_card = cards.save_from_setup_intent(current_customer, form.setup_intent.data, added_by="customer",
-                                                    on_file=bool(form.save_card.data))
-            db.session.commit()
-            card = new_card
-        else:
-            card = cards.card_of(current_customer, form.card_id.data)
+        card = new_card = chosen_card(form, on_file=bool(form.save_card.data))
+        if form.card_id.data != "new":
+            new_card = None
         outcome = charges.charge_card(current_customer, card, cents, token=form.token.data, invoice=invoice,
                                       purpose="invoice", off_session=False, initiated_by="customer")
     except NotFound as exc:
@@ -117,32 +107,15 @@ def pay(invoice_id: int):
         form.form_errors.append(exc.message)
         return _pay_page(invoice, form, 409)
     finally:
-        _forget_if_done(new_card)
+        forget_if_done(new_card)
     return _after_charge(invoice, form, outcome)
-
-
-def _forget_if_done(card: Card | None) -> None:
-    """A card entered without "save this card" leaves the file once its payment is settled (not while the
-    bank's confirmation is pending: Stripe cannot finish a payment on a detached card)."""
-    if card is None:
-        return
-    card = db.session.get(Card, card.id)
-    if card.added_by != cards.ONCE or card.removed_at is not None:
-        return
-    open_attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.card_id == card.id,
-                                                                  ChargeAttempt.status.in_(charges.OPEN))).first()
-    if open_attempt is None:
-        cards.forget(card)
-        db.session.commit()
 
 
 def _after_charge(invoice: Invoice, form: PayInvoiceForm, outcome: charges.Outcome):
     if outcome.status == "succeeded" and outcome.payment is not None:
         return redirect(url_for(".receipt", payment_id=outcome.payment.id))
     if outcome.status == "requires_action":
-        return render_template("portal/invoices/authenticate.html", invoice=invoice, attempt=outcome.attempt,
-                               client_secret=outcome.client_secret, publishable_key=gateway.publishable_key(),
-                               js_url=gateway.stripe_js_url(), action=CardActionForm())
+        return authenticate_page(outcome, url_for(".confirm", invoice_id=invoice.id, attempt_id=outcome.attempt.id))
     form.token.data = charges.new_token()  # a new try is a new attempt
     form.setup_intent.data = ""
     db.session.refresh(invoice)
@@ -158,32 +131,43 @@ def confirm(invoice_id: int, attempt_id: int):
                                                              ChargeAttempt.invoice_id == invoice.id)).first()
     if attempt is None or not CardActionForm().validate_on_submit():
         abort(404)
-    if attempt.status in charges.OPEN and attempt.stripe_payment_intent_id:
-        try:
-            intent = gateway.retrieve_payment_intent(attempt.stripe_payment_intent_id)
-        except gateway.StripeError:
-            db.session.rollback()
-        else:
-            outcome = charges.record_intent(attempt, intent)
-            db.session.commit()
-            if outcome.status == "requires_action":
-                # Not confirmed at the bank: a new attempt is needed; this one is given up.
-                charges.give_up(attempt, attempt.stripe_payment_intent_id, "The payment was not confirmed.")
-                db.session.commit()
-    _forget_if_done(attempt.card)
+    confirm_with_bank(attempt)
+    forget_if_done(attempt.card)
     form = PayInvoiceForm(formdata=None)
     form.amount.data = f"{attempt.amount_cents / 100:.2f}"
     return _after_charge(invoice, form, charges._outcome_of(attempt))
 
 
-@bp.get("/payments/<int:payment_id>")
-def receipt(payment_id: int):
+def _payment(payment_id: int) -> Payment:
     payment = db.session.scalars(select(Payment).where(Payment.id == payment_id,
                                                        Payment.customer_id == current_customer.id)).first()
     if payment is None:
         abort(404)
+    return payment
+
+
+@bp.get("/payments/<int:payment_id>")
+def receipt(payment_id: int):
+    payment = _payment(payment_id)
     invoices = db.session.execute(select(Invoice, PaymentAllocation.amount_cents).join(PaymentAllocation)
                                   .where(PaymentAllocation.payment_id == payment.id)).all()
     refunds = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)
                                  .order_by(Refund.created_at)).all()
     return render_template("portal/receipt.html", payment=payment, invoices=invoices, refunds=refunds)
+
+
+def _pdf(data: bytes, filename: str):
+    return Response(data, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@bp.get("/invoices/<int:invoice_id>.pdf")
+def invoice_pdf(invoice_id: int):
+    invoice = _invoice(invoice_id)
+    return _pdf(documents.invoice_pdf(invoice, str(get_locale())), f"invoice-{invoice.number}.pdf")
+
+
+@bp.get("/payments/<int:payment_id>.pdf")
+def receipt_pdf(payment_id: int):
+    payment = _payment(payment_id)
+    return _pdf(documents.receipt_pdf(payment, str(get_locale())), f"receipt-P-{payment.id}.pdf")

@@ -58,8 +58,20 @@ def _load() -> Customer | None:
     return customer
 
 
+def _remember_language() -> None:
+    """P-9: the switcher (?lang=xx) sticks: in the session, and as the customer's preference for emails too."""
+    chosen = request.args.get("lang")
+    if chosen not in current_app.config["LANGUAGES"]:
+        return
+    session["lang"] = chosen
+    if g.customer is not None and g.customer.preferred_language != chosen:
+        g.customer.preferred_language = chosen
+        db.session.commit()
+
+
 def guard():
     g.customer = _load()
+    _remember_language()
     if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
         return None
     if g.customer is None:

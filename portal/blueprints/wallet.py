@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from portal import clock
 from portal.blueprints.actions import run_action
 from portal.blueprints.portal_session import current_customer
 from portal.extensions import db
 from portal.forms.payments import AddCardForm, CardActionForm
-from portal.services import cards, gateway
-from portal.services.errors import ServiceError
+from portal.models import Card, ChargeAttempt
+from portal.services import cards, charges, gateway
+from portal.services.errors import ServiceError, ValidationError
 
 bp = Blueprint("wallet", __name__)
 
@@ -25,6 +27,69 @@ def card_entry(purpose: str = "wallet") -> dict:
         return {}
     db.session.commit()
     return {"client_secret": secret, "publishable_key": gateway.publishable_key(), "js_url": gateway.stripe_js_url()}
+
+
+def card_choices(form) -> list[Card]:
+    """Fill a pay form's "Pay with" radio: the saved cards (default first chosen) and "A new card"."""
+    saved = cards.active_cards(current_customer)
+    form.card_id.choices = [(str(c.id), c.label) for c in saved] + [("new", _("A new card"))]
+    if not form.card_id.data:
+        default = next((c for c in saved if c.is_default), None)
+        form.card_id.data = str(default.id) if default else "new"
+    if not form.token.data:
+        form.token.data = charges.new_token()
+    return saved
+
+
+def chosen_card(form, *, on_file: bool) -> Card:
+    """The saved card picked, or the new card just confirmed with Stripe.js (committed, so it is ours
+    even if the charge fails). Raises NotFound / ValidationError."""
+    if form.card_id.data != "new":
+        return cards.card_of(current_customer, form.card_id.data)
+    if not form.setup_intent.data:
+        raise ValidationError("card_id", _("Enter the card details."))
+    card = cards.save_from_setup_intent(current_customer, form.setup_intent.data, added_by="customer",
+                                        on_file=on_file)
+    db.session.commit()
+    return card
+
+
+def forget_if_done(card: Card | None) -> None:
+    """A card entered without "save this card" leaves the file once its payment is settled (not while the
+    bank's confirmation is pending: Stripe cannot finish a payment on a detached card)."""
+    if card is None:
+        return
+    card = db.session.get(Card, card.id)
+    if card.added_by != cards.ONCE or card.removed_at is not None:
+        return
+    open_attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.card_id == card.id,
+                                                                  ChargeAttempt.status.in_(charges.OPEN))).first()
+    if open_attempt is None:
+        cards.forget(card)
+        db.session.commit()
+
+
+def authenticate_page(outcome: charges.Outcome, confirm_url: str):
+    """3-D Secure: the bank's window opens in Stripe.js, then the form posts to `confirm_url`."""
+    return render_template("portal/invoices/authenticate.html", attempt=outcome.attempt, confirm_url=confirm_url,
+                           client_secret=outcome.client_secret, publishable_key=gateway.publishable_key(),
+                           js_url=gateway.stripe_js_url(), action=CardActionForm())
+
+
+def confirm_with_bank(attempt: ChargeAttempt) -> None:
+    """Back from the bank's confirmation: ask Stripe what happened; an unconfirmed attempt is given up."""
+    if attempt.status not in charges.OPEN or not attempt.stripe_payment_intent_id:
+        return
+    try:
+        intent = gateway.retrieve_payment_intent(attempt.stripe_payment_intent_id)
+    except gateway.StripeError:
+        db.session.rollback()
+        return
+    outcome = charges.record_intent(attempt, intent)
+    db.session.commit()
+    if outcome.status == "requires_action":
+        charges.give_up(attempt, attempt.stripe_payment_intent_id, "The payment was not confirmed.")
+        db.session.commit()
 
 
 @bp.get("/wallet")

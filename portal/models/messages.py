@@ -24,6 +24,12 @@ class MessageRequest(db.Model):
     status: Mapped[str] = mapped_column(String(10), default="new", index=True)  # new / handled
     handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    replied_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    reply_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
 
     customer = relationship("Customer")
+    visit = relationship("Visit")
+    handled_by = relationship("StaffUser", foreign_keys=[handled_by_id])
+    replied_by = relationship("StaffUser", foreign_keys=[replied_by_id])

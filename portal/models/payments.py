@@ -17,6 +17,7 @@ PAYMENT_STATUSES = ("succeeded", "partially_refunded", "refunded")
 REFUND_STATUSES = ("pending", "succeeded", "failed")
 OPEN_ATTEMPT = "invoice_id IS NOT NULL AND status IN ('pending', 'unknown')"
 OPEN_PLAN_ATTEMPT = "plan_payment_id IS NOT NULL AND status IN ('pending', 'unknown')"
+OPEN_ESTIMATE_ATTEMPT = "estimate_id IS NOT NULL AND status IN ('pending', 'unknown')"
 
 
 class Card(db.Model):
@@ -78,6 +79,9 @@ class ChargeAttempt(db.Model):
               sqlite_where=text(OPEN_ATTEMPT), postgresql_where=text(OPEN_ATTEMPT)),
         Index("uq_charge_attempts_one_open_plan_payment", "plan_payment_id", unique=True,
               sqlite_where=text(OPEN_PLAN_ATTEMPT), postgresql_where=text(OPEN_PLAN_ATTEMPT)),
+        # P-5: one deposit payment at a time per estimate.
+        Index("uq_charge_attempts_one_open_estimate", "estimate_id", unique=True,
+              sqlite_where=text(OPEN_ESTIMATE_ATTEMPT), postgresql_where=text(OPEN_ESTIMATE_ATTEMPT)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

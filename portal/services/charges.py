@@ -268,6 +268,11 @@ def settle_succeeded(attempt: ChargeAttempt, intent, *, late: bool = False) -> P
         allocate(payment, invoice, amount)
     actor = db.session.get(StaffUser, attempt.initiated_by_staff_id) if attempt.initiated_by_staff_id else None
     what = f" for invoice {invoice.number}" if invoice else ""
+    if attempt.estimate_id:
+        from portal.services import estimates  # estimates charges deposits through this module
+
+        estimates.on_deposit_paid(attempt, payment)
+        what = " (estimate deposit)"
     activity.record(attempt.customer_id, "payment",
                     f"Card payment {format_money(amount, attempt.currency)}{what} "
                     f"({payment.card_brand or 'card'} •••• {payment.card_last4 or '????'}), fee "

@@ -27,6 +27,11 @@ SUBJECTS = {
     "payment_receipt": _l("Payment receipt from %(business)s"),
     "payment_failed": _l("Your payment to %(business)s did not go through"),
     "refund_receipt": _l("Refund from %(business)s"),
+    "invoice_sent": _l("Invoice %(number)s from %(business)s"),
+    "message_reply": _l("Reply from %(business)s"),
+    # staff emails (English)
+    "message_received": _l("New message from %(name)s"),
+    "estimate_answered": _l("Estimate %(number)s %(answer)s by %(name)s"),
 }
 
 STALE_CLAIM = timedelta(minutes=15)

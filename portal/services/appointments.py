@@ -1,0 +1,74 @@
+"""P-4: a customer's visits (the portal's appointments) and their calendar files."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from icalendar import Calendar, Event, vText
+from sqlalchemy import select
+from sqlalchemy.orm import contains_eager, selectinload
+
+from portal import clock
+from portal.extensions import db
+from portal.models import Customer, Job, Visit
+
+
+@dataclass
+class Appointments:
+    upcoming: list[Visit]
+    past: list[Visit]
+
+
+def _visits(customer: Customer):
+    return (select(Visit).join(Visit.job).where(Job.customer_id == customer.id)
+            .options(contains_eager(Visit.job), selectinload(Visit.technician)))
+
+
+def for_customer(customer: Customer) -> Appointments:
+    now = clock.now()
+    upcoming = db.session.scalars(_visits(customer).where(Visit.ends_at >= now, Visit.status != "cancelled")
+                                  .order_by(Visit.starts_at)).all()
+    past = db.session.scalars(_visits(customer).where((Visit.ends_at < now) | (Visit.status == "cancelled"))
+                              .order_by(Visit.starts_at.desc()).limit(100)).all()
+    return Appointments(list(upcoming), list(past))
+
+
+def next_visit(customer: Customer) -> Visit | None:
+    return db.session.scalars(_visits(customer).where(Visit.ends_at >= clock.now(), Visit.status != "cancelled")
+                              .order_by(Visit.starts_at).limit(1)).first()
+
+
+def visit_of(customer: Customer, visit_id: int) -> Visit | None:
+    return db.session.scalars(_visits(customer).where(Visit.id == visit_id)).first()
+
+
+def address_of(visit: Visit) -> str:
+    if visit.job.address:
+        return visit.job.address
+    addr = visit.job.customer.address_of("service") or visit.job.customer.address_of("billing")
+    return addr.one_line() if addr else ""
+
+
+def ics(visit: Visit, business_name: str, base_url: str) -> bytes:
+    """One VEVENT that calendar apps import: times in UTC, a stable UID, the address as LOCATION."""
+    cal = Calendar()
+    cal.add("prodid", f"-//{business_name}//Customer portal//EN")
+    cal.add("version", "2.0")
+    cal.add("method", "PUBLISH")
+    event = Event()
+    host = base_url.split("://", 1)[-1].split("/", 1)[0] or "portal"
+    event.add("uid", f"visit-{visit.id}@{host}")
+    event.add("dtstamp", clock.now())
+    event.add("dtstart", visit.starts_at)
+    event.add("dtend", visit.ends_at)
+    event.add("summary", f"{visit.job.title} — {business_name}")
+    location = address_of(visit)
+    if location:
+        event["location"] = vText(location)
+    lines = [f"Job {visit.job.number}"]
+    if visit.technician is not None:
+        lines.append(f"Technician: {visit.technician.name}")
+    event.add("description", "\n".join(lines))
+    event.add("status", "CANCELLED" if visit.status == "cancelled" else "CONFIRMED")
+    event.add("url", f"{base_url.rstrip('/')}/portal/appointments")
+    cal.add_component(event)
+    return cal.to_ical()
