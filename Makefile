@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FLASK  := $(BIN)/flask --app wsgi
 PORT   ?= 5000
 
-.PHONY: run test venv migrate seed clean-db
+.PHONY: run test venv migrate seed clean-db translations i18n-update
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-migrate: venv
+# P-9: the Spanish and Russian catalogs are compiled in the build (the .mo files are not committed).
+translations: venv
+	$(BIN)/pybabel -q compile -d portal/translations
+
+# After changing customer-facing text: re-extract and merge, then translate the new entries in the .po files.
+i18n-update: venv
+	$(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext --no-location -o portal/translations/messages.pot .
+	$(BIN)/pybabel -q update -i portal/translations/messages.pot -d portal/translations --no-fuzzy-matching
+
+migrate: translations
 	$(FLASK) db upgrade
 
 seed: migrate
@@ -31,7 +40,7 @@ run: seed
 	PORTAL_BASE_URL=http://127.0.0.1:$(PORT) $(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 # The whole suite on SQLite, then on PostgreSQL when TEST_DATABASE_URL is set.
-test: venv
+test: translations
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== again on PostgreSQL ($$TEST_DATABASE_URL)"; \

@@ -105,3 +105,55 @@ def make_card(customer_id: int, number: str = "4242424242424242", **kwargs):
     seti = sandbox_card(customer_id, number, **kwargs)
     card = cards.save_from_setup_intent(db.session.get(Customer, customer_id), seti, added_by="customer")
     return _detached(db.session.get(Card, card.id))
+
+
+def make_job(customer, title: str = "AC tune-up", *, visit_in_days: float | None = 3, hours: float = 2,
+             technician=None, status: str = "scheduled", address: str | None = None, plan_id: int | None = None):
+    """A job; with `visit_in_days`, one visit that many days from the clock's now (negative: in the past)."""
+    from datetime import timedelta
+
+    from portal import clock
+    from portal.models import Job, JobLineItem, Visit
+
+    n = next(_seq)
+    job = Job(customer_id=customer.id, number=f"J-{7000 + n}", title=title, status=status, address=address,
+              technician_id=technician.id if technician else None, plan_id=plan_id)
+    job.line_items.append(JobLineItem(description=title, quantity=1, unit_price_cents=15_000))
+    if visit_in_days is not None:
+        start = clock.now().replace(microsecond=0) + timedelta(days=visit_in_days)
+        job.visits.append(Visit(starts_at=start, ends_at=start + timedelta(hours=hours), status="scheduled",
+                                technician_id=technician.id if technician else None))
+    db.session.add(job)
+    return _detached(job, "visits", "line_items")
+
+
+def make_estimate(customer, *, deposit_cents: int = 0, status: str = "sent", valid_until=None,
+                  lines: list[tuple[str, int]] | None = None, title: str = "New heat pump system"):
+    from portal import clock
+    from portal.models import Estimate, EstimateLineItem
+
+    n = next(_seq)
+    estimate = Estimate(customer_id=customer.id, number=f"E-{8000 + n}", title=title, status=status,
+                        deposit_cents=deposit_cents, valid_until=valid_until, currency="USD",
+                        sent_at=clock.now() if status != "draft" else None)
+    for i, (description, cents) in enumerate(lines or [("Heat pump, installed", 800_000), ("Permit", 25_000)]):
+        estimate.line_items.append(EstimateLineItem(description=description, quantity=1, unit_price_cents=cents,
+                                                    position=i))
+    db.session.add(estimate)
+    return _detached(estimate, "line_items")
+
+
+def make_plan(customer, *, status: str = "active", price_cents: int = 1999, payments: list[tuple] = (),
+              card_id: int | None = None, next_billing_date=None):
+    """A monthly plan; `payments` are (due_date, status) rows."""
+    from portal.models import CustomerPlan, PlanPayment
+
+    plan = CustomerPlan(customer_id=customer.id, name="Comfort Club", status=status, frequency="monthly",
+                        offered_frequencies="monthly", price_cents=price_cents, payment_method="card",
+                        card_id=card_id, next_billing_date=next_billing_date)
+    db.session.add(plan)
+    db.session.flush()
+    for due, pay_status in payments:
+        db.session.add(PlanPayment(plan_id=plan.id, due_date=due, amount_cents=price_cents, status=pay_status,
+                                   method="card", card_id=card_id))
+    return _detached(plan)

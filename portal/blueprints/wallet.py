@@ -1,7 +1,7 @@
 """P-7, W-1 … W-5: the customer's wallet."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -12,7 +12,7 @@ from portal.extensions import db
 from portal.forms.payments import AddCardForm, CardActionForm
 from portal.models import Card, ChargeAttempt
 from portal.services import cards, charges, gateway
-from portal.services.errors import ServiceError, ValidationError
+from portal.services.errors import NotFound, ServiceError, ValidationError
 
 bp = Blueprint("wallet", __name__)
 
@@ -116,8 +116,19 @@ def add():
     return redirect(url_for(".index"))
 
 
+def _own_card(card_id: int) -> None:
+    """Another customer's card, or a removed one, is simply not there (404)."""
+    try:
+        cards.card_of(current_customer, card_id)
+    except NotFound:
+        abort(404)
+    except ServiceError:
+        pass  # a removed card: the action itself says so
+
+
 @bp.post("/wallet/cards/<int:card_id>/default")
 def make_default(card_id: int):
+    _own_card(card_id)
     if CardActionForm().validate_on_submit():
         run_action(lambda: cards.set_default(current_customer, card_id),
                    lambda card: _("%(card)s is now your default card.", card=card.label))
@@ -126,6 +137,7 @@ def make_default(card_id: int):
 
 @bp.post("/wallet/cards/<int:card_id>/remove")
 def remove(card_id: int):
+    _own_card(card_id)
     if CardActionForm().validate_on_submit():
         run_action(lambda: cards.remove(current_customer, card_id),
                    lambda card: _("Card %(card)s removed.", card=card.label))

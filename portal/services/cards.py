@@ -151,10 +151,10 @@ def backs_something(customer: Customer) -> list[str]:
     """What the customer's cards keep running: AutoPay and active service plans (W-3)."""
     reasons = []
     if customer.autopay_enabled:
-        reasons.append("AutoPay")
+        reasons.append(_("AutoPay"))
     plans = db.session.scalars(select(CustomerPlan.name).where(CustomerPlan.customer_id == customer.id,
                                                                CustomerPlan.status == "active")).all()
-    reasons.extend(f"service plan “{name}”" for name in plans)
+    reasons.extend(_("service plan “%(name)s”", name=name) for name in plans)
     return reasons
 
 
