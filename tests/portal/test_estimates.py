@@ -166,3 +166,36 @@ def test_missing_name_refused_before_any_card_is_saved(app, client, login_custom
     with app.app_context():
         assert db.session.scalars(select(Card)).all() == []
         assert db.session.scalars(select(ChargeAttempt)).all() == []
+
+
+def test_deposit_settled_later_by_the_webhook_or_reconciler_approves_once(app, stripe_sandbox, smtp):
+    """The charge's outcome was unknown in the request; when it settles later, the approval happens then."""
+    from portal.services import charges
+
+    class _Intent(dict):  # what the library returns: attribute and item access
+        __getattr__ = dict.__getitem__
+
+    with app.app_context():
+        settings.ensure().email = "office@example.com"
+        db.session.commit()
+        c = make_customer("Ana", "Diaz")
+        est = make_estimate(c, deposit_cents=5_000)
+        card = make_card(c.id)
+        e = db.session.get(Estimate, est.id)
+        e.approved_name, e.approved_ip = "Ana Diaz", "198.51.100.4"  # waiting on the estimate while the card is charged
+        attempt = ChargeAttempt(idempotency_key="charge_later_deposit_0001", customer_id=c.id, card_id=card.id,
+                                amount_cents=5_000, status="unknown", purpose="deposit", estimate_id=est.id,
+                                initiated_by="customer")
+        db.session.add(attempt)
+        db.session.commit()
+        intent = _Intent(id="pi_later", amount=5_000, latest_charge="ch_later", status="succeeded")
+        payment = charges.settle_succeeded(attempt, intent)
+        db.session.commit()
+        assert payment is not None
+        assert charges.settle_succeeded(attempt, intent) is None  # a second settler (webhook after reconciler)
+        db.session.commit()
+        e = db.session.get(Estimate, est.id)
+        assert (e.status, e.approved_name, e.deposit_payment_id) == ("approved", "Ana Diaz", payment.id)
+        assert e.approved_at is not None
+        mailer.deliver_pending()
+    assert len([m for m in smtp.to("office@example.com") if "approved" in m["Subject"]]) == 1
