@@ -4,12 +4,13 @@ from __future__ import annotations
 import re
 
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DateField, DecimalField, EmailField, HiddenField, PasswordField, SelectField,
+from wtforms import (BooleanField, DateField, DateTimeLocalField, DecimalField, EmailField, HiddenField, PasswordField, SelectField,
                      StringField, TextAreaField)
 from wtforms.validators import (DataRequired, Email, EqualTo, Length, NumberRange, Optional, Regexp,
                                 ValidationError)
 
-from portal.models.customers import CATEGORIES, CUSTOMER_STATUSES, LANGUAGES
+from portal.models.customers import CATEGORIES, CONTACT_CHANNELS, CUSTOMER_STATUSES, LANGUAGES
+from portal.services.custom_fields import TYPE_LABELS as CUSTOM_FIELD_TYPE_LABELS
 from portal.models.staff import ROLES
 
 PHONE_RE = re.compile(r"^\+?[0-9 ()./-]{7,25}$")
@@ -150,3 +151,76 @@ class PaymentSettingsForm(FlaskForm):
 
 class ReplyForm(FlaskForm):
     body = TextAreaField("Reply by email", validators=[Length(max=5000)])
+
+
+# --- Client card (C-4 … C-10) ---------------------------------------------------------------------------
+
+class NoteForm(FlaskForm):
+    body = TextAreaField("Internal note (staff only)", validators=[Length(max=10_000)])
+
+
+class ContactForm(FlaskForm):
+    channel = SelectField("How", choices=[(c, c.title() if c != "sms" else "SMS") for c in CONTACT_CHANNELS])
+    contacted_at = DateTimeLocalField("When", format="%Y-%m-%dT%H:%M", validators=[Optional()])
+    outcome = TextAreaField("Outcome", validators=[Length(max=10_000)])
+
+
+class TaskForm(FlaskForm):
+    due_at = DateTimeLocalField("Next contact", format="%Y-%m-%dT%H:%M", validators=[Optional()])
+    note = StringField("What about", validators=[Length(max=10_000)])
+    assignee_id = SelectField("Assigned to", choices=[], validate_choice=False)
+
+
+class ReassignForm(FlaskForm):
+    manager_id = SelectField("Manager", choices=[], validate_choice=False)
+
+
+class DeleteCustomerForm(FlaskForm):
+    confirm_name = StringField("Type the customer's name to confirm")
+
+
+class CustomFieldForm(FlaskForm):
+    label = StringField("Label", validators=[Length(max=200)])
+    field_type = SelectField("Type", choices=[(k, v) for k, v in CUSTOM_FIELD_TYPE_LABELS.items()])
+    required = BooleanField("Required")
+    options = TextAreaField("Choices (one per line, for lists)", validators=[Length(max=5000)])
+    active = BooleanField("Shown on client cards", default=True)
+
+
+# --- Jobs, estimates, invoices (INV-1, INV-2, P-5) ---------------------------------------------------------
+
+class JobForm(FlaskForm):
+    title = StringField("Title", validators=[Length(max=400)])
+    description = TextAreaField("Description", validators=[Length(max=10_000)])
+    address = StringField("Address", validators=[Length(max=800)])
+    technician_id = SelectField("Technician", choices=[], validate_choice=False)
+
+
+class VisitForm(FlaskForm):
+    day = DateField("Date", validators=[Optional()])
+    start = StringField("From (HH:MM)", default="09:00", validators=[Length(max=5)])
+    end = StringField("To (HH:MM)", default="11:00", validators=[Length(max=5)])
+    technician_id = SelectField("Technician", choices=[], validate_choice=False)
+
+
+class StatusForm(FlaskForm):
+    status = HiddenField()
+
+
+class EstimateForm(FlaskForm):
+    title = StringField("Title", validators=[Length(max=400)])
+    message = TextAreaField("Message to the customer", validators=[Length(max=10_000)])
+    deposit = StringField("Deposit required to approve (0 for none)", default="0", validators=[Length(max=20)])
+    valid_until = DateField("Valid until", validators=[Optional()])
+
+
+class InvoiceForm(FlaskForm):
+    issue_date = DateField("Issue date", validators=[Optional()])
+    due_date = DateField("Due date", validators=[Optional()])
+    discount_percent = StringField("Discount %", validators=[Length(max=10)])
+    tax_percent = StringField("Tax %", validators=[Length(max=10)])
+    notes = TextAreaField("Notes for the customer", validators=[Length(max=10_000)])
+
+
+class VoidForm(FlaskForm):
+    reason = StringField("Reason", validators=[Length(max=600)])

@@ -27,6 +27,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from portal.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
 
+    app.url_map.converters["int"] = _DatabaseInt  # ids past the column's range are 404s, not database errors
     db.init_app(app)
     migrate.init_app(app, db, directory=str(REPO_ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
@@ -98,6 +99,15 @@ def _finish_config(app: Flask) -> None:
     from datetime import timedelta
 
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=float(app.config["PORTAL_IDLE_TIMEOUT_HOURS"]))
+
+
+from werkzeug.routing import IntegerConverter  # noqa: E402
+
+
+class _DatabaseInt(IntegerConverter):
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _select_locale():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from flask import Flask, request
+from flask_babel import lazy_gettext as _l
 
 _CANDIDATE = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
 
@@ -37,12 +38,17 @@ def init_app(app: Flask) -> None:
     def refuse_card_numbers():
         if request.method != "POST" or (request.endpoint or "").startswith("webhooks."):
             return None
+        if any("\x00" in v for v in request.form.values()):
+            from portal.errors import _render
+
+            return _render(400, _l("Bad request"), _l("The form contained characters that cannot be saved. "
+                                                      "Nothing was saved."))
         if any(contains_card_number(v) for v in request.form.values()) or \
                 any(contains_card_number(v) for v in request.args.values()):
             from portal.errors import _render
 
-            return _render(400, "Card numbers cannot be entered here",
-                           "That looks like a card number. For your security, card numbers are only accepted in the "
-                           "card field, which sends them straight to our payment processor. Go back, remove it and "
-                           "try again. Nothing was saved.")
+            return _render(400, _l("Card numbers cannot be entered here"),
+                           _l("That looks like a card number. For your security, card numbers are only accepted in "
+                              "the card field, which sends them straight to our payment processor. Go back, remove "
+                              "it and try again. Nothing was saved."))
         return None

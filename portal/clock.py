@@ -70,3 +70,20 @@ class frozen_at:
     def __exit__(self, *exc):
         set_now(self.previous)
         return False
+
+
+def to_utc(value: datetime) -> datetime:
+    """An aware datetime in UTC (stored values are UTC)."""
+    return value.astimezone(timezone.utc)
+
+
+def to_local(value: datetime) -> datetime:
+    """A stored UTC datetime in the business's time zone."""
+    return value.astimezone(business_tz())
+
+
+def from_local(value: datetime | None) -> datetime | None:
+    """A naive date-time typed by staff, in the business's time zone → aware UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=business_tz()).astimezone(timezone.utc)

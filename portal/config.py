@@ -27,6 +27,7 @@ class Defaults:
     STAFF_LOGIN_LIMIT = "5 per minute"
     PORTAL_LINK_LIMIT_PER_ADDRESS = "5 per 15 minutes"
     PORTAL_LINK_LIMIT_PER_IP = "30 per hour"
+    PORTAL_MESSAGE_LIMIT = "20 per hour"  # P-6: per customer, each message also emails staff
 
     # Mail (N-3). Without MAIL_SERVER, emails stay in the outbox and are printed to the console.
     MAIL_SERVER = None

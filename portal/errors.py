@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 from flask import Flask, render_template, request
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from portal.extensions import db
 
 MESSAGES = {
-    400: ("Bad request", "We could not understand that request."),
-    403: ("Not allowed", "Your account does not have access to this page."),
-    404: ("Page not found", "The page you asked for does not exist or is not yours to see."),
-    405: ("Not allowed", "That action is not available here."),
-    429: ("Too many attempts", "Too many attempts. Please wait a minute and try again."),
-    500: ("Something went wrong", "An unexpected error happened. Nothing was changed; please try again."),
+    400: (_l("Bad request"), _l("We could not understand that request.")),
+    403: (_l("Not allowed"), _l("Your account does not have access to this page.")),
+    404: (_l("Page not found"), _l("The page you asked for does not exist or is not yours to see.")),
+    405: (_l("Not allowed"), _l("That action is not available here.")),
+    429: (_l("Too many attempts"), _l("Too many attempts. Please wait a minute and try again.")),
+    500: (_l("Something went wrong"), _l("An unexpected error happened. Nothing was changed; please try again.")),
 }
 
 
@@ -28,9 +29,9 @@ def _render(status: int, title: str, message: str):
 def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error):
-        return _render(400, "Your form expired",
-                       "This form was open too long or came from somewhere else. Go back, reload the page "
-                       "and try again.")
+        return _render(400, _l("Your form expired"),
+                       _l("This form was open too long or came from somewhere else. Go back, reload the page "
+                          "and try again."))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

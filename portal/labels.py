@@ -44,7 +44,8 @@ LABELS = {
     "other": _l("Other"),
     # messages (P-6)
     "new": _l("Sent"),
-    "handled": _l("Answered"),
+    "handled": _l("Seen"),
+    "answered": _l("Answered"),
     "message": _l("Message"),
     "reschedule": _l("Reschedule request"),
 }

@@ -37,6 +37,16 @@ def _localtime(value: datetime | None, fmt: str = "short") -> str:
     return format_time(value.astimezone(clock.business_tz()).replace(tzinfo=None), fmt)
 
 
+def lang_url(code: str) -> str:
+    """The switcher's link: this page in another language (a page shown after a POST links to the home page)."""
+    from flask import request
+
+    if request.method != "GET" or request.endpoint is None:
+        return url_for("portal.home.index", lang=code)
+    args = {k: v for k, v in request.args.items() if k != "lang"}
+    return url_for(request.endpoint, **(request.view_args or {}), **args, lang=code)
+
+
 def has_endpoint(name: str) -> bool:
     return name in current_app.view_functions
 
@@ -54,6 +64,7 @@ def init_app(app: Flask) -> None:
     app.add_template_global(get_locale)
     app.add_template_global(has_endpoint)
     app.add_template_global(safe_url)
+    app.add_template_global(lang_url)
 
     @app.context_processor
     def inject_business():

@@ -4,7 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 
-from portal.blueprints.messages import message_form, post_message
+from portal.blueprints.messages import message_form, message_limit, post_message
+from portal import clock
 from portal.blueprints.portal_session import current_customer
 from portal.services import appointments, settings
 
@@ -33,9 +34,10 @@ def ics(visit_id: int):
 
 
 @bp.route("/appointments/<int:visit_id>/reschedule", methods=["GET", "POST"])
+@message_limit
 def reschedule(visit_id: int):
     visit = _visit(visit_id)
-    if visit.status in ("completed", "cancelled"):
+    if visit.status in ("completed", "cancelled") or visit.ends_at < clock.now():
         flash(_("This visit can no longer be moved. Send us a message instead."), "error")
         return redirect(url_for(".index"))
     form = message_form()

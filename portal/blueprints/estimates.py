@@ -75,7 +75,8 @@ def _approve_with_deposit(estimate, form: ApproveEstimateForm):
     keep = settings.get().require_card_for_deposits or bool(form.save_card.data)  # W-6
     new_card = None
     try:
-        estimates.clean_name(form.name.data)  # a missing name is refused before any card is saved
+        estimates.clean_name(form.name.data)  # a missing name is refused before any card is saved ...
+        estimates.refuse_unless_open(estimate)  # ... and so is an estimate that cannot be approved
         card = chosen_card(form, on_file=keep)
         new_card = card if form.card_id.data == "new" else None
         outcome = estimates.approve_with_deposit(current_customer, estimate, form.name.data, request.remote_addr,
@@ -98,7 +99,11 @@ def _approve_with_deposit(estimate, form: ApproveEstimateForm):
 def _after_deposit(estimate, form, outcome: charges.Outcome):
     db.session.refresh(estimate)
     if outcome.status == "succeeded":
-        flash(_("Thank you! Your deposit was received and the estimate is approved."), "success")
+        if estimate.status == "approved":
+            flash(_("Thank you! Your deposit was received and the estimate is approved."), "success")
+        else:
+            flash(_("Your payment was received and is kept on your account; we will contact you about this "
+                    "estimate."), "success")
         return redirect(url_for(".detail", estimate_id=estimate.id))
     if outcome.status == "requires_action":
         return authenticate_page(outcome, url_for(".confirm", estimate_id=estimate.id,

@@ -1,16 +1,26 @@
 """P-6: "Send message" from every page; the customer's sent messages."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from portal.blueprints.portal_session import current_customer
+from portal.extensions import limiter
 from portal.forms.pages import MessageForm
 from portal.models import MessageRequest, Visit
 from portal.services import messages
 from portal.services.errors import ValidationError
 
 bp = Blueprint("messages", __name__)
+
+
+def _customer_key() -> str:
+    return f"customer-{current_customer.id}" if current_customer else "anonymous"
+
+
+# One shared budget for messages and reschedule requests (each emails staff).
+message_limit = limiter.shared_limit(lambda: current_app.config["PORTAL_MESSAGE_LIMIT"], scope="portal-messages",
+                                     key_func=_customer_key, methods=["POST"])
 
 
 def message_form() -> MessageForm:
@@ -41,6 +51,7 @@ def index():
 
 
 @bp.route("/messages/new", methods=["GET", "POST"])
+@message_limit
 def new():
     form = message_form()
     if request.method == "POST":

@@ -30,6 +30,9 @@ def log_in(customer: Customer) -> None:
     kept = {k: session[k] for k in ("lang", *STAFF_KEYS) if k in session}
     session.clear()  # rotation: nothing of the portal's from before the login survives (old CSRF token included)
     session.update(kept)
+    if session.get("lang") in current_app.config["LANGUAGES"] and customer.preferred_language != session["lang"]:
+        customer.preferred_language = session["lang"]  # chosen with the switcher before logging in (P-9)
+        db.session.commit()
     session[KEY] = {"cid": customer.id, "v": magic_links.fingerprint(customer), "sid": secrets.token_hex(16),
                     "seen": int(clock.now().timestamp())}
     session.permanent = True

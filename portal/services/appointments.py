@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
 from icalendar import Calendar, Event, vText
 from sqlalchemy import select
 from sqlalchemy.orm import contains_eager, selectinload
@@ -64,9 +65,9 @@ def ics(visit: Visit, business_name: str, base_url: str) -> bytes:
     location = address_of(visit)
     if location:
         event["location"] = vText(location)
-    lines = [f"Job {visit.job.number}"]
+    lines = [_("Job %(n)s", n=visit.job.number)]
     if visit.technician is not None:
-        lines.append(f"Technician: {visit.technician.name}")
+        lines.append(_("Technician: %(name)s", name=visit.technician.name))
     event.add("description", "\n".join(lines))
     event.add("status", "CANCELLED" if visit.status == "cancelled" else "CONFIRMED")
     event.add("url", f"{base_url.rstrip('/')}/portal/appointments")

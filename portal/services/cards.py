@@ -32,6 +32,8 @@ def card_of(customer: Customer, card_id) -> Card:
         card_id = int(card_id)
     except (TypeError, ValueError):
         raise NotFound(_("Choose one of the cards on file.")) from None
+    if not 0 < card_id < 2**31:
+        raise NotFound(_("Choose one of the cards on file."))
     card = db.session.get(Card, card_id)
     if card is None or card.customer_id != customer.id:
         raise NotFound(_("Choose one of the cards on file."))

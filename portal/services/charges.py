@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal import clock
 from portal.extensions import db
+from portal.labels import label
 from portal.models import Card, ChargeAttempt, Customer, Invoice, Payment, PaymentAllocation, StaffUser
 from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money, percent_of
 from portal.services import activity, declines, gateway, magic_links, mailer, settings
@@ -115,7 +116,7 @@ def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str
         _release_abandoned(invoice)
         if invoice.status not in PAYABLE_INVOICE:
             raise ValidationError("amount", _("This invoice is not open for payment (%(status)s).",
-                                              status=invoice.status.replace("_", " ")))
+                                              status=label(invoice.status)))
     check_amount(amount_cents, invoice.balance_cents if invoice is not None else None)
     attempt = ChargeAttempt(idempotency_key=key, customer_id=customer.id, card_id=card.id, amount_cents=amount_cents,
                             currency=settings.currency(), status="pending", purpose=purpose, off_session=off_session,
@@ -130,7 +131,7 @@ def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str
         existing = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.idempotency_key == key)).first()
         if existing is not None:
             return _outcome_of(existing, duplicate=True)
-        raise ServiceError(_("A payment for this invoice is already being processed. Wait a minute and reload "
+        raise ServiceError(_("A payment for this is already being processed. Wait a minute and reload "
                              "the page before trying again.")) from None
     return send(attempt)
 
@@ -185,9 +186,13 @@ def record_intent(attempt: ChargeAttempt, intent, *, reconciling: bool = False) 
 
 
 def _release_abandoned(invoice: Invoice) -> None:
+    release_if_abandoned(open_attempt_for(invoice))
+    db.session.refresh(invoice)
+
+
+def release_if_abandoned(attempt: ChargeAttempt | None) -> None:
     """A payment left waiting for the bank's confirmation (3-D Secure) does not block a new try: it is
     cancelled at Stripe first (or recorded, if it went through after all)."""
-    attempt = open_attempt_for(invoice)
     if attempt is None or attempt.off_session or not attempt.stripe_payment_intent_id:
         return
     try:
@@ -199,7 +204,6 @@ def _release_abandoned(invoice: Invoice) -> None:
     elif intent.status == "succeeded":
         settle_succeeded(attempt, intent)
     db.session.flush()
-    db.session.refresh(invoice)
 
 
 def give_up(attempt: ChargeAttempt, payment_intent_id: str, message: str) -> None:

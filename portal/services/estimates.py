@@ -51,7 +51,14 @@ def open_deposit_attempt(estimate: Estimate) -> ChargeAttempt | None:
                                                           ChargeAttempt.status.in_(charges.OPEN))).first()
 
 
-def _refuse_unless_open(estimate: Estimate) -> None:
+def lock(estimate: Estimate) -> Estimate:
+    """The estimate's row, locked until commit (PostgreSQL): approving with a deposit and declining
+    cannot interleave."""
+    return db.session.scalars(select(Estimate).where(Estimate.id == estimate.id).with_for_update()
+                              .execution_options(populate_existing=True)).one()
+
+
+def refuse_unless_open(estimate: Estimate) -> None:
     if estimate.status in ("approved", "converted"):
         raise ServiceError(_("This estimate is already approved."))
     if estimate.status == "declined":
@@ -75,7 +82,7 @@ def clean_name(name: str | None) -> str:
 def approve(estimate: Estimate, name: str | None, ip: str | None) -> None:
     """An estimate without a deposit. Exactly once, even for two clicks at the same time. Commits."""
     name = clean_name(name)
-    _refuse_unless_open(estimate)
+    refuse_unless_open(estimate)
     if estimate.deposit_cents:
         raise ServiceError(_("This estimate needs a deposit; pay it to approve."))
     now = clock.now()
@@ -95,7 +102,11 @@ def approve_with_deposit(customer: Customer, estimate: Estimate, name: str | Non
                          token: str | None) -> charges.Outcome:
     """Charge the deposit; the estimate is approved when the charge succeeds. Commits."""
     name = clean_name(name)
-    _refuse_unless_open(estimate)
+    estimate = lock(estimate)
+    refuse_unless_open(estimate)
+    charges.release_if_abandoned(open_deposit_attempt(estimate))  # a 3-D Secure window closed unconfirmed
+    db.session.refresh(estimate)
+    refuse_unless_open(estimate)  # ... unless it went through after all
     if open_deposit_attempt(estimate) is not None:
         raise ServiceError(_("Your deposit payment is being processed. Reload the page in a minute."))
     estimate.approved_name = name
@@ -130,6 +141,7 @@ def decline(estimate: Estimate, reason: str | None) -> None:
     reason = (reason or "").strip() or None
     if reason and len(reason) > MAX_REASON:
         raise ValidationError("reason", _("Keep the reason under %(n)d characters.", n=MAX_REASON))
+    estimate = lock(estimate)
     if estimate.status == "declined":
         raise ServiceError(_("This estimate is already declined."))
     if estimate.status in ("approved", "converted"):
@@ -166,3 +178,122 @@ def _answered(estimate: Estimate, deposit: Payment | None = None) -> None:
             "estimate": estimate, "sender": customer, "deposit": deposit,
             "subject_args": {"number": estimate.number, "answer": estimate.status, "name": customer.display_name}},
                            language="en", log_activity=False)
+
+
+# --- Staff side: create, send, convert (issue: staff admin) -----------------------------------------------
+
+def _staff_terms(title: str | None, message: str | None, deposit_cents: int, valid_until, lines) -> tuple:
+    title = " ".join((title or "").split())
+    if not title:
+        raise ValidationError("title", "Enter a title.")
+    if len(title) > 200:
+        raise ValidationError("title", "Keep the title under 200 characters.")
+    message = (message or "").strip() or None
+    if message and len(message) > 5000:
+        raise ValidationError("message", "Keep the message under 5000 characters.")
+    if not lines:
+        raise ValidationError("lines", "Add at least one line.")
+    total = sum(line.amount_cents for line in lines)
+    if deposit_cents < 0 or deposit_cents > total:
+        raise ValidationError("deposit", "The deposit must be between 0 and the estimate's total.")
+    if 0 < deposit_cents < 50:
+        raise ValidationError("deposit", "A deposit must be at least 0.50.")
+    if valid_until is not None and valid_until < clock.today():
+        raise ValidationError("valid_until", "“Valid until” cannot be in the past.")
+    return title, message
+
+
+def _set_lines(estimate: Estimate, lines) -> None:
+    from portal.models import EstimateLineItem
+
+    estimate.line_items.clear()
+    for i, line in enumerate(lines):
+        estimate.line_items.append(EstimateLineItem(description=line.description, quantity=line.quantity,
+                                                    unit_price_cents=line.unit_price_cents, position=i))
+
+
+def create(customer: Customer, staff, *, title: str | None, message: str | None, lines, deposit_cents: int = 0,
+           valid_until=None) -> Estimate:
+    from portal.services import settings
+
+    title, message = _staff_terms(title, message, deposit_cents, valid_until, lines)
+    estimate = Estimate(customer_id=customer.id, title=title, message=message, status="draft",
+                        currency=settings.currency(), deposit_cents=deposit_cents, valid_until=valid_until,
+                        created_by_id=staff.id, created_at=clock.now(),
+                        number=settings.next_number("estimate", lambda n: db.session.scalar(
+                            select(Estimate.id).where(Estimate.number == n))))
+    _set_lines(estimate, lines)
+    db.session.add(estimate)
+    db.session.flush()
+    activity.record(customer.id, "estimate", f"Estimate {estimate.number} “{title}” created by {staff.name}: "
+                    f"{format_money(estimate.total_cents, estimate.currency)}", staff=staff)
+    return estimate
+
+
+def edit(estimate: Estimate, staff, *, title: str | None, message: str | None, lines, deposit_cents: int,
+           valid_until) -> None:
+    if estimate.status not in ("draft", "sent"):
+        raise ServiceError(f"An estimate that is {estimate.status} cannot be edited.")
+    if open_deposit_attempt(estimate) is not None:
+        raise ServiceError("The customer's deposit payment is being processed; wait for it to settle.")
+    estimate.title, estimate.message = _staff_terms(title, message, deposit_cents, valid_until, lines)
+    estimate.deposit_cents, estimate.valid_until = deposit_cents, valid_until
+    _set_lines(estimate, lines)
+    activity.record(estimate.customer_id, "estimate", f"Estimate {estimate.number} edited by {staff.name}",
+                    staff=staff)
+
+
+def send(estimate: Estimate, staff) -> None:
+    """Email the customer a portal link that opens the estimate. Sent and resent alike."""
+    from portal.services import magic_links
+
+    customer = db.session.get(Customer, estimate.customer_id)
+    if estimate.status not in ("draft", "sent"):
+        raise ServiceError(f"An estimate that is {estimate.status} is not sent again.")
+    if not estimate.line_items:
+        raise ServiceError("Add at least one line before sending.")
+    if not customer.primary_email:
+        raise ServiceError("This customer has no email address.")
+    if not customer.can_log_in:
+        raise ServiceError("Archived or blacklisted customers cannot be sent estimates.")
+    resend = estimate.status == "sent"
+    estimate.status = "sent"
+    estimate.sent_at = clock.now()
+    link = magic_links.portal_link(customer, f"/portal/estimates/{estimate.id}")
+    mailer.queue_email("estimate_sent", customer.primary_email,
+                       {"estimate": estimate, "link": link, "subject_args": {"number": estimate.number}},
+                       customer=customer, actor=staff)
+    activity.record(customer.id, "estimate", f"Estimate {estimate.number} {'resent' if resend else 'sent'} by "
+                    f"{staff.name}", staff=staff)
+
+
+def convert_to_job(estimate: Estimate, staff):
+    """An approved estimate becomes a job with the same lines (once)."""
+    from portal.services import work
+    from portal.services.line_items import Line
+
+    if estimate.status == "converted" and estimate.job_id:
+        raise ServiceError("This estimate is already a job.")
+    if estimate.status != "approved":
+        raise ServiceError("Only an approved estimate can become a job.")
+    result = db.session.execute(update(Estimate).where(Estimate.id == estimate.id, Estimate.status == "approved")
+                                .values(status="converted").execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        raise ServiceError("This estimate is already a job.")
+    customer = db.session.get(Customer, estimate.customer_id)
+    job = work.create_job(customer, staff, title=estimate.title, description=estimate.message,
+                          lines=[Line(li.description, li.quantity, li.unit_price_cents) for li in estimate.line_items])
+    db.session.refresh(estimate)
+    estimate.job_id = job.id
+    activity.record(customer.id, "estimate", f"Estimate {estimate.number} converted into job {job.number} by "
+                    f"{staff.name}", staff=staff)
+    return job
+
+
+def staff_list(status: str | None = None, customer: Customer | None = None, limit: int = 100) -> list[Estimate]:
+    q = select(Estimate).options(selectinload(Estimate.line_items), selectinload(Estimate.customer))
+    if status:
+        q = q.where(Estimate.status == status)
+    if customer is not None:
+        q = q.where(Estimate.customer_id == customer.id)
+    return list(db.session.scalars(q.order_by(Estimate.created_at.desc(), Estimate.id.desc()).limit(limit)))

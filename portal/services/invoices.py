@@ -1,11 +1,19 @@
 """INV-2, INV-7: sending an invoice to the customer (email with a magic link that opens it in the portal)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import contains_eager
+
 from portal import clock
 from portal.extensions import db
-from portal.models import Customer, Invoice, StaffUser
-from portal.services import activity, mailer, magic_links
-from portal.services.errors import ServiceError
+from portal.models import Customer, Invoice, InvoiceLineItem, Job, StaffUser
+from portal.money import format_money, percent_of
+from portal.services import activity, charges, mailer, magic_links, settings
+from portal.services.errors import ServiceError, ValidationError
+from portal.services.line_items import Line
 
 
 def send(invoice: Invoice, actor: StaffUser | None) -> None:
@@ -33,3 +41,171 @@ def send(invoice: Invoice, actor: StaffUser | None) -> None:
     activity.record(customer.id, "invoice", f"Invoice {invoice.number} {'resent' if resend else 'sent'}",
                     staff=actor, invoice_id=invoice.id)
     db.session.commit()
+
+
+# --- Creating and changing invoices (INV-2) -------------------------------------------------------------
+
+def _totals(invoice: Invoice) -> None:
+    invoice.subtotal_cents = sum(li.amount_cents for li in invoice.line_items)
+    invoice.discount_cents = percent_of(invoice.subtotal_cents, invoice.discount_bp)
+    invoice.tax_cents = percent_of(invoice.subtotal_cents - invoice.discount_cents, invoice.tax_bp)
+    invoice.total_cents = invoice.subtotal_cents - invoice.discount_cents + invoice.tax_cents
+
+
+def _check_terms(discount_bp: int | None, tax_bp: int | None, issue_date: date | None, due_date: date | None,
+                 notes: str | None):
+    if discount_bp is None or not 0 <= discount_bp <= 10_000:
+        raise ValidationError("discount_percent", "The discount must be between 0 % and 100 %.")
+    if tax_bp is None or not 0 <= tax_bp <= 5_000:
+        raise ValidationError("tax_percent", "The tax must be between 0 % and 50 %.")
+    if issue_date is None:
+        raise ValidationError("issue_date", "Enter the issue date.")
+    if due_date is not None and due_date < issue_date:
+        raise ValidationError("due_date", "The due date cannot be before the issue date.")
+    notes = (notes or "").strip() or None
+    if notes and len(notes) > 5000:
+        raise ValidationError("notes", "Keep the notes under 5000 characters.")
+    return notes
+
+
+def _set_lines(invoice: Invoice, lines: list[Line]) -> None:
+    invoice.line_items.clear()
+    for i, line in enumerate(lines):
+        invoice.line_items.append(InvoiceLineItem(description=line.description, quantity=line.quantity,
+                                                  unit_price_cents=line.unit_price_cents, position=i))
+
+
+def create(customer: Customer, staff: StaffUser, *, lines: list[Line], jobs: list[Job] = (),
+           discount_bp: int | None = None, tax_bp: int | None = None, issue_date: date | None = None,
+           due_date: date | None = None, notes: str | None = None) -> Invoice:
+    """A draft invoice; by default the customer's personal discount and the business's tax and terms."""
+    business = settings.get()
+    discount_bp = customer.discount_bp if discount_bp is None else discount_bp
+    tax_bp = business.default_tax_bp if tax_bp is None else tax_bp
+    issue_date = issue_date or clock.today()
+    if due_date is None:
+        due_date = issue_date + timedelta(days=business.invoice_due_days or 14)
+    notes = _check_terms(discount_bp, tax_bp, issue_date, due_date, notes)
+    if not lines:
+        raise ValidationError("lines", "Add at least one line.")
+    for job in jobs:
+        if job.customer_id != customer.id:
+            raise ValidationError("lines", "A job of another customer cannot be on this invoice.")
+    invoice = Invoice(customer_id=customer.id, status="draft", currency=settings.currency(), issue_date=issue_date,
+                      due_date=due_date, discount_bp=discount_bp, tax_bp=tax_bp, paid_cents=0, notes=notes,
+                      created_by_id=staff.id, created_at=clock.now(),
+                      number=settings.next_number("invoice", lambda n: db.session.scalar(
+                          select(Invoice.id).where(Invoice.number == n))))
+    _set_lines(invoice, lines)
+    invoice.jobs = list(jobs)
+    _totals(invoice)
+    if invoice.total_cents <= 0:
+        raise ValidationError("lines", "The invoice total must be above zero.")
+    db.session.add(invoice)
+    db.session.flush()
+    what = f" for job{'s' if len(jobs) > 1 else ''} {', '.join(j.number for j in jobs)}" if jobs else ""
+    activity.record(customer.id, "invoice", f"Invoice {invoice.number}{what} created by {staff.name}: "
+                    f"{format_money(invoice.total_cents, invoice.currency)}", staff=staff, invoice_id=invoice.id)
+    return invoice
+
+
+def update(invoice: Invoice, staff: StaffUser, *, lines: list[Line], discount_bp: int | None, tax_bp: int | None,
+           issue_date: date | None, due_date: date | None, notes: str | None) -> None:
+    if invoice.status not in ("draft", "open") or invoice.paid_cents:
+        raise ServiceError("Only an unpaid draft or open invoice can be edited; void it and create a new one.")
+    if charges.open_attempt_for(invoice) is not None:
+        raise ServiceError("A card payment for this invoice is being processed; wait for it to settle.")
+    invoice.notes = _check_terms(discount_bp, tax_bp, issue_date, due_date, notes)
+    if not lines:
+        raise ValidationError("lines", "Add at least one line.")
+    invoice.discount_bp, invoice.tax_bp, invoice.issue_date, invoice.due_date = discount_bp, tax_bp, issue_date, \
+        due_date
+    _set_lines(invoice, lines)
+    _totals(invoice)
+    if invoice.total_cents <= 0:
+        raise ValidationError("lines", "The invoice total must be above zero.")
+    if invoice.sent_at is not None and invoice.last_sent_at == invoice.sent_at:
+        invoice.reminder_anchor_date = invoice.due_date  # never resent by hand: reminders follow the due date
+    activity.record(invoice.customer_id, "invoice", f"Invoice {invoice.number} edited by {staff.name}: "
+                    f"{format_money(invoice.total_cents, invoice.currency)}", staff=staff, invoice_id=invoice.id)
+
+
+def job_lines(jobs: list[Job]) -> list[Line]:
+    prefix = len(jobs) > 1
+    return [Line((f"{job.number}: " if prefix else "") + li.description, li.quantity, li.unit_price_cents)
+            for job in jobs for li in job.line_items]
+
+
+def from_job(job: Job, staff: StaffUser) -> Invoice:
+    from portal.services import work
+
+    customer = lock_customer(job.customer_id)
+    if job.status != "finished":
+        raise ServiceError("Finish the job before invoicing it.")
+    if work.invoiced(job):
+        raise ServiceError("This job is already on an invoice.")
+    if not job.line_items:
+        raise ServiceError("Add line items to the job first.")
+    return create(customer, staff, lines=job_lines([job]), jobs=[job])
+
+
+def invoice_all_unpaid_work(customer: Customer, staff: StaffUser) -> Invoice:
+    """C-8: one invoice for every finished job not on an invoice yet. The customer row is locked, so a double
+    click (or two staff at once) makes one invoice: the second finds nothing left."""
+    from portal.services import work
+
+    customer = lock_customer(customer.id)
+    jobs = [j for j in work.uninvoiced_finished(customer) if j.line_items]
+    if not jobs:
+        raise ServiceError("There is no finished, un-invoiced work for this customer.")
+    return create(customer, staff, lines=job_lines(jobs), jobs=jobs)
+
+
+def lock_customer(customer_id: int) -> Customer:
+    return db.session.scalars(select(Customer).where(Customer.id == customer_id).with_for_update()
+                              .execution_options(populate_existing=True)).one()
+
+
+def void(invoice: Invoice, staff: StaffUser, reason: str | None) -> None:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("reason", "Say why the invoice is voided.")
+    if len(reason) > 300:
+        raise ValidationError("reason", "Keep the reason under 300 characters.")
+    invoice = charges.lock_invoice(invoice.id)
+    if invoice.status == "void":
+        raise ServiceError("This invoice is already void.")
+    if invoice.paid_cents > 0:
+        raise ServiceError("This invoice has payments; refund them first, then void it.")
+    if charges.open_attempt_for(invoice) is not None:
+        raise ServiceError("A card payment for this invoice is being processed; wait for it to settle.")
+    invoice.status, invoice.voided_at, invoice.void_reason = "void", clock.now(), reason
+    activity.record(invoice.customer_id, "invoice", f"Invoice {invoice.number} voided by {staff.name}: {reason}",
+                    staff=staff, invoice_id=invoice.id)
+
+
+@dataclass
+class InvoiceList:
+    invoices: list[Invoice]
+    page: int
+    pages: int
+    total: int
+
+
+def search(*, status: str | None = None, q: str | None = None, page: int = 1, per_page: int = 50) -> InvoiceList:
+    stmt = select(Invoice).join(Customer, Customer.id == Invoice.customer_id)
+    if status == "overdue":
+        stmt = stmt.where(Invoice.status.in_(charges.PAYABLE_INVOICE), Invoice.due_date < clock.today())
+    elif status in ("draft", "open", "partially_paid", "paid", "void"):
+        stmt = stmt.where(Invoice.status == status)
+    if q and q.strip():
+        term = f"%{q.strip().lower()}%"
+        stmt = stmt.where(or_(func.lower(Invoice.number).like(term), func.lower(Customer.first_name).like(term),
+                              func.lower(Customer.last_name).like(term), func.lower(Customer.company_name).like(term)))
+    total = db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    pages = max((total + per_page - 1) // per_page, 1)
+    page = min(max(page, 1), pages)
+    rows = db.session.scalars(stmt.options(contains_eager(Invoice.customer))
+                              .order_by(Invoice.issue_date.desc(), Invoice.id.desc())
+                              .limit(per_page).offset((page - 1) * per_page)).all()
+    return InvoiceList(list(rows), page, pages, total)

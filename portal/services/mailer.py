@@ -29,6 +29,7 @@ SUBJECTS = {
     "refund_receipt": _l("Refund from %(business)s"),
     "invoice_sent": _l("Invoice %(number)s from %(business)s"),
     "message_reply": _l("Reply from %(business)s"),
+    "estimate_sent": _l("Estimate %(number)s from %(business)s"),
     # staff emails (English)
     "message_received": _l("New message from %(name)s"),
     "estimate_answered": _l("Estimate %(number)s %(answer)s by %(name)s"),

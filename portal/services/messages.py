@@ -97,7 +97,8 @@ def inbox(status: str = "new", page: int = 1) -> Inbox:
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     page = min(max(page, 1), pages)
     rows = db.session.scalars(
-        q.options(selectinload(MessageRequest.customer), selectinload(MessageRequest.visit).selectinload(Visit.job),
+        q.options(selectinload(MessageRequest.customer).selectinload(Customer.emails),
+                  selectinload(MessageRequest.visit).selectinload(Visit.job),
                   selectinload(MessageRequest.handled_by), selectinload(MessageRequest.replied_by))
         .order_by(MessageRequest.created_at.desc(), MessageRequest.id.desc())
         .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()

@@ -41,7 +41,7 @@ def detail(plan: CustomerPlan) -> PlanDetail:
     payments = db.session.scalars(select(PlanPayment).where(PlanPayment.plan_id == plan.id)
                                   .options(selectinload(PlanPayment.card))
                                   .order_by(PlanPayment.due_date.desc())).all()
-    visits = db.session.scalars(select(Visit).join(Job).where(Job.plan_id == plan.id)
+    visits = db.session.scalars(select(Visit).join(Job).where(Job.plan_id == plan.id, Job.customer_id == plan.customer_id)
                                 .options(selectinload(Visit.technician), selectinload(Visit.job))
                                 .order_by(Visit.starts_at.desc())).all()
     return PlanDetail(plan, list(payments), list(visits))

@@ -57,3 +57,24 @@ def update_payments(*, fee_percent_bp: int, fee_fixed_cents: int, refund_window_
     row.fee_percent_bp, row.fee_fixed_cents, row.refund_window_days = fee_percent_bp, fee_fixed_cents, \
         refund_window_days
     return row
+
+
+NUMBER_FORMATS = {"invoice": ("next_invoice_number", "INV-{}"), "job": ("next_job_number", "J-{:04d}"),
+                  "estimate": ("next_estimate_number", "E-{:04d}")}
+
+
+def next_number(kind: str, exists) -> str:
+    """The next document number of a kind, taken under a row lock (PostgreSQL) so two staff never get the
+    same one; `exists(number)` skips numbers already used (demo data, imports). Caller commits."""
+    from sqlalchemy import select as _select
+
+    column, pattern = NUMBER_FORMATS[kind]
+    row = ensure()
+    row = db.session.scalars(_select(BusinessSettings).where(BusinessSettings.id == row.id)
+                             .with_for_update().execution_options(populate_existing=True)).one()
+    while True:
+        value = getattr(row, column)
+        setattr(row, column, value + 1)
+        number = pattern.format(value)
+        if not exists(number):
+            return number

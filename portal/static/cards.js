@@ -17,7 +17,7 @@
 
   function setupCardForm(form) {
     var stripe = Stripe(form.dataset.publishableKey);
-    var elements = stripe.elements();
+    var elements = stripe.elements({ locale: document.documentElement.lang || "auto" });
     var card = elements.create("card", {hidePostalCode: false});
     var mount = form.querySelector("[data-card-element]");
     var errors = form.querySelector("[data-card-errors]");

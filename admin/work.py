@@ -1,0 +1,443 @@
+"""INV-1, INV-2, P-5 (staff side): jobs and visits, estimates, invoices created and edited by staff."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from admin import bp
+from admin.customers import _customer_or_404
+from admin.forms import ConfirmForm, EstimateForm, InvoiceForm, JobForm, StatusForm, VisitForm, VoidForm
+from portal import clock
+from portal.extensions import db
+from portal.models import Estimate, Invoice, Job, Visit
+from portal.money import MoneyError, parse_amount
+from portal.services import documents, estimates, invoices, line_items, work
+from portal.services import staff as staff_service
+from portal.services.errors import ServiceError, ValidationError
+
+BLANK_ROWS = 3
+
+
+def _staff_choices(field, empty: str = "— unassigned —") -> None:
+    field.choices = [("", empty)] + [(str(s.id), s.name) for s in staff_service.active_staff()]
+
+
+def _int_or_none(value) -> int | None:
+    return int(value) if (value or "").isdigit() else None
+
+
+def _lines_in_form(rows) -> list:
+    """What the line table shows after a failed submit: the typed rows."""
+    return [{"description": d or "", "quantity": q or "1", "price": p or ""} for d, q, p in rows]
+
+
+def _lines_of(items) -> list:
+    return [{"description": li.description, "quantity": str(li.quantity), "price": f"{li.unit_price_cents / 100:.2f}"}
+            for li in items]
+
+
+def _error(form, exc: ValidationError, errors: dict) -> None:
+    field = getattr(form, exc.field or "", None)
+    if field is not None and hasattr(field, "errors"):
+        field.errors = list(field.errors) + [exc.message]
+    else:
+        errors[exc.field or "form"] = exc.message
+
+
+def _own_job(job: Job) -> bool:
+    """A technician sees the jobs they are on (as the job's or a visit's technician)."""
+    if current_user.role != "technician":
+        return True
+    return job.technician_id == current_user.id or any(v.technician_id == current_user.id for v in job.visits)
+
+
+def _job_or_404(job_id: int) -> Job:
+    job = db.session.get(Job, job_id)
+    if job is None or not _own_job(job):
+        abort(404)
+    return job
+
+
+# --- Jobs and visits -----------------------------------------------------------------------------------
+
+def _job_form_page(form: JobForm, customer, job, rows, errors, status=200):
+    return render_template("admin/work/job_form.html", form=form, customer=customer, job=job, rows=rows,
+                           blank=BLANK_ROWS, errors=errors), status
+
+
+@bp.route("/customers/<int:customer_id>/jobs/new", methods=["GET", "POST"])
+def job_new(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    form = JobForm()
+    _staff_choices(form.technician_id)
+    errors: dict = {}
+    if request.method == "GET":
+        addr = customer.address_of("service")
+        form.address.data = addr.one_line() if addr else ""
+        return _job_form_page(form, customer, None, [], errors)
+    rows = line_items.from_form(request.form)
+    if form.validate_on_submit():
+        try:
+            job = work.create_job(customer, current_user, title=form.title.data, description=form.description.data,
+                                  address=form.address.data, technician_id=_int_or_none(form.technician_id.data),
+                                  lines=line_items.parse(rows, required=False))
+        except ValidationError as exc:
+            db.session.rollback()
+            _error(form, exc, errors)
+        except ServiceError as exc:
+            db.session.rollback()
+            errors["form"] = exc.message
+        else:
+            db.session.commit()
+            flash(f"Job {job.number} created. Schedule its visits below.", "success")
+            return redirect(url_for("admin.job_view", job_id=job.id))
+    return _job_form_page(form, customer, None, _lines_in_form(rows), errors, 400)
+
+
+@bp.route("/jobs/<int:job_id>/edit", methods=["GET", "POST"])
+def job_edit(job_id: int):
+    job = _job_or_404(job_id)
+    form = JobForm(obj=job if request.method == "GET" else None)
+    _staff_choices(form.technician_id)
+    errors: dict = {}
+    if request.method == "GET":
+        form.technician_id.data = str(job.technician_id or "")
+        return _job_form_page(form, job.customer, job, _lines_of(job.line_items), errors)
+    rows = line_items.from_form(request.form)
+    if form.validate_on_submit():
+        try:
+            work.update_job(job, current_user, title=form.title.data, description=form.description.data,
+                            address=form.address.data, technician_id=_int_or_none(form.technician_id.data),
+                            lines=line_items.parse(rows, required=False))
+        except ValidationError as exc:
+            db.session.rollback()
+            _error(form, exc, errors)
+        except ServiceError as exc:
+            db.session.rollback()
+            errors["form"] = exc.message
+        else:
+            db.session.commit()
+            flash("Job saved.", "success")
+            return redirect(url_for("admin.job_view", job_id=job.id))
+    return _job_form_page(form, job.customer, job, _lines_in_form(rows), errors, 400)
+
+
+def _job_page(job: Job, visit_form: VisitForm | None = None, status: int = 200):
+    visit_form = visit_form or VisitForm(formdata=None)
+    _staff_choices(visit_form.technician_id, "— the job's technician —")
+    invoice_rows = db.session.execute(
+        select(Invoice).join(Invoice.jobs).where(Job.id == job.id).order_by(Invoice.id)).scalars().all()
+    return render_template("admin/work/job.html", job=job, customer=job.customer, visit_form=visit_form,
+                           status_form=StatusForm(), confirm=ConfirmForm(), transitions=work.TRANSITIONS,
+                           invoices=invoice_rows, show_money=current_user.role != "technician"), status
+
+
+@bp.get("/jobs/<int:job_id>")
+def job_view(job_id: int):
+    return _job_page(_job_or_404(job_id))
+
+
+@bp.post("/jobs/<int:job_id>/status")
+def job_status(job_id: int):
+    job = _job_or_404(job_id)
+    form = StatusForm()
+    if form.validate_on_submit():
+        try:
+            work.set_status(job, current_user, form.status.data or "")
+        except ServiceError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+        else:
+            db.session.commit()
+            flash(f"Job {job.number} is now {work.STATUS_WORDS[job.status]}.", "success")
+    return redirect(url_for("admin.job_view", job_id=job.id))
+
+
+@bp.post("/jobs/<int:job_id>/visits")
+def job_visit_add(job_id: int):
+    job = _job_or_404(job_id)
+    form = VisitForm()
+    _staff_choices(form.technician_id)
+    if not form.validate_on_submit():
+        form.day.errors = list(form.day.errors) or ["Check the date."]
+        return _job_page(job, form, 400)
+    try:
+        work.add_visit(job, current_user, day=form.day.data, start=form.start.data, end=form.end.data,
+                       technician_id=_int_or_none(form.technician_id.data))
+    except ValidationError as exc:
+        db.session.rollback()
+        getattr(form, exc.field if exc.field in ("day", "start", "end", "technician_id") else "day").errors = [
+            exc.message]
+        return _job_page(job, form, 400)
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("admin.job_view", job_id=job.id))
+    db.session.commit()
+    flash("Visit scheduled.", "success")
+    return redirect(url_for("admin.job_view", job_id=job.id))
+
+
+@bp.post("/visits/<int:visit_id>/status")
+def visit_status(visit_id: int):
+    visit = db.session.get(Visit, visit_id)
+    if visit is None:
+        abort(404)
+    job = _job_or_404(visit.job_id)
+    form = StatusForm()
+    if form.validate_on_submit():
+        try:
+            work.set_visit_status(visit, current_user, form.status.data or "")
+        except ServiceError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+        else:
+            db.session.commit()
+            flash("Visit updated.", "success")
+    return redirect(url_for("admin.job_view", job_id=job.id))
+
+
+@bp.post("/jobs/<int:job_id>/invoice")
+def job_invoice(job_id: int):
+    job = _job_or_404(job_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        invoice = invoices.from_job(job, current_user)
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("admin.job_view", job_id=job.id))
+    db.session.commit()
+    flash(f"Invoice {invoice.number} created from job {job.number}. Review it and send it.", "success")
+    return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
+
+
+# --- Estimates ------------------------------------------------------------------------------------------
+
+def _deposit(form: EstimateForm) -> int:
+    text = (form.deposit.data or "").strip()
+    if text in ("", "0", "0.00"):
+        return 0
+    try:
+        return parse_amount(text)
+    except MoneyError as exc:
+        raise ValidationError("deposit", str(exc)) from None
+
+
+def _estimate_form_page(form, customer, estimate, rows, errors, status=200):
+    return render_template("admin/work/estimate_form.html", form=form, customer=customer, estimate=estimate,
+                           rows=rows, blank=BLANK_ROWS, errors=errors), status
+
+
+@bp.route("/customers/<int:customer_id>/estimates/new", methods=["GET", "POST"])
+def estimate_new(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    form = EstimateForm()
+    errors: dict = {}
+    if request.method == "GET":
+        return _estimate_form_page(form, customer, None, [], errors)
+    rows = line_items.from_form(request.form)
+    if form.validate_on_submit():
+        try:
+            estimate = estimates.create(customer, current_user, title=form.title.data, message=form.message.data,
+                                        lines=line_items.parse(rows), deposit_cents=_deposit(form),
+                                        valid_until=form.valid_until.data)
+        except ValidationError as exc:
+            db.session.rollback()
+            _error(form, exc, errors)
+        else:
+            db.session.commit()
+            flash(f"Estimate {estimate.number} created as a draft. Send it when it is ready.", "success")
+            return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
+    return _estimate_form_page(form, customer, None, _lines_in_form(rows), errors, 400)
+
+
+def _estimate_or_404(estimate_id: int) -> Estimate:
+    estimate = db.session.get(Estimate, estimate_id)
+    if estimate is None:
+        abort(404)
+    return estimate
+
+
+@bp.route("/estimates/<int:estimate_id>/edit", methods=["GET", "POST"])
+def estimate_edit(estimate_id: int):
+    estimate = _estimate_or_404(estimate_id)
+    form = EstimateForm(obj=estimate if request.method == "GET" else None)
+    errors: dict = {}
+    if request.method == "GET":
+        form.deposit.data = f"{estimate.deposit_cents / 100:.2f}"
+        return _estimate_form_page(form, estimate.customer, estimate, _lines_of(estimate.line_items), errors)
+    rows = line_items.from_form(request.form)
+    if form.validate_on_submit():
+        try:
+            estimates.edit(estimate, current_user, title=form.title.data, message=form.message.data,
+                           lines=line_items.parse(rows), deposit_cents=_deposit(form),
+                           valid_until=form.valid_until.data)
+        except ValidationError as exc:
+            db.session.rollback()
+            _error(form, exc, errors)
+        except ServiceError as exc:
+            db.session.rollback()
+            errors["form"] = exc.message
+        else:
+            db.session.commit()
+            flash("Estimate saved.", "success")
+            return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
+    return _estimate_form_page(form, estimate.customer, estimate, _lines_in_form(rows), errors, 400)
+
+
+@bp.get("/estimates/<int:estimate_id>")
+def estimate_view(estimate_id: int):
+    estimate = _estimate_or_404(estimate_id)
+    return render_template("admin/work/estimate.html", estimate=estimate, customer=estimate.customer,
+                           confirm=ConfirmForm(), expired=estimates.is_expired(estimate),
+                           job=db.session.get(Job, estimate.job_id) if estimate.job_id else None)
+
+
+@bp.post("/estimates/<int:estimate_id>/send")
+def estimate_send(estimate_id: int):
+    estimate = _estimate_or_404(estimate_id)
+    if ConfirmForm().validate_on_submit():
+        try:
+            estimates.send(estimate, current_user)
+        except ServiceError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+        else:
+            db.session.commit()
+            flash(f"Estimate {estimate.number} emailed to {estimate.customer.primary_email}.", "success")
+    return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
+
+
+@bp.post("/estimates/<int:estimate_id>/convert")
+def estimate_convert(estimate_id: int):
+    estimate = _estimate_or_404(estimate_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        job = estimates.convert_to_job(estimate, current_user)
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
+    db.session.commit()
+    flash(f"Job {job.number} created from estimate {estimate.number}.", "success")
+    return redirect(url_for("admin.job_view", job_id=job.id))
+
+
+# --- Invoices --------------------------------------------------------------------------------------------
+
+def _percent_bp(text: str | None, field: str) -> int:
+    text = (text or "0").strip().rstrip("%").strip() or "0"
+    try:
+        value = Decimal(text.replace(",", "."))
+    except InvalidOperation:
+        raise ValidationError(field, "Enter a percentage, like 10 or 7.25.") from None
+    if not value.is_finite() or value != value.quantize(Decimal("0.01")) if value.is_finite() else True:
+        raise ValidationError(field, "Use at most two decimals, like 7.25.")
+    return int(value * 100)
+
+
+def _invoice_form_page(form, customer, invoice, rows, errors, status=200):
+    return render_template("admin/work/invoice_form.html", form=form, customer=customer, invoice=invoice, rows=rows,
+                           blank=BLANK_ROWS, errors=errors), status
+
+
+@bp.get("/invoices")
+def invoice_list():
+    result = invoices.search(status=request.args.get("status") or None, q=request.args.get("q"),
+                             page=request.args.get("page", 1, type=int) or 1)
+    return render_template("admin/work/invoices.html", result=result, args=request.args, today=clock.today())
+
+
+@bp.route("/customers/<int:customer_id>/invoices/new", methods=["GET", "POST"])
+def invoice_new(customer_id: int):
+    customer = _customer_or_404(customer_id)
+    form = InvoiceForm()
+    errors: dict = {}
+    if request.method == "GET":
+        from portal.services import settings
+
+        form.issue_date.data = clock.today()
+        form.discount_percent.data = f"{customer.discount_bp / 100:g}"
+        form.tax_percent.data = f"{settings.get().default_tax_bp / 100:g}"
+        return _invoice_form_page(form, customer, None, [], errors)
+    rows = line_items.from_form(request.form)
+    if form.validate_on_submit():
+        try:
+            invoice = invoices.create(customer, current_user, lines=line_items.parse(rows),
+                                      discount_bp=_percent_bp(form.discount_percent.data, "discount_percent"),
+                                      tax_bp=_percent_bp(form.tax_percent.data, "tax_percent"),
+                                      issue_date=form.issue_date.data or clock.today(), due_date=form.due_date.data,
+                                      notes=form.notes.data)
+        except ValidationError as exc:
+            db.session.rollback()
+            _error(form, exc, errors)
+        else:
+            db.session.commit()
+            flash(f"Invoice {invoice.number} created as a draft. Send it when it is ready.", "success")
+            return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
+    return _invoice_form_page(form, customer, None, _lines_in_form(rows), errors, 400)
+
+
+def _invoice_or_404(invoice_id: int) -> Invoice:
+    invoice = db.session.get(Invoice, invoice_id)
+    if invoice is None:
+        abort(404)
+    return invoice
+
+
+@bp.route("/invoices/<int:invoice_id>/edit", methods=["GET", "POST"])
+def invoice_edit(invoice_id: int):
+    invoice = _invoice_or_404(invoice_id)
+    form = InvoiceForm(obj=invoice if request.method == "GET" else None)
+    errors: dict = {}
+    if request.method == "GET":
+        form.discount_percent.data = f"{invoice.discount_bp / 100:g}"
+        form.tax_percent.data = f"{invoice.tax_bp / 100:g}"
+        return _invoice_form_page(form, invoice.customer, invoice, _lines_of(invoice.line_items), errors)
+    rows = line_items.from_form(request.form)
+    if form.validate_on_submit():
+        try:
+            invoices.update(invoice, current_user, lines=line_items.parse(rows),
+                            discount_bp=_percent_bp(form.discount_percent.data, "discount_percent"),
+                            tax_bp=_percent_bp(form.tax_percent.data, "tax_percent"),
+                            issue_date=form.issue_date.data, due_date=form.due_date.data, notes=form.notes.data)
+        except ValidationError as exc:
+            db.session.rollback()
+            _error(form, exc, errors)
+        except ServiceError as exc:
+            db.session.rollback()
+            errors["form"] = exc.message
+        else:
+            db.session.commit()
+            flash("Invoice saved.", "success")
+            return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
+    return _invoice_form_page(form, invoice.customer, invoice, _lines_in_form(rows), errors, 400)
+
+
+@bp.post("/invoices/<int:invoice_id>/void")
+def invoice_void(invoice_id: int):
+    invoice = _invoice_or_404(invoice_id)
+    form = VoidForm()
+    if form.validate_on_submit():
+        try:
+            invoices.void(invoice, current_user, form.reason.data)
+        except ServiceError as exc:
+            db.session.rollback()
+            flash(exc.message, "error")
+        else:
+            db.session.commit()
+            flash(f"Invoice {invoice.number} voided.", "success")
+    return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
+
+
+@bp.get("/invoices/<int:invoice_id>.pdf")
+def invoice_pdf(invoice_id: int):
+    invoice = _invoice_or_404(invoice_id)
+    return Response(documents.invoice_pdf(invoice), mimetype="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="invoice-{invoice.number}.pdf"'})
