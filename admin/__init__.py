@@ -9,8 +9,10 @@ bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="template
 PUBLIC_ENDPOINTS = {"admin.login", "admin.invitation"}
 # Technicians see their day and customers' contact data; every other page is closed to them
 # unless listed here, so a new page is safe by default.
-TECHNICIAN_ENDPOINTS = {"admin.dashboard", "admin.logout", "admin.customer_list", "admin.customer_view"}
-ADMIN_ONLY_PREFIXES = ("admin.staff", "admin.settings", "admin.refund")  # refunds: admin (owner) only
+TECHNICIAN_ENDPOINTS = {"admin.dashboard", "admin.logout", "admin.customer_list", "admin.customer_view",
+                        "admin.job_view", "admin.visit_status", "admin.job_status", "admin.customer_note",
+                        "admin.customer_contact"}
+ADMIN_ONLY_PREFIXES = ("admin.staff", "admin.settings", "admin.refund", "admin.customer_delete")  # refunds, deletes: admin (owner) only
 
 
 def allowed(role: str, endpoint: str) -> bool:
@@ -47,8 +49,8 @@ def no_store(response):
 
 
 def init_app(app: Flask) -> None:
-    from admin import (auth, customers, dashboard, messages, outbox, payments, reports, settings,  # noqa: F401
-                       staff)
+    from admin import (auth, client_card, customers, dashboard, messages, outbox, payments, reports,  # noqa: F401
+                       settings, staff, work)
 
     app.register_blueprint(bp)
 

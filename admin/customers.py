@@ -8,12 +8,14 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from admin import allowed, bp
-from admin.forms import ConfirmForm, CustomerForm, EditCardForm, RemoveCardForm
+from admin.forms import (ConfirmForm, ContactForm, CustomerForm, DeleteCustomerForm, EditCardForm, NoteForm,
+                         ReassignForm, RemoveCardForm, TaskForm)
 from portal import clock
 from portal.extensions import db
-from portal.models import ActivityEvent, Customer
+from portal.models import ActivityEvent, Customer, CustomerPlan, Invoice
 from portal.models.customers import CUSTOMER_STATUSES
-from portal.services import cards, ledger
+from portal.services import cards, crm, custom_fields, customer_card, ledger, work
+from portal.services import estimates as estimate_service
 from portal.services import customers as customer_service
 from portal.services import magic_links
 from portal.services import staff as staff_service
@@ -60,7 +62,9 @@ def customer_list():
     status = request.args.get("status") or None
     manager = request.args.get("manager", type=int)
     results = customer_service.search(q=request.args.get("q"), status=status, tag=request.args.get("tag"),
-                                      manager_id=manager, page=max(page, 1))
+                                      manager_id=manager, page=max(page, 1), category=request.args.get("category"),
+                                      has_balance=bool(request.args.get("balance")),
+                                      no_card=bool(request.args.get("no_card")))
     return render_template("admin/customers/list.html", results=results, statuses=CUSTOMER_STATUSES,
                            staff=staff_service.active_staff(), args=request.args)
 
@@ -93,9 +97,30 @@ def customer_view(customer_id: int):
     money = None
     if allowed(current_user.role, "admin.charge"):
         money = {"cards": cards.active_cards(customer), "invoices": ledger.open_invoices(customer),
-                 "history": ledger.customer_history(customer), "today": clock.today()}
-    return render_template("admin/customers/view.html", customer=customer, events=events, confirm=ConfirmForm(),
-                           money=money, edit_card=EditCardForm(), remove_card=RemoveCardForm())
+                 "history": ledger.customer_history(customer), "today": clock.today(),
+                 "financials": customer_card.financials(customer),
+                 "all_invoices": db.session.scalars(select(Invoice).where(Invoice.customer_id == customer.id)
+                                                    .order_by(Invoice.issue_date.desc(), Invoice.id.desc())
+                                                    .limit(20)).all(),
+                 "plans": db.session.scalars(select(CustomerPlan).where(CustomerPlan.customer_id == customer.id)
+                                             .order_by(CustomerPlan.created_at.desc())).all()}
+    task_form, reassign_form = TaskForm(formdata=None), ReassignForm(formdata=None)
+    _staff_select(task_form.assignee_id, "— the customer's manager —")
+    _staff_select(reassign_form.manager_id, "— nobody —")
+    reassign_form.manager_id.data = str(customer.manager_id or "")
+    task = crm.open_task(customer)
+    return render_template(
+        "admin/customers/view.html", customer=customer, events=events, confirm=ConfirmForm(), money=money,
+        edit_card=EditCardForm(), remove_card=RemoveCardForm(), notes=crm.notes(customer, 10),
+        contacts=crm.contact_log(customer, 10), task=task, task_overdue=crm.is_overdue(task),
+        fields=custom_fields.values_for(customer), jobs=work.jobs_of(customer),
+        estimates=estimate_service.staff_list(customer=customer, limit=20), note_form=NoteForm(formdata=None),
+        contact_form=ContactForm(formdata=None), task_form=task_form, reassign_form=reassign_form,
+        delete_form=DeleteCustomerForm(formdata=None), can_delete=not crm.has_financial_records(customer))
+
+
+def _staff_select(field, empty: str) -> None:
+    field.choices = [("", empty)] + [(str(s.id), s.name) for s in staff_service.active_staff()]
 
 
 @bp.route("/customers/<int:customer_id>/edit", methods=["GET", "POST"])

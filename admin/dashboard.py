@@ -1,24 +1,44 @@
-"""The staff dashboard shell."""
+"""C-10, S-3: the staff dashboard — my customers, my overdue tasks, today's visits, open estimates, money owed."""
 from __future__ import annotations
 
 from flask import render_template
 from flask_login import current_user
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
-from admin import bp
-from portal.extensions import db
-from portal.models import ContactTask, Customer, QueuedEmail
+from admin import allowed, bp
 from portal import clock
+from portal.extensions import db
+from portal.models import ContactTask, Customer, Estimate, Invoice, QueuedEmail
+from portal.services import charges, work
 
 
 @bp.get("/")
 def dashboard():
+    me = current_user
     my_customers = db.session.scalars(
-        select(Customer).where(Customer.manager_id == current_user.id, Customer.status != "archived")
+        select(Customer).where(Customer.manager_id == me.id, Customer.status != "archived")
         .order_by(Customer.created_at.desc()).limit(10)).all()
     overdue_tasks = db.session.scalars(
-        select(ContactTask).where(ContactTask.assignee_id == current_user.id, ContactTask.done_at.is_(None),
-                                  ContactTask.due_at < clock.now()).order_by(ContactTask.due_at).limit(20)).all()
+        select(ContactTask).where(ContactTask.assignee_id == me.id, ContactTask.done_at.is_(None),
+                                  ContactTask.due_at < clock.now())
+        .options(selectinload(ContactTask.customer)).order_by(ContactTask.due_at).limit(20)).all()
+    visits = work.visits_on(clock.today(), technician=me if me.role == "technician" else None)
+    money = None
+    if allowed(me.role, "admin.invoice_list"):
+        open_q = select(Invoice).where(Invoice.status.in_(charges.PAYABLE_INVOICE))
+        outstanding = db.session.scalar(select(func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0))
+                                        .where(Invoice.status.in_(charges.PAYABLE_INVOICE))) or 0
+        overdue = db.session.execute(
+            select(func.count(), func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0))
+            .where(Invoice.status.in_(charges.PAYABLE_INVOICE), Invoice.due_date < clock.today())).one()
+        money = {"outstanding_cents": int(outstanding), "open_invoices": db.session.scalar(
+            select(func.count()).select_from(open_q.subquery())) or 0,
+            "overdue_count": overdue[0], "overdue_cents": int(overdue[1]),
+            "open_estimates": db.session.scalars(select(Estimate).where(Estimate.status == "sent")
+                                                 .options(selectinload(Estimate.customer),
+                                                          selectinload(Estimate.line_items))
+                                                 .order_by(Estimate.sent_at.desc()).limit(10)).all()}
     counts = {
         "customers": db.session.scalar(select(func.count()).select_from(Customer)
                                        .where(Customer.status != "archived")) or 0,
@@ -26,4 +46,4 @@ def dashboard():
                                             .where(QueuedEmail.status == "queued")) or 0,
     }
     return render_template("admin/dashboard.html", my_customers=my_customers, overdue_tasks=overdue_tasks,
-                           counts=counts)
+                           counts=counts, visits=visits, money=money)

@@ -210,7 +210,7 @@ def invoice_view(invoice_id: int):
         abort(404)
     history = ledger.invoice_history(invoice)
     return render_template("admin/payments/invoice.html", invoice=invoice, history=history, customer=invoice.customer,
-                           busy=charges.open_attempt_for(invoice), confirm=ConfirmForm())
+                           busy=charges.open_attempt_for(invoice), confirm=ConfirmForm())  # void posts reason with this CSRF token
 
 
 @bp.post("/invoices/<int:invoice_id>/send")

@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 from portal import clock
 from portal.extensions import db
 from portal.models import Address, Customer, CustomerEmail, CustomerPhone, StaffUser, Tag
-from portal.models.customers import CUSTOMER_STATUSES
+from portal.models.customers import CATEGORIES, CUSTOMER_STATUSES
 from portal.services import activity
 from portal.services.errors import ValidationError
 
@@ -156,12 +156,31 @@ def create(data: CustomerInput, staff: StaffUser | None) -> Customer:
 def update(customer: Customer, data: CustomerInput, staff: StaffUser | None) -> Customer:
     _check(data, customer)
     before = customer.status
+    snapshot = _snapshot(customer)
     _apply(customer, data)
     db.session.flush()
-    activity.record(customer.id, "customer", "Customer details updated.", staff=staff)
+    db.session.expire(customer, ["manager"])  # the relationship follows the new manager_id
+    changed = [label for label, value in _snapshot(customer).items() if snapshot.get(label) != value]
+    if changed:
+        activity.record(customer.id, "customer", f"Customer details updated: {', '.join(changed)}.", staff=staff,
+                        detail="\n".join(f"{k}: {snapshot.get(k) or '—'} → {v or '—'}"
+                                         for k, v in _snapshot(customer).items() if snapshot.get(k) != v))
     if before != customer.status:
         activity.record(customer.id, "customer", f"Status changed from {before} to {customer.status}.", staff=staff)
     return customer
+
+
+def _snapshot(customer: Customer) -> dict[str, str | None]:
+    """The client card's general block as text, to say what an edit changed (C-9)."""
+    address = customer.address_of("service")
+    return {"name": customer.display_name, "kind": customer.kind, "email": customer.primary_email,
+            "phone": customer.mobile_phone, "service address": address.one_line() if address else None,
+            "language": customer.preferred_language, "category": customer.category,
+            "discount": f"{customer.discount_bp / 100:g} %", "lead source": customer.lead_source,
+            "manager": customer.manager.name if customer.manager else None,
+            "birthday": customer.birthday.isoformat() if customer.birthday else None,
+            "tags": ", ".join(sorted(t.name for t in customer.tags)) or None,
+            "blacklist reason": customer.blacklist_reason}
 
 
 def get(customer_id: int) -> Customer | None:
@@ -169,8 +188,10 @@ def get(customer_id: int) -> Customer | None:
 
 
 def search(q: str | None = None, status: str | None = None, tag: str | None = None,
-           manager_id: int | None = None, page: int = 1, per_page: int = 25):
+           manager_id: int | None = None, page: int = 1, per_page: int = 25, category: str | None = None,
+           has_balance: bool = False, no_card: bool = False):
     """C-11. Archived customers are hidden unless asked for by status."""
+    from portal.models import Card, Invoice
     stmt = select(Customer).options(selectinload(Customer.emails), selectinload(Customer.phones),
                                     selectinload(Customer.tags), selectinload(Customer.manager))
     if status in CUSTOMER_STATUSES:
@@ -181,6 +202,15 @@ def search(q: str | None = None, status: str | None = None, tag: str | None = No
         stmt = stmt.where(Customer.manager_id == manager_id)
     if tag:
         stmt = stmt.where(Customer.tags.any(func.lower(Tag.name) == tag.strip().lower()))
+    if category in CATEGORIES:
+        stmt = stmt.where(Customer.category == category)
+    if has_balance:
+        stmt = stmt.where(select(Invoice.id).where(Invoice.customer_id == Customer.id,
+                                                   Invoice.status.in_(("open", "partially_paid")),
+                                                   Invoice.total_cents > Invoice.paid_cents).exists())
+    if no_card:
+        stmt = stmt.where(~select(Card.id).where(Card.customer_id == Customer.id, Card.removed_at.is_(None),
+                                                 Card.added_by != "customer_once").exists())
     q = (q or "").strip()
     if q:
         like = f"%{q.lower()}%"
