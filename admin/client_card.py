@@ -7,8 +7,8 @@ from flask_login import current_user
 
 from admin import bp
 from admin.customers import _customer_or_404
-from admin.forms import (ConfirmForm, ContactForm, CustomFieldForm, DeleteCustomerForm, NoteForm, ReassignForm,
-                         TaskForm)
+from admin.forms import (ConfirmForm, ContactForm, CustomFieldEditForm, CustomFieldForm, DeleteCustomerForm, NoteForm,
+                         ReassignForm, TaskForm)
 from portal import clock
 from portal.extensions import db
 from portal.models.activity import ACTIVITY_TYPES
@@ -190,7 +190,7 @@ def settings_field_edit(field_id: int):
         definition = custom_fields.get_definition(field_id)
     except ServiceError:
         abort(404)
-    form = CustomFieldForm(obj=None if request.method == "POST" else definition)
+    form = CustomFieldEditForm(obj=None if request.method == "POST" else definition)
     if request.method == "GET":
         form.active.data = definition.is_active
     elif form.validate_on_submit():

@@ -156,7 +156,7 @@ class ReplyForm(FlaskForm):
 # --- Client card (C-4 … C-10) ---------------------------------------------------------------------------
 
 class NoteForm(FlaskForm):
-    body = TextAreaField("Internal note (staff only)", validators=[Length(max=10_000)])
+    body = TextAreaField("New note", validators=[Length(max=10_000)])
 
 
 class ContactForm(FlaskForm):
@@ -166,7 +166,7 @@ class ContactForm(FlaskForm):
 
 
 class TaskForm(FlaskForm):
-    due_at = DateTimeLocalField("Next contact", format="%Y-%m-%dT%H:%M", validators=[Optional()])
+    due_at = DateTimeLocalField("When", format="%Y-%m-%dT%H:%M", validators=[Optional()])
     note = StringField("What about", validators=[Length(max=10_000)])
     assignee_id = SelectField("Assigned to", choices=[], validate_choice=False)
 
@@ -179,12 +179,16 @@ class DeleteCustomerForm(FlaskForm):
     confirm_name = StringField("Type the customer's name to confirm")
 
 
-class CustomFieldForm(FlaskForm):
+class CustomFieldEditForm(FlaskForm):
+    """Editing a field: everything but its type (existing values were validated for that type)."""
     label = StringField("Label", validators=[Length(max=200)])
-    field_type = SelectField("Type", choices=[(k, v) for k, v in CUSTOM_FIELD_TYPE_LABELS.items()])
     required = BooleanField("Required")
     options = TextAreaField("Choices (one per line, for lists)", validators=[Length(max=5000)])
     active = BooleanField("Shown on client cards", default=True)
+
+
+class CustomFieldForm(CustomFieldEditForm):
+    field_type = SelectField("Type", choices=[(k, v) for k, v in CUSTOM_FIELD_TYPE_LABELS.items()])
 
 
 # --- Jobs, estimates, invoices (INV-1, INV-2, P-5) ---------------------------------------------------------

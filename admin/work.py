@@ -47,6 +47,25 @@ def _error(form, exc: ValidationError, errors: dict) -> None:
         errors[exc.field or "form"] = exc.message
 
 
+def _attempt(form, errors: dict, action):
+    """Validate the form, run the service action and commit; on a refusal roll back and put the reason on the
+    form (`errors["form"]` / `errors["lines"]` for what has no field). Returns the action's result or None."""
+    if not form.validate_on_submit():
+        return None
+    try:
+        result = action()
+    except ValidationError as exc:
+        db.session.rollback()
+        _error(form, exc, errors)
+        return None
+    except ServiceError as exc:
+        db.session.rollback()
+        errors["form"] = exc.message
+        return None
+    db.session.commit()
+    return result if result is not None else True
+
+
 def _own_job(job: Job) -> bool:
     """A technician sees the jobs they are on (as the job's or a visit's technician)."""
     if current_user.role != "technician":
@@ -79,21 +98,12 @@ def job_new(customer_id: int):
         form.address.data = addr.one_line() if addr else ""
         return _job_form_page(form, customer, None, [], errors)
     rows = line_items.from_form(request.form)
-    if form.validate_on_submit():
-        try:
-            job = work.create_job(customer, current_user, title=form.title.data, description=form.description.data,
-                                  address=form.address.data, technician_id=_int_or_none(form.technician_id.data),
-                                  lines=line_items.parse(rows, required=False))
-        except ValidationError as exc:
-            db.session.rollback()
-            _error(form, exc, errors)
-        except ServiceError as exc:
-            db.session.rollback()
-            errors["form"] = exc.message
-        else:
-            db.session.commit()
-            flash(f"Job {job.number} created. Schedule its visits below.", "success")
-            return redirect(url_for("admin.job_view", job_id=job.id))
+    job = _attempt(form, errors, lambda: work.create_job(
+        customer, current_user, title=form.title.data, description=form.description.data, address=form.address.data,
+        technician_id=_int_or_none(form.technician_id.data), lines=line_items.parse(rows, required=False)))
+    if job:
+        flash(f"Job {job.number} created. Schedule its visits below.", "success")
+        return redirect(url_for("admin.job_view", job_id=job.id))
     return _job_form_page(form, customer, None, _lines_in_form(rows), errors, 400)
 
 
@@ -107,21 +117,11 @@ def job_edit(job_id: int):
         form.technician_id.data = str(job.technician_id or "")
         return _job_form_page(form, job.customer, job, _lines_of(job.line_items), errors)
     rows = line_items.from_form(request.form)
-    if form.validate_on_submit():
-        try:
-            work.update_job(job, current_user, title=form.title.data, description=form.description.data,
-                            address=form.address.data, technician_id=_int_or_none(form.technician_id.data),
-                            lines=line_items.parse(rows, required=False))
-        except ValidationError as exc:
-            db.session.rollback()
-            _error(form, exc, errors)
-        except ServiceError as exc:
-            db.session.rollback()
-            errors["form"] = exc.message
-        else:
-            db.session.commit()
-            flash("Job saved.", "success")
-            return redirect(url_for("admin.job_view", job_id=job.id))
+    if _attempt(form, errors, lambda: work.update_job(
+            job, current_user, title=form.title.data, description=form.description.data, address=form.address.data,
+            technician_id=_int_or_none(form.technician_id.data), lines=line_items.parse(rows, required=False))):
+        flash("Job saved.", "success")
+        return redirect(url_for("admin.job_view", job_id=job.id))
     return _job_form_page(form, job.customer, job, _lines_in_form(rows), errors, 400)
 
 
@@ -241,18 +241,12 @@ def estimate_new(customer_id: int):
     if request.method == "GET":
         return _estimate_form_page(form, customer, None, [], errors)
     rows = line_items.from_form(request.form)
-    if form.validate_on_submit():
-        try:
-            estimate = estimates.create(customer, current_user, title=form.title.data, message=form.message.data,
-                                        lines=line_items.parse(rows), deposit_cents=_deposit(form),
-                                        valid_until=form.valid_until.data)
-        except ValidationError as exc:
-            db.session.rollback()
-            _error(form, exc, errors)
-        else:
-            db.session.commit()
-            flash(f"Estimate {estimate.number} created as a draft. Send it when it is ready.", "success")
-            return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
+    estimate = _attempt(form, errors, lambda: estimates.create(
+        customer, current_user, title=form.title.data, message=form.message.data, lines=line_items.parse(rows),
+        deposit_cents=_deposit(form), valid_until=form.valid_until.data))
+    if estimate:
+        flash(f"Estimate {estimate.number} created as a draft. Send it when it is ready.", "success")
+        return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
     return _estimate_form_page(form, customer, None, _lines_in_form(rows), errors, 400)
 
 
@@ -272,21 +266,11 @@ def estimate_edit(estimate_id: int):
         form.deposit.data = f"{estimate.deposit_cents / 100:.2f}"
         return _estimate_form_page(form, estimate.customer, estimate, _lines_of(estimate.line_items), errors)
     rows = line_items.from_form(request.form)
-    if form.validate_on_submit():
-        try:
-            estimates.edit(estimate, current_user, title=form.title.data, message=form.message.data,
-                           lines=line_items.parse(rows), deposit_cents=_deposit(form),
-                           valid_until=form.valid_until.data)
-        except ValidationError as exc:
-            db.session.rollback()
-            _error(form, exc, errors)
-        except ServiceError as exc:
-            db.session.rollback()
-            errors["form"] = exc.message
-        else:
-            db.session.commit()
-            flash("Estimate saved.", "success")
-            return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
+    if _attempt(form, errors, lambda: estimates.edit(
+            estimate, current_user, title=form.title.data, message=form.message.data, lines=line_items.parse(rows),
+            deposit_cents=_deposit(form), valid_until=form.valid_until.data)):
+        flash("Estimate saved.", "success")
+        return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
     return _estimate_form_page(form, estimate.customer, estimate, _lines_in_form(rows), errors, 400)
 
 
@@ -337,9 +321,11 @@ def _percent_bp(text: str | None, field: str) -> int:
         value = Decimal(text.replace(",", "."))
     except InvalidOperation:
         raise ValidationError(field, "Enter a percentage, like 10 or 7.25.") from None
-    if not value.is_finite() or value != value.quantize(Decimal("0.01")) if value.is_finite() else True:
+    if not value.is_finite() or abs(value) > 1000:
+        raise ValidationError(field, "Enter a percentage, like 10 or 7.25.")
+    if value != value.quantize(Decimal("0.01")):
         raise ValidationError(field, "Use at most two decimals, like 7.25.")
-    return int(value * 100)
+    return int(value * 100)  # the range (0–100 % discount, 0–50 % tax) is the service's rule
 
 
 def _invoice_form_page(form, customer, invoice, rows, errors, status=200):
@@ -367,20 +353,14 @@ def invoice_new(customer_id: int):
         form.tax_percent.data = f"{settings.get().default_tax_bp / 100:g}"
         return _invoice_form_page(form, customer, None, [], errors)
     rows = line_items.from_form(request.form)
-    if form.validate_on_submit():
-        try:
-            invoice = invoices.create(customer, current_user, lines=line_items.parse(rows),
-                                      discount_bp=_percent_bp(form.discount_percent.data, "discount_percent"),
-                                      tax_bp=_percent_bp(form.tax_percent.data, "tax_percent"),
-                                      issue_date=form.issue_date.data or clock.today(), due_date=form.due_date.data,
-                                      notes=form.notes.data)
-        except ValidationError as exc:
-            db.session.rollback()
-            _error(form, exc, errors)
-        else:
-            db.session.commit()
-            flash(f"Invoice {invoice.number} created as a draft. Send it when it is ready.", "success")
-            return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
+    invoice = _attempt(form, errors, lambda: invoices.create(
+        customer, current_user, lines=line_items.parse(rows),
+        discount_bp=_percent_bp(form.discount_percent.data, "discount_percent"),
+        tax_bp=_percent_bp(form.tax_percent.data, "tax_percent"), issue_date=form.issue_date.data or clock.today(),
+        due_date=form.due_date.data, notes=form.notes.data))
+    if invoice:
+        flash(f"Invoice {invoice.number} created as a draft. Send it when it is ready.", "success")
+        return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
     return _invoice_form_page(form, customer, None, _lines_in_form(rows), errors, 400)
 
 
@@ -401,22 +381,13 @@ def invoice_edit(invoice_id: int):
         form.tax_percent.data = f"{invoice.tax_bp / 100:g}"
         return _invoice_form_page(form, invoice.customer, invoice, _lines_of(invoice.line_items), errors)
     rows = line_items.from_form(request.form)
-    if form.validate_on_submit():
-        try:
-            invoices.update(invoice, current_user, lines=line_items.parse(rows),
-                            discount_bp=_percent_bp(form.discount_percent.data, "discount_percent"),
-                            tax_bp=_percent_bp(form.tax_percent.data, "tax_percent"),
-                            issue_date=form.issue_date.data, due_date=form.due_date.data, notes=form.notes.data)
-        except ValidationError as exc:
-            db.session.rollback()
-            _error(form, exc, errors)
-        except ServiceError as exc:
-            db.session.rollback()
-            errors["form"] = exc.message
-        else:
-            db.session.commit()
-            flash("Invoice saved.", "success")
-            return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
+    if _attempt(form, errors, lambda: invoices.update(
+            invoice, current_user, lines=line_items.parse(rows),
+            discount_bp=_percent_bp(form.discount_percent.data, "discount_percent"),
+            tax_bp=_percent_bp(form.tax_percent.data, "tax_percent"), issue_date=form.issue_date.data,
+            due_date=form.due_date.data, notes=form.notes.data)):
+        flash("Invoice saved.", "success")
+        return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
     return _invoice_form_page(form, invoice.customer, invoice, _lines_in_form(rows), errors, 400)
 
 

@@ -9,7 +9,8 @@ from werkzeug.security import generate_password_hash
 
 from portal import clock
 from portal.extensions import db
-from portal.models import (ActivityEvent, Address, ContactLog, ContactTask, Customer, CustomerEmail, CustomerNote,
+from portal.models import (ActivityEvent, Address, ContactLog, ContactTask, CustomFieldDefinition, CustomFieldValue,
+                           Customer, CustomerEmail, CustomerNote,
                            CustomerPhone, CustomerPlan, Estimate, EstimateLineItem, Invoice, InvoiceLineItem, Job,
                            JobLineItem, Payment, PaymentAllocation, PlanPayment, PlanTemplate, StaffUser, Tag,
                            Visit)
@@ -171,6 +172,18 @@ def seed() -> None:
     for c in customers:
         db.session.add(ActivityEvent(customer_id=c.id, event_type="customer", summary="Customer created.",
                                      created_at=c.created_at))
+
+    gate = CustomFieldDefinition(label="Gate code", field_type="text", position=1)
+    age = CustomFieldDefinition(label="Equipment age (years)", field_type="number", position=2)
+    contact = CustomFieldDefinition(label="Preferred contact", field_type="list", options="Phone\nText\nEmail",
+                                    position=3)
+    db.session.add_all([gate, age, contact])
+    db.session.flush()
+    for i, c in enumerate(customers[:6]):
+        db.session.add_all([CustomFieldValue(customer_id=c.id, field_id=gate.id, value=f"#{1200 + i * 7}"),
+                            CustomFieldValue(customer_id=c.id, field_id=age.id, value=str(3 + i * 2)),
+                            CustomFieldValue(customer_id=c.id, field_id=contact.id,
+                                             value=("Phone", "Text", "Email")[i % 3])])
 
 
 def _staff(email: str, name: str, role: str) -> StaffUser:

@@ -13,6 +13,9 @@ from portal.extensions import db
 from portal.models import Customer, Job, Visit
 
 
+OPEN = ("scheduled", "in_progress")  # a completed or cancelled visit is not upcoming
+
+
 @dataclass
 class Appointments:
     upcoming: list[Visit]
@@ -26,15 +29,15 @@ def _visits(customer: Customer):
 
 def for_customer(customer: Customer) -> Appointments:
     now = clock.now()
-    upcoming = db.session.scalars(_visits(customer).where(Visit.ends_at >= now, Visit.status != "cancelled")
+    upcoming = db.session.scalars(_visits(customer).where(Visit.ends_at >= now, Visit.status.in_(OPEN))
                                   .order_by(Visit.starts_at)).all()
-    past = db.session.scalars(_visits(customer).where((Visit.ends_at < now) | (Visit.status == "cancelled"))
+    past = db.session.scalars(_visits(customer).where((Visit.ends_at < now) | Visit.status.not_in(OPEN))
                               .order_by(Visit.starts_at.desc()).limit(100)).all()
     return Appointments(list(upcoming), list(past))
 
 
 def next_visit(customer: Customer) -> Visit | None:
-    return db.session.scalars(_visits(customer).where(Visit.ends_at >= clock.now(), Visit.status != "cancelled")
+    return db.session.scalars(_visits(customer).where(Visit.ends_at >= clock.now(), Visit.status.in_(OPEN))
                               .order_by(Visit.starts_at).limit(1)).first()
 
 

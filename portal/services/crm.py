@@ -95,7 +95,7 @@ def set_task(customer: Customer, staff: StaffUser, *, due_at: datetime | None, n
     task = ContactTask(customer_id=customer.id, assignee_id=assignee_id, due_at=due_at,
                        note=_text(note, "note", "task note", required=False), created_at=clock.now())
     db.session.add(task)
-    activity.record(customer.id, "contact", f"Next contact set for {due_at:%Y-%m-%d %H:%M} UTC by {staff.name}"
+    activity.record(customer.id, "contact", f"Next contact set for {clock.to_local(due_at):%Y-%m-%d %H:%M} by {staff.name}"
                     + (f": {task.note[:150]}" if task.note else ""), staff=staff)
     return task
 

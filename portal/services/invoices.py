@@ -9,8 +9,8 @@ from sqlalchemy.orm import contains_eager
 
 from portal import clock
 from portal.extensions import db
-from portal.models import Customer, Invoice, InvoiceLineItem, Job, StaffUser
-from portal.money import format_money, percent_of
+from portal.models import Customer, Estimate, Invoice, InvoiceLineItem, Job, Payment, PaymentAllocation, StaffUser
+from portal.money import MAX_CHARGE_CENTS, format_money, percent_of
 from portal.services import activity, charges, mailer, magic_links, settings
 from portal.services.errors import ServiceError, ValidationError
 from portal.services.line_items import Line
@@ -31,6 +31,7 @@ def send(invoice: Invoice, actor: StaffUser | None) -> None:
     resend = invoice.sent_at is not None
     if invoice.status == "draft":
         invoice.status = "open"
+        charges.refresh_invoice_status(invoice)  # a credited deposit makes it partially paid
     invoice.sent_at = invoice.sent_at or now
     invoice.last_sent_at = now
     invoice.reminder_anchor_date = clock.today() if resend else invoice.due_date
@@ -50,6 +51,13 @@ def _totals(invoice: Invoice) -> None:
     invoice.discount_cents = percent_of(invoice.subtotal_cents, invoice.discount_bp)
     invoice.tax_cents = percent_of(invoice.subtotal_cents - invoice.discount_cents, invoice.tax_bp)
     invoice.total_cents = invoice.subtotal_cents - invoice.discount_cents + invoice.tax_cents
+
+
+def _check_total(invoice: Invoice) -> None:
+    if invoice.total_cents <= 0:
+        raise ValidationError("lines", "The invoice total must be above zero.")
+    if invoice.total_cents > MAX_CHARGE_CENTS:
+        raise ValidationError("lines", f"The invoice total cannot be more than {format_money(MAX_CHARGE_CENTS)}.")
 
 
 def _check_terms(discount_bp: int | None, tax_bp: int | None, issue_date: date | None, due_date: date | None,
@@ -99,20 +107,37 @@ def create(customer: Customer, staff: StaffUser, *, lines: list[Line], jobs: lis
     _set_lines(invoice, lines)
     invoice.jobs = list(jobs)
     _totals(invoice)
-    if invoice.total_cents <= 0:
-        raise ValidationError("lines", "The invoice total must be above zero.")
+    _check_total(invoice)
     db.session.add(invoice)
     db.session.flush()
+    _credit_deposits(invoice, jobs)
     what = f" for job{'s' if len(jobs) > 1 else ''} {', '.join(j.number for j in jobs)}" if jobs else ""
     activity.record(customer.id, "invoice", f"Invoice {invoice.number}{what} created by {staff.name}: "
                     f"{format_money(invoice.total_cents, invoice.currency)}", staff=staff, invoice_id=invoice.id)
     return invoice
 
 
+def _credit_deposits(invoice: Invoice, jobs: list[Job]) -> None:
+    """The deposit paid when the customer approved an estimate counts toward the invoice of its job."""
+    if not jobs:
+        return
+    deposits = db.session.scalars(select(Payment).join(Estimate, Estimate.deposit_payment_id == Payment.id)
+                                  .where(Estimate.job_id.in_([j.id for j in jobs]))).all()
+    for payment in deposits:
+        used = db.session.scalar(select(func.coalesce(func.sum(PaymentAllocation.amount_cents), 0))
+                                 .where(PaymentAllocation.payment_id == payment.id)) or 0
+        free = payment.amount_cents - payment.refunded_cents - used
+        amount = min(free, invoice.total_cents - invoice.paid_cents)
+        if amount > 0:
+            charges.allocate(payment, invoice, amount)
+            activity.record(invoice.customer_id, "invoice", f"Deposit {format_money(amount, payment.currency)} "
+                            f"credited to invoice {invoice.number}", invoice_id=invoice.id)
+
+
 def update(invoice: Invoice, staff: StaffUser, *, lines: list[Line], discount_bp: int | None, tax_bp: int | None,
            issue_date: date | None, due_date: date | None, notes: str | None) -> None:
-    if invoice.status not in ("draft", "open") or invoice.paid_cents:
-        raise ServiceError("Only an unpaid draft or open invoice can be edited; void it and create a new one.")
+    if invoice.status not in ("draft", "open") or (invoice.status == "open" and invoice.paid_cents):
+        raise ServiceError("Only a draft or an unpaid open invoice can be edited; void it and create a new one.")
     if charges.open_attempt_for(invoice) is not None:
         raise ServiceError("A card payment for this invoice is being processed; wait for it to settle.")
     invoice.notes = _check_terms(discount_bp, tax_bp, issue_date, due_date, notes)
@@ -122,8 +147,10 @@ def update(invoice: Invoice, staff: StaffUser, *, lines: list[Line], discount_bp
         due_date
     _set_lines(invoice, lines)
     _totals(invoice)
-    if invoice.total_cents <= 0:
-        raise ValidationError("lines", "The invoice total must be above zero.")
+    _check_total(invoice)
+    if invoice.total_cents < invoice.paid_cents:
+        raise ValidationError("lines", "The total cannot be less than what is already credited "
+                                       f"({format_money(invoice.paid_cents, invoice.currency)}).")
     if invoice.sent_at is not None and invoice.last_sent_at == invoice.sent_at:
         invoice.reminder_anchor_date = invoice.due_date  # never resent by hand: reminders follow the due date
     activity.record(invoice.customer_id, "invoice", f"Invoice {invoice.number} edited by {staff.name}: "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portal.money import MoneyError, parse_amount
+from portal.money import MAX_CHARGE_CENTS, MoneyError, format_money, parse_amount
 from portal.services.errors import ValidationError
 
 MAX_LINES = 50
@@ -45,6 +45,9 @@ def parse(rows: list[tuple[str | None, str | None, str | None]], *, required: bo
         lines.append(Line(description, qty, cents))
     if len(lines) > MAX_LINES:
         raise ValidationError("lines", f"At most {MAX_LINES} lines.")
+    if sum(line.amount_cents for line in lines) > MAX_CHARGE_CENTS:
+        raise ValidationError("lines", f"The lines add up to more than {format_money(MAX_CHARGE_CENTS)}, the most "
+                                       "one document can hold; split the work.")
     if required and not lines:
         raise ValidationError("lines", "Add at least one line.")
     return lines

@@ -88,10 +88,13 @@ def set_status(job: Job, staff: StaffUser, status: str) -> None:
         raise ServiceError("This job is already invoiced; void the invoice first.")
     job.status = status
     job.finished_at = clock.now() if status == "finished" else None
-    if status == "cancelled":
+    if status in ("cancelled", "finished"):
+        # Visits still open close with the job: a finished job's past visits were done, its future ones won't
+        # happen (the portal must not show them as upcoming).
         for visit in job.visits:
-            if visit.status == "scheduled":
-                visit.status = "cancelled"
+            if visit.status in ("scheduled", "in_progress"):
+                done = status == "finished" and visit.starts_at <= clock.now()
+                visit.status = "completed" if done else "cancelled"
     activity.record(job.customer_id, "job", f"Job {job.number} {STATUS_WORDS[status]} by {staff.name}", staff=staff)
 
 
@@ -117,7 +120,7 @@ def add_visit(job: Job, staff: StaffUser, *, day: date | None, start: str | None
         raise ValidationError("end", "The window must end after it starts.")
     tz = clock.business_tz()
     starts_at, ends_at = clock.to_utc(starts.replace(tzinfo=tz)), clock.to_utc(ends.replace(tzinfo=tz))
-    if starts_at < clock.now() - timedelta(days=1):
+    if day < clock.today():
         raise ValidationError("day", "That date is in the past.")
     tech = _technician(technician_id) or (db.session.get(StaffUser, job.technician_id) if job.technician_id else None)
     visit = Visit(job_id=job.id, starts_at=starts_at, ends_at=ends_at, technician_id=tech.id if tech else None,
