@@ -6,6 +6,7 @@ from decimal import Decimal
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from admin import allowed, bp
 from admin.forms import (ConfirmForm, ContactForm, CustomerForm, DeleteCustomerForm, EditCardForm, NoteForm,
@@ -93,6 +94,7 @@ def customer_new():
 def customer_view(customer_id: int):
     customer = _customer_or_404(customer_id)
     events = db.session.scalars(select(ActivityEvent).where(ActivityEvent.customer_id == customer.id)
+                                .options(selectinload(ActivityEvent.actor))
                                 .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc()).limit(30)).all()
     money = None
     if allowed(current_user.role, "admin.charge"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, select, update
+from sqlalchemy.orm import selectinload
 
 from portal import clock
 from portal.extensions import db
@@ -44,6 +45,7 @@ def add_note(customer: Customer, staff: StaffUser, body: str | None) -> Customer
 def notes(customer: Customer, limit: int = 50) -> list[CustomerNote]:
     """Newest first: the first one is the pinned note."""
     return list(db.session.scalars(select(CustomerNote).where(CustomerNote.customer_id == customer.id)
+                                   .options(selectinload(CustomerNote.author))
                                    .order_by(CustomerNote.created_at.desc(), CustomerNote.id.desc()).limit(limit)))
 
 
@@ -67,6 +69,7 @@ def log_contact(customer: Customer, staff: StaffUser, *, channel: str | None, ou
 
 def contact_log(customer: Customer, limit: int = 50) -> list[ContactLog]:
     return list(db.session.scalars(select(ContactLog).where(ContactLog.customer_id == customer.id)
+                                   .options(selectinload(ContactLog.staff))
                                    .order_by(ContactLog.contacted_at.desc(), ContactLog.id.desc()).limit(limit)))
 
 
@@ -75,6 +78,7 @@ def contact_log(customer: Customer, limit: int = 50) -> list[ContactLog]:
 def open_task(customer: Customer) -> ContactTask | None:
     return db.session.scalars(select(ContactTask).where(ContactTask.customer_id == customer.id,
                                                         ContactTask.done_at.is_(None))
+                              .options(selectinload(ContactTask.assignee))
                               .order_by(ContactTask.due_at)).first()
 
 
