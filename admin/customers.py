@@ -98,7 +98,7 @@ def customer_view(customer_id: int):
                                 .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc()).limit(30)).all()
     money = None
     if allowed(current_user.role, "admin.charge"):
-        money = {"cards": cards.active_cards(customer), "invoices": ledger.open_invoices(customer),
+        money = {"cards": cards.active_cards(customer), "invoices": ledger.open_invoices(customer, limit=10),
                  "history": ledger.customer_history(customer), "today": clock.today(),
                  "financials": customer_card.financials(customer),
                  "all_invoices": db.session.scalars(select(Invoice).where(Invoice.customer_id == customer.id)

@@ -18,6 +18,7 @@ from portal.services.errors import NotFound, ServiceError, ValidationError
 
 bp = Blueprint("invoices", __name__)
 VISIBLE = ("open", "partially_paid", "paid", "void")
+PER_PAGE = 25
 
 
 def _invoice(invoice_id: int) -> Invoice:
@@ -37,8 +38,10 @@ def index():
         q = q.where(Invoice.status.in_(charges.PAYABLE_INVOICE))
     elif show == "paid":
         q = q.where(Invoice.status == "paid")
-    invoices = db.session.scalars(q.order_by(Invoice.issue_date.desc(), Invoice.id.desc())).all()
-    return render_template("portal/invoices/list.html", invoices=invoices, show=show, today=clock.today())
+    page = db.paginate(q.order_by(Invoice.issue_date.desc(), Invoice.id.desc()),
+                       page=max(request.args.get("page", 1, type=int) or 1, 1), per_page=PER_PAGE, error_out=False)
+    return render_template("portal/invoices/list.html", invoices=page.items, page=page, show=show,
+                           today=clock.today())
 
 
 def _payments_of(invoice: Invoice):

@@ -35,7 +35,7 @@ def financials(customer: Customer) -> Financials:
     outstanding = db.session.scalar(select(func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0))
                                     .where(Invoice.customer_id == customer.id,
                                            Invoice.status.in_(charges.PAYABLE_INVOICE))) or 0
-    unbilled = len([j for j in work.uninvoiced_finished(customer) if j.line_items])
+    unbilled = work.count_uninvoiced_finished(customer)
     return Financials(int(paid), int(jobs), int(invoiced), int(outstanding), unbilled)
 
 

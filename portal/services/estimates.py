@@ -28,8 +28,13 @@ def for_customer(customer: Customer) -> list[Estimate]:
                                    .order_by(Estimate.created_at.desc(), Estimate.id.desc())))
 
 
-def open_for(customer: Customer) -> list[Estimate]:
-    return [e for e in for_customer(customer) if is_open(e)]
+def open_for(customer: Customer, limit: int = 50) -> list[Estimate]:
+    """Sent and not past their valid-until date, newest first."""
+    return list(db.session.scalars(
+        select(Estimate).where(Estimate.customer_id == customer.id, Estimate.status == "sent",
+                               (Estimate.valid_until.is_(None)) | (Estimate.valid_until >= clock.today()))
+        .options(selectinload(Estimate.line_items))
+        .order_by(Estimate.created_at.desc(), Estimate.id.desc()).limit(limit)))
 
 
 def estimate_of(customer: Customer, estimate_id: int) -> Estimate | None:

@@ -14,10 +14,10 @@ from portal.services import declines, settings
 PAYABLE = ("open", "partially_paid")
 
 
-def open_invoices(customer: Customer) -> list[Invoice]:
+def open_invoices(customer: Customer, limit: int | None = None) -> list[Invoice]:
     return list(db.session.scalars(select(Invoice).where(Invoice.customer_id == customer.id,
                                                          Invoice.status.in_(PAYABLE))
-                                   .order_by(Invoice.due_date, Invoice.id)))
+                                   .order_by(Invoice.due_date, Invoice.id).limit(limit)))
 
 
 @dataclass

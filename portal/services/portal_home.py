@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from portal import clock
@@ -13,6 +13,7 @@ from portal.models import Card, Customer, CustomerPlan, Invoice, PlanPayment, Vi
 from portal.services import appointments, cards, charges, estimates, settings
 
 OUTSTANDING_PLAN = ("failed", "overdue")
+SHOWN = 5  # rows per block on the home page; the rest is one click away
 
 
 @dataclass
@@ -41,20 +42,30 @@ class Home:
     def plan_outstanding_cents(self) -> int:
         return sum(p.amount_cents for p in self.plan_outstanding)
 
+    open_count: int = 0
+    past_due_count: int = 0
+
     @property
     def pay_target(self) -> Invoice | None:
         """One open invoice: Pay goes straight to it; several: to the list."""
-        return self.open_invoices[0] if len(self.open_invoices) == 1 else None
+        return self.open_invoices[0] if self.open_count == 1 else None
 
 
 def summary(customer: Customer) -> Home:
     today = clock.today()
     home = Home()
-    home.open_invoices = list(db.session.scalars(
-        select(Invoice).where(Invoice.customer_id == customer.id, Invoice.status.in_(charges.PAYABLE_INVOICE))
-        .order_by(Invoice.due_date.is_(None), Invoice.due_date, Invoice.id)))
-    home.balance_cents = sum(i.balance_cents for i in home.open_invoices)
-    home.past_due = [i for i in home.open_invoices if i.due_date is not None and i.due_date < today]
+    payable = (Invoice.customer_id == customer.id, Invoice.status.in_(charges.PAYABLE_INVOICE))
+    count, balance = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0))
+        .where(*payable)).one()
+    home.open_count, home.balance_cents = int(count), int(balance)
+    home.open_invoices = list(db.session.scalars(  # the first few, oldest due first
+        select(Invoice).where(*payable).order_by(Invoice.due_date.is_(None), Invoice.due_date, Invoice.id)
+        .limit(SHOWN)))
+    past_due = (*payable, Invoice.due_date < today)
+    home.past_due_count = db.session.scalar(select(func.count()).select_from(Invoice).where(*past_due)) or 0
+    home.past_due = list(db.session.scalars(select(Invoice).where(*past_due).order_by(Invoice.due_date, Invoice.id)
+                                            .limit(SHOWN)))
     home.plans = list(db.session.scalars(
         select(CustomerPlan).where(CustomerPlan.customer_id == customer.id,
                                    CustomerPlan.status.in_(("pending", "active")))
@@ -76,11 +87,11 @@ def summary(customer: Customer) -> Home:
         if when and amount:
             home.upcoming.append(UpcomingCharge(when, amount, plan.currency, plan.card, "plan", plan=plan))
     if settings.get().autopay_enabled and customer.autopay_enabled:
-        for invoice in home.open_invoices:
+        for invoice in home.open_invoices:  # the next few AutoPay charges
             if invoice.due_date is not None:
                 home.upcoming.append(UpcomingCharge(max(invoice.due_date, today), invoice.balance_cents,
                                                     invoice.currency, default_card, "autopay", invoice=invoice))
     home.upcoming.sort(key=lambda u: u.when)
     home.next_visit = appointments.next_visit(customer)
-    home.open_estimates = estimates.open_for(customer)
+    home.open_estimates = estimates.open_for(customer, limit=SHOWN)
     return home

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from portal import clock
@@ -153,10 +153,11 @@ def visits_on(day: date, technician: StaffUser | None = None) -> list[Visit]:
     return list(db.session.scalars(q))
 
 
-def jobs_of(customer: Customer) -> list[Job]:
+def jobs_of(customer: Customer, limit: int = 20) -> list[Job]:
+    """The most recent jobs (the client card shows these; the count is in the financial block)."""
     return list(db.session.scalars(select(Job).where(Job.customer_id == customer.id)
-                                   .options(selectinload(Job.line_items), selectinload(Job.visits))
-                                   .order_by(Job.created_at.desc(), Job.id.desc())))
+                                   .options(selectinload(Job.visits))
+                                   .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
 
 
 def uninvoiced_finished(customer: Customer) -> list[Job]:
@@ -166,3 +167,12 @@ def uninvoiced_finished(customer: Customer) -> list[Job]:
     return list(db.session.scalars(select(Job).where(Job.customer_id == customer.id, Job.status == "finished",
                                                      Job.id.not_in(billed))
                                    .options(selectinload(Job.line_items)).order_by(Job.finished_at, Job.id)))
+
+
+def count_uninvoiced_finished(customer: Customer) -> int:
+    """Finished jobs with lines on no (non-void) invoice: what "Invoice all unpaid work" would bill."""
+    billed = (select(invoice_jobs.c.job_id).join(Invoice, Invoice.id == invoice_jobs.c.invoice_id)
+              .where(Invoice.status != "void"))
+    return db.session.scalar(select(func.count()).select_from(Job).where(
+        Job.customer_id == customer.id, Job.status == "finished", Job.id.not_in(billed),
+        select(JobLineItem.id).where(JobLineItem.job_id == Job.id).exists())) or 0
