@@ -96,7 +96,7 @@ def seed() -> None:
         for j in range(rng.randint(1, 3)):
             numbers["job"] += 1
             desc, price = rng.choice(SERVICES)
-            finished = j > 0 or idx % 3 == 0
+            finished = (j > 0 or idx % 3 == 0) and not (idx == 0 and j == 0)  # Maria has a visit coming up
             start_day = today - timedelta(days=rng.randint(3, 90)) if finished else today + timedelta(days=rng.randint(1, 21))
             start = datetime.combine(start_day, time(rng.choice([8, 10, 13, 15]))).replace(tzinfo=clock.business_tz())
             job = Job(customer_id=c.id, number=f"J-{numbers['job']:04d}", title=desc,
