@@ -11,8 +11,17 @@ PUBLIC_ENDPOINTS = {"admin.login", "admin.invitation"}
 # unless listed here, so a new page is safe by default.
 TECHNICIAN_ENDPOINTS = {"admin.dashboard", "admin.logout", "admin.customer_list", "admin.customer_view",
                         "admin.job_view", "admin.visit_status", "admin.job_status", "admin.customer_note",
-                        "admin.customer_contact"}
+                        "admin.customer_contact", "admin.customer_task_done"}
+TECHNICIAN_JOB_STATUSES = ("in_progress", "finished")  # technicians start and finish; office cancels and reopens
 ADMIN_ONLY_PREFIXES = ("admin.staff", "admin.settings", "admin.refund", "admin.customer_delete")  # refunds, deletes: admin (owner) only
+
+
+def form_id(value) -> int | None:
+    """An id typed or posted in a form or query string: a plain positive number in the database's range."""
+    value = (value or "").strip() if isinstance(value, str) else value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and 0 < int(value) < 2**31:
+        return int(value)
+    return None
 
 
 def allowed(role: str, endpoint: str) -> bool:

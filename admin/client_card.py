@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from admin import bp
+from admin import bp, form_id
 from admin.customers import _customer_or_404
 from admin.forms import (ConfirmForm, ContactForm, CustomFieldEditForm, CustomFieldForm, DeleteCustomerForm, NoteForm,
                          ReassignForm, TaskForm)
@@ -62,7 +62,7 @@ def customer_task(customer_id: int):
     if not form.validate_on_submit():
         flash("Enter the next contact's date and time as shown.", "error")
         return _back(customer, "task")
-    assignee = int(form.assignee_id.data) if (form.assignee_id.data or "").isdigit() else None
+    assignee = form_id(form.assignee_id.data)
     return _run(lambda: crm.set_task(customer, current_user, due_at=clock.from_local(form.due_at.data),
                                      note=form.note.data, assignee_id=assignee),
                 "Next contact scheduled.", "task", customer)
@@ -104,7 +104,7 @@ def customer_reassign(customer_id: int):
     form = ReassignForm()
     if not form.validate_on_submit():
         abort(400)
-    manager = int(form.manager_id.data) if (form.manager_id.data or "").isdigit() else None
+    manager = form_id(form.manager_id.data)
     return _run(lambda: crm.reassign(customer, current_user, manager), "Manager changed.", "general", customer)
 
 

@@ -8,7 +8,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from admin import allowed, bp
+from admin import allowed, bp, form_id
 from admin.forms import (ConfirmForm, ContactForm, CustomerForm, DeleteCustomerForm, EditCardForm, NoteForm,
                          ReassignForm, RemoveCardForm, TaskForm)
 from portal import clock
@@ -21,6 +21,9 @@ from portal.services import customers as customer_service
 from portal.services import magic_links
 from portal.services import staff as staff_service
 from portal.services.errors import ServiceError, ValidationError
+
+
+MONEY_EVENTS = ("payment", "failure", "refund", "invoice", "estimate", "card")
 
 
 def _customer_or_404(customer_id: int) -> Customer:
@@ -59,13 +62,14 @@ def _form_error(form: CustomerForm, exc: ValidationError) -> None:
 
 @bp.get("/customers")
 def customer_list():
-    page = request.args.get("page", 1, type=int) or 1
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 10_000)
     status = request.args.get("status") or None
-    manager = request.args.get("manager", type=int)
+    manager = form_id(request.args.get("manager"))
+    money = allowed(current_user.role, "admin.charge")  # balance and card filters reveal money
     results = customer_service.search(q=request.args.get("q"), status=status, tag=request.args.get("tag"),
                                       manager_id=manager, page=max(page, 1), category=request.args.get("category"),
-                                      has_balance=bool(request.args.get("balance")),
-                                      no_card=bool(request.args.get("no_card")))
+                                      has_balance=money and bool(request.args.get("balance")),
+                                      no_card=money and bool(request.args.get("no_card")))
     return render_template("admin/customers/list.html", results=results, statuses=CUSTOMER_STATUSES,
                            staff=staff_service.active_staff(), args=request.args)
 
@@ -93,7 +97,10 @@ def customer_new():
 @bp.get("/customers/<int:customer_id>")
 def customer_view(customer_id: int):
     customer = _customer_or_404(customer_id)
-    events = db.session.scalars(select(ActivityEvent).where(ActivityEvent.customer_id == customer.id)
+    event_filter = [ActivityEvent.customer_id == customer.id]
+    if not allowed(current_user.role, "admin.charge"):  # technicians: no money in the feed
+        event_filter.append(ActivityEvent.event_type.not_in(MONEY_EVENTS))
+    events = db.session.scalars(select(ActivityEvent).where(*event_filter)
                                 .options(selectinload(ActivityEvent.actor))
                                 .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc()).limit(30)).all()
     money = None
@@ -105,7 +112,7 @@ def customer_view(customer_id: int):
                                                     .order_by(Invoice.issue_date.desc(), Invoice.id.desc())
                                                     .limit(20)).all(),
                  "plans": db.session.scalars(select(CustomerPlan).where(CustomerPlan.customer_id == customer.id)
-                                             .order_by(CustomerPlan.created_at.desc())).all()}
+                                             .order_by(CustomerPlan.created_at.desc()).limit(10)).all()}
     task_form, reassign_form = TaskForm(formdata=None), ReassignForm(formdata=None)
     _staff_select(task_form.assignee_id, "— the customer's manager —")
     _staff_select(reassign_form.manager_id, "— nobody —")

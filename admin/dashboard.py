@@ -20,9 +20,10 @@ def dashboard():
         select(Customer).where(Customer.manager_id == me.id, Customer.status != "archived")
         .order_by(Customer.created_at.desc()).limit(10)).all()
     overdue_tasks = db.session.scalars(
-        select(ContactTask).where(ContactTask.assignee_id == me.id, ContactTask.done_at.is_(None),
-                                  ContactTask.due_at < clock.now())
-        .options(selectinload(ContactTask.customer)).order_by(ContactTask.due_at).limit(20)).all()
+        select(ContactTask).join(Customer, Customer.id == ContactTask.customer_id)
+        .where(ContactTask.assignee_id == me.id, ContactTask.done_at.is_(None), ContactTask.due_at < clock.now(),
+               Customer.status != "archived")
+        .options(selectinload(ContactTask.customer)).order_by(ContactTask.due_at).limit(50)).all()
     visits = work.visits_on(clock.today(), technician=me if me.role == "technician" else None)
     money = None
     if allowed(me.role, "admin.invoice_list"):
@@ -35,7 +36,8 @@ def dashboard():
         money = {"outstanding_cents": int(outstanding), "open_invoices": db.session.scalar(
             select(func.count()).select_from(open_q.subquery())) or 0,
             "overdue_count": overdue[0], "overdue_cents": int(overdue[1]),
-            "open_estimates": db.session.scalars(select(Estimate).where(Estimate.status == "sent")
+            "open_estimates": db.session.scalars(select(Estimate).where(
+                Estimate.status == "sent", Estimate.valid_until.is_(None) | (Estimate.valid_until >= clock.today()))
                                                  .options(selectinload(Estimate.customer),
                                                           selectinload(Estimate.line_items))
                                                  .order_by(Estimate.sent_at.desc()).limit(10)).all()}

@@ -7,7 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, DateTimeLocalField, DecimalField, EmailField, HiddenField, PasswordField, SelectField,
                      StringField, TextAreaField)
 from wtforms.validators import (DataRequired, Email, EqualTo, Length, NumberRange, Optional, Regexp,
-                                ValidationError)
+                                StopValidation, ValidationError)
 
 from portal.models.customers import CATEGORIES, CONTACT_CHANNELS, CUSTOMER_STATUSES, LANGUAGES
 from portal.services.custom_fields import TYPE_LABELS as CUSTOM_FIELD_TYPE_LABELS
@@ -74,11 +74,12 @@ class CustomerForm(FlaskForm):
     blacklist_reason = StringField("Blacklist reason", validators=[Optional(), Length(max=500)])
     category = SelectField("Category", choices=[("", "—")] + [(c, c) for c in CATEGORIES], default="")
     discount_percent = DecimalField("Personal discount %", places=2, validators=[
-        Optional(), NumberRange(min=0, max=100, message="Enter a discount between 0 and 100.")],
+        Optional(), lambda form, field: _finite(form, field),
+        NumberRange(min=0, max=100, message="Enter a discount between 0 and 100.")],
         render_kw={"inputmode": "decimal"})
     lead_source = StringField("Lead source", validators=[Optional(), Length(max=120)])
     manager_id = SelectField("Manager", coerce=str, default="")
-    birthday = DateField("Birthday", validators=[Optional()])
+    birthday = DateField("Birthday", validators=[Optional(), lambda form, field: _birthday(field)])
     tags = StringField("Tags (comma separated)", validators=[Optional(), Length(max=500)])
 
     def validate_preferred_language(self, field):
@@ -86,7 +87,7 @@ class CustomerForm(FlaskForm):
             raise ValidationError("Choose a language.")
 
     def validate_discount_percent(self, field):
-        if field.data is not None and field.data.as_tuple().exponent < -2:
+        if field.data is not None and field.data.is_finite() and field.data.as_tuple().exponent < -2:
             raise ValidationError("Use at most two decimal places.")
 
 
@@ -131,9 +132,14 @@ class RefundForm(FlaskForm):
     token = HiddenField(validators=[Length(max=64)])
 
 
+def _birthday(field):
+    if field.data is not None and not 1900 <= field.data.year <= 2100:
+        raise ValidationError("Enter a birthday after 1900.")
+
+
 def _finite(form, field):
     if field.data is not None and not field.data.is_finite():
-        raise ValidationError("Enter a number.")
+        raise StopValidation("Enter a number.")  # stop: range checks cannot compare NaN
 
 
 class PaymentSettingsForm(FlaskForm):
@@ -153,6 +159,12 @@ class ReplyForm(FlaskForm):
     body = TextAreaField("Reply by email", validators=[Length(max=5000)])
 
 
+def _plausible_date(form, field):
+    """Dates a business works with: far-off years are typos (and would overflow date arithmetic)."""
+    if field.data is not None and not 2000 <= field.data.year <= 2100:
+        raise ValidationError("Enter a date between the years 2000 and 2100.")
+
+
 # --- Client card (C-4 … C-10) ---------------------------------------------------------------------------
 
 class NoteForm(FlaskForm):
@@ -161,12 +173,12 @@ class NoteForm(FlaskForm):
 
 class ContactForm(FlaskForm):
     channel = SelectField("How", choices=[(c, c.title() if c != "sms" else "SMS") for c in CONTACT_CHANNELS])
-    contacted_at = DateTimeLocalField("When", format="%Y-%m-%dT%H:%M", validators=[Optional()])
+    contacted_at = DateTimeLocalField("When", format="%Y-%m-%dT%H:%M", validators=[Optional(), _plausible_date])
     outcome = TextAreaField("Outcome", validators=[Length(max=10_000)])
 
 
 class TaskForm(FlaskForm):
-    due_at = DateTimeLocalField("When", format="%Y-%m-%dT%H:%M", validators=[Optional()])
+    due_at = DateTimeLocalField("When", format="%Y-%m-%dT%H:%M", validators=[Optional(), _plausible_date])
     note = StringField("What about", validators=[Length(max=10_000)])
     assignee_id = SelectField("Assigned to", choices=[], validate_choice=False)
 
@@ -194,6 +206,7 @@ class CustomFieldForm(CustomFieldEditForm):
 # --- Jobs, estimates, invoices (INV-1, INV-2, P-5) ---------------------------------------------------------
 
 class JobForm(FlaskForm):
+    form_key = HiddenField(validators=[Length(max=64)])
     title = StringField("Title", validators=[Length(max=400)])
     description = TextAreaField("Description", validators=[Length(max=10_000)])
     address = StringField("Address", validators=[Length(max=800)])
@@ -201,7 +214,7 @@ class JobForm(FlaskForm):
 
 
 class VisitForm(FlaskForm):
-    day = DateField("Date", validators=[Optional()])
+    day = DateField("Date", validators=[Optional(), _plausible_date])
     start = StringField("From (HH:MM)", default="09:00", validators=[Length(max=5)])
     end = StringField("To (HH:MM)", default="11:00", validators=[Length(max=5)])
     technician_id = SelectField("Technician", choices=[], validate_choice=False)
@@ -212,15 +225,17 @@ class StatusForm(FlaskForm):
 
 
 class EstimateForm(FlaskForm):
+    form_key = HiddenField(validators=[Length(max=64)])
     title = StringField("Title", validators=[Length(max=400)])
     message = TextAreaField("Message to the customer", validators=[Length(max=10_000)])
     deposit = StringField("Deposit required to approve (0 for none)", default="0", validators=[Length(max=20)])
-    valid_until = DateField("Valid until", validators=[Optional()])
+    valid_until = DateField("Valid until", validators=[Optional(), _plausible_date])
 
 
 class InvoiceForm(FlaskForm):
-    issue_date = DateField("Issue date", validators=[Optional()])
-    due_date = DateField("Due date", validators=[Optional()])
+    form_key = HiddenField(validators=[Length(max=64)])
+    issue_date = DateField("Issue date", validators=[Optional(), _plausible_date])
+    due_date = DateField("Due date", validators=[Optional(), _plausible_date])
     discount_percent = StringField("Discount %", validators=[Length(max=10)])
     tax_percent = StringField("Tax %", validators=[Length(max=10)])
     notes = TextAreaField("Notes for the customer", validators=[Length(max=10_000)])

@@ -6,15 +6,17 @@ from decimal import Decimal, InvalidOperation
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
-from admin import bp
+from admin import TECHNICIAN_JOB_STATUSES, bp, form_id
 from admin.customers import _customer_or_404
 from admin.forms import ConfirmForm, EstimateForm, InvoiceForm, JobForm, StatusForm, VisitForm, VoidForm
 from portal import clock
 from portal.extensions import db
 from portal.models import Estimate, Invoice, Job, Visit
 from portal.money import MoneyError, parse_amount
-from portal.services import documents, estimates, invoices, line_items, work
+from portal.services import charges, documents, estimates, invoices, line_items, once, work
 from portal.services import staff as staff_service
 from portal.services.errors import ServiceError, ValidationError
 
@@ -25,8 +27,7 @@ def _staff_choices(field, empty: str = "— unassigned —") -> None:
     field.choices = [("", empty)] + [(str(s.id), s.name) for s in staff_service.active_staff()]
 
 
-def _int_or_none(value) -> int | None:
-    return int(value) if (value or "").isdigit() else None
+_int_or_none = form_id
 
 
 def _lines_in_form(rows) -> list:
@@ -54,6 +55,7 @@ def _attempt(form, errors: dict, action):
         return None
     try:
         result = action()
+        db.session.commit()
     except ValidationError as exc:
         db.session.rollback()
         _error(form, exc, errors)
@@ -62,8 +64,25 @@ def _attempt(form, errors: dict, action):
         db.session.rollback()
         errors["form"] = exc.message
         return None
-    db.session.commit()
+    except IntegrityError:  # the same form, submitted twice at once: the other submission created it
+        db.session.rollback()
+        errors["form"] = "This form was just submitted."
+        return None
     return result if result is not None else True
+
+
+def _new_form_key(form) -> None:
+    if not form.form_key.data:
+        form.form_key.data = charges.new_token()
+
+
+def _already(form, kind: str, endpoint: str, arg: str):
+    """The page for what an earlier submission of this very form created, if any."""
+    target = once.earlier(form.form_key.data, kind)
+    if target is None:
+        return None
+    flash("That form was already submitted; here is what it created.", "success")
+    return redirect(url_for(endpoint, **{arg: target}))
 
 
 def _own_job(job: Job) -> bool:
@@ -96,11 +115,16 @@ def job_new(customer_id: int):
     if request.method == "GET":
         addr = customer.address_of("service")
         form.address.data = addr.one_line() if addr else ""
+        _new_form_key(form)
         return _job_form_page(form, customer, None, [], errors)
+    if (done := _already(form, "job", "admin.job_view", "job_id")) is not None:
+        return done
     rows = line_items.from_form(request.form)
-    job = _attempt(form, errors, lambda: work.create_job(
+    job = _attempt(form, errors, lambda: once.remember(form.form_key.data, "job", work.create_job(
         customer, current_user, title=form.title.data, description=form.description.data, address=form.address.data,
-        technician_id=_int_or_none(form.technician_id.data), lines=line_items.parse(rows, required=False)))
+        technician_id=_int_or_none(form.technician_id.data), lines=line_items.parse(rows, required=False))))
+    if job is None and (done := _already(form, "job", "admin.job_view", "job_id")) is not None:
+        return done
     if job:
         flash(f"Job {job.number} created. Schedule its visits below.", "success")
         return redirect(url_for("admin.job_view", job_id=job.id))
@@ -126,6 +150,8 @@ def job_edit(job_id: int):
 
 
 def _job_page(job: Job, visit_form: VisitForm | None = None, status: int = 200):
+    job = db.session.scalars(select(Job).where(Job.id == job.id)
+                             .options(selectinload(Job.visits).selectinload(Visit.technician))).one()
     visit_form = visit_form or VisitForm(formdata=None)
     _staff_choices(visit_form.technician_id, "— the job's technician —")
     invoice_rows = db.session.execute(
@@ -144,6 +170,8 @@ def job_view(job_id: int):
 def job_status(job_id: int):
     job = _job_or_404(job_id)
     form = StatusForm()
+    if current_user.role == "technician" and form.status.data not in TECHNICIAN_JOB_STATUSES:
+        abort(403)
     if form.validate_on_submit():
         try:
             work.set_status(job, current_user, form.status.data or "")
@@ -187,6 +215,8 @@ def visit_status(visit_id: int):
     if visit is None:
         abort(404)
     job = _job_or_404(visit.job_id)
+    if current_user.role == "technician" and visit.technician_id not in (None, current_user.id):
+        abort(404)  # another technician's visit
     form = StatusForm()
     if form.validate_on_submit():
         try:
@@ -239,11 +269,16 @@ def estimate_new(customer_id: int):
     form = EstimateForm()
     errors: dict = {}
     if request.method == "GET":
+        _new_form_key(form)
         return _estimate_form_page(form, customer, None, [], errors)
+    if (done := _already(form, "estimate", "admin.estimate_view", "estimate_id")) is not None:
+        return done
     rows = line_items.from_form(request.form)
-    estimate = _attempt(form, errors, lambda: estimates.create(
+    estimate = _attempt(form, errors, lambda: once.remember(form.form_key.data, "estimate", estimates.create(
         customer, current_user, title=form.title.data, message=form.message.data, lines=line_items.parse(rows),
-        deposit_cents=_deposit(form), valid_until=form.valid_until.data))
+        deposit_cents=_deposit(form), valid_until=form.valid_until.data)))
+    if estimate is None and (done := _already(form, "estimate", "admin.estimate_view", "estimate_id")) is not None:
+        return done
     if estimate:
         flash(f"Estimate {estimate.number} created as a draft. Send it when it is ready.", "success")
         return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
@@ -269,7 +304,8 @@ def estimate_edit(estimate_id: int):
     if _attempt(form, errors, lambda: estimates.edit(
             estimate, current_user, title=form.title.data, message=form.message.data, lines=line_items.parse(rows),
             deposit_cents=_deposit(form), valid_until=form.valid_until.data)):
-        flash("Estimate saved.", "success")
+        flash("Estimate saved." + (" It is a draft again: send it so the customer sees the change."
+                                   if estimate.status == "draft" and estimate.sent_at else ""), "success")
         return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
     return _estimate_form_page(form, estimate.customer, estimate, _lines_in_form(rows), errors, 400)
 
@@ -351,13 +387,18 @@ def invoice_new(customer_id: int):
         form.issue_date.data = clock.today()
         form.discount_percent.data = f"{customer.discount_bp / 100:g}"
         form.tax_percent.data = f"{settings.get().default_tax_bp / 100:g}"
+        _new_form_key(form)
         return _invoice_form_page(form, customer, None, [], errors)
+    if (done := _already(form, "invoice", "admin.invoice_view", "invoice_id")) is not None:
+        return done
     rows = line_items.from_form(request.form)
-    invoice = _attempt(form, errors, lambda: invoices.create(
+    invoice = _attempt(form, errors, lambda: once.remember(form.form_key.data, "invoice", invoices.create(
         customer, current_user, lines=line_items.parse(rows),
         discount_bp=_percent_bp(form.discount_percent.data, "discount_percent"),
         tax_bp=_percent_bp(form.tax_percent.data, "tax_percent"), issue_date=form.issue_date.data or clock.today(),
-        due_date=form.due_date.data, notes=form.notes.data))
+        due_date=form.due_date.data, notes=form.notes.data)))
+    if invoice is None and (done := _already(form, "invoice", "admin.invoice_view", "invoice_id")) is not None:
+        return done
     if invoice:
         flash(f"Invoice {invoice.number} created as a draft. Send it when it is ready.", "success")
         return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))

@@ -35,6 +35,14 @@ def contains_card_number(text: str | None) -> bool:
 
 def init_app(app: Flask) -> None:
     @app.before_request
+    def refuse_nul_in_query():
+        if any("\x00" in v for v in request.args.values()):
+            from portal.errors import _render
+
+            return _render(400, _l("Bad request"), _l("We could not understand that request."))
+        return None
+
+    @app.before_request
     def refuse_card_numbers():
         if request.method != "POST" or (request.endpoint or "").startswith("webhooks."):
             return None

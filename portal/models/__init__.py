@@ -10,13 +10,13 @@ from portal.models.messages import MessageRequest
 from portal.models.payments import (Adjustment, Card, ChargeAttempt, Payment, PaymentAllocation,
                                     ProcessedWebhookEvent, Refund)
 from portal.models.plans import CustomerPlan, PlanAddon, PlanPayment, PlanTemplate, TemplateAddon
-from portal.models.settings import BusinessSettings
+from portal.models.settings import BusinessSettings, FormSubmission
 from portal.models.staff import StaffUser
 
 __all__ = [
     "ActivityEvent", "Address", "Adjustment", "BusinessSettings", "Card", "ChargeAttempt", "ContactLog",
     "ContactTask", "CustomFieldDefinition", "CustomFieldValue", "Customer", "CustomerEmail", "CustomerNote",
-    "CustomerPhone", "CustomerPlan", "Estimate", "EstimateLineItem", "Invoice", "InvoiceLineItem",
+    "CustomerPhone", "CustomerPlan", "Estimate", "EstimateLineItem", "FormSubmission", "Invoice", "InvoiceLineItem",
     "InvoiceReminder", "Job", "JobLineItem", "MessageRequest", "Payment", "PaymentAllocation", "PlanAddon",
     "PlanPayment", "PlanTemplate", "ProcessedWebhookEvent", "QueuedEmail", "Refund", "StaffUser", "Tag",
     "TemplateAddon", "Visit", "customer_tags", "invoice_jobs",

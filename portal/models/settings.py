@@ -1,10 +1,14 @@
 """Business settings: one row, edited under /admin/settings."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from portal import clock
 from portal.extensions import db
+from portal.models.types import UTCDateTime
 
 
 class BusinessSettings(db.Model):
@@ -30,3 +34,16 @@ class BusinessSettings(db.Model):
     next_invoice_number: Mapped[int] = mapped_column(Integer, default=1001)
     next_job_number: Mapped[int] = mapped_column(Integer, default=1)
     next_estimate_number: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class FormSubmission(db.Model):
+    """A create form submitted once: its one-time key, stored in the same transaction as what it created, so a
+    double click or a resubmitted page creates nothing new and leads to what the first one made."""
+
+    __tablename__ = "form_submissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form_key: Mapped[str] = mapped_column(String(80), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    target_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

@@ -97,6 +97,14 @@ def values_for(customer: Customer) -> list[FieldValue]:
     return [FieldValue(d, stored.get(d.id)) for d in definitions()]
 
 
+def _decimal_text(value: str) -> str:
+    """"3,5" and "3.5" are three and a half; "1,250" and "1,250.75" use the comma to group thousands."""
+    value = value.replace(" ", "").replace("\u00a0", "")
+    if value.count(",") == 1 and "." not in value and len(value.split(",")[1]) != 3:
+        return value.replace(",", ".")
+    return value.replace(",", "")
+
+
 def clean_value(definition: CustomFieldDefinition, raw) -> str | None:
     """One field's input (a string; a list for multi-lists) → the stored text. Raises ValidationError."""
     field = f"cf_{definition.id}"
@@ -117,7 +125,7 @@ def clean_value(definition: CustomFieldDefinition, raw) -> str | None:
             value = " ".join(value.split())
         if value and kind == "number":
             try:
-                number = Decimal(value.replace(",", ""))
+                number = Decimal(_decimal_text(value))
             except InvalidOperation:
                 raise ValidationError(field, f"{definition.label}: enter a number, like 12 or 3.5.") from None
             if not number.is_finite() or abs(number) >= Decimal("1e15"):

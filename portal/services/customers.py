@@ -39,6 +39,12 @@ class CustomerInput:
     tags: list[str] = field(default_factory=list)
 
 
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with % and _ taken literally (escape character: backslash)."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def _clean(value: str | None) -> str | None:
     value = (value or "").strip()
     return value or None
@@ -213,16 +219,16 @@ def search(q: str | None = None, status: str | None = None, tag: str | None = No
                                                  Card.added_by != "customer_once").exists())
     q = (q or "").strip()
     if q:
-        like = f"%{q.lower()}%"
+        like = contains_pattern(q)
         digits = "".join(ch for ch in q if ch.isdigit())
         conditions = [
-            func.lower(Customer.first_name).like(like),
-            func.lower(Customer.last_name).like(like),
-            func.lower(Customer.company_name).like(like),
-            func.lower(func.coalesce(Customer.first_name, "") + " " + func.coalesce(Customer.last_name, "")).like(like),
-            Customer.emails.any(func.lower(CustomerEmail.email).like(like)),
-            Customer.tags.any(func.lower(Tag.name).like(like)),
-            Customer.manager.has(func.lower(StaffUser.name).like(like)),
+            func.lower(Customer.first_name).like(like, escape="\\"),
+            func.lower(Customer.last_name).like(like, escape="\\"),
+            func.lower(Customer.company_name).like(like, escape="\\"),
+            func.lower(func.coalesce(Customer.first_name, "") + " " + func.coalesce(Customer.last_name, "")).like(like, escape="\\"),
+            Customer.emails.any(func.lower(CustomerEmail.email).like(like, escape="\\")),
+            Customer.tags.any(func.lower(Tag.name).like(like, escape="\\")),
+            Customer.manager.has(func.lower(StaffUser.name).like(like, escape="\\")),
         ]
         if len(digits) >= 3:
             conditions.append(Customer.phones.any(

@@ -237,10 +237,14 @@ def create(customer: Customer, staff, *, title: str | None, message: str | None,
 
 def edit(estimate: Estimate, staff, *, title: str | None, message: str | None, lines, deposit_cents: int,
            valid_until) -> None:
+    estimate = lock(estimate)
     if estimate.status not in ("draft", "sent"):
         raise ServiceError(f"An estimate that is {estimate.status} cannot be edited.")
     if open_deposit_attempt(estimate) is not None:
         raise ServiceError("The customer's deposit payment is being processed; wait for it to settle.")
+    if estimate.status == "sent":
+        # The customer must not approve a price they have not been sent: back to draft until it is sent again.
+        estimate.status = "draft"
     estimate.title, estimate.message = _staff_terms(title, message, deposit_cents, valid_until, lines)
     estimate.deposit_cents, estimate.valid_until = deposit_cents, valid_until
     _set_lines(estimate, lines)
@@ -255,6 +259,8 @@ def send(estimate: Estimate, staff) -> None:
     customer = db.session.get(Customer, estimate.customer_id)
     if estimate.status not in ("draft", "sent"):
         raise ServiceError(f"An estimate that is {estimate.status} is not sent again.")
+    if is_expired(estimate) or (estimate.valid_until is not None and estimate.valid_until < clock.today()):
+        raise ServiceError("This estimate's “valid until” date has passed; edit it before sending.")
     if not estimate.line_items:
         raise ServiceError("Add at least one line before sending.")
     if not customer.primary_email:

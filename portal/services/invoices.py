@@ -54,6 +54,8 @@ def _totals(invoice: Invoice) -> None:
 
 
 def _check_total(invoice: Invoice) -> None:
+    if invoice.total_cents <= 0 and invoice.subtotal_cents > 0:
+        raise ValidationError("discount_percent", "This discount leaves nothing to invoice; nothing needs sending.")
     if invoice.total_cents <= 0:
         raise ValidationError("lines", "The invoice total must be above zero.")
     if invoice.total_cents > MAX_CHARGE_CENTS:
@@ -136,10 +138,13 @@ def _credit_deposits(invoice: Invoice, jobs: list[Job]) -> None:
 
 def update(invoice: Invoice, staff: StaffUser, *, lines: list[Line], discount_bp: int | None, tax_bp: int | None,
            issue_date: date | None, due_date: date | None, notes: str | None) -> None:
+    invoice = charges.lock_invoice(invoice.id)  # a payment settling now waits for this edit (and vice versa)
     if invoice.status not in ("draft", "open") or (invoice.status == "open" and invoice.paid_cents):
         raise ServiceError("Only a draft or an unpaid open invoice can be edited; void it and create a new one.")
     if charges.open_attempt_for(invoice) is not None:
         raise ServiceError("A card payment for this invoice is being processed; wait for it to settle.")
+    if issue_date is not None and due_date is None:  # cleared: the business's standard terms
+        due_date = issue_date + timedelta(days=settings.get().invoice_due_days or 14)
     invoice.notes = _check_terms(discount_bp, tax_bp, issue_date, due_date, notes)
     if not lines:
         raise ValidationError("lines", "Add at least one line.")
@@ -159,7 +164,7 @@ def update(invoice: Invoice, staff: StaffUser, *, lines: list[Line], discount_bp
 
 def job_lines(jobs: list[Job]) -> list[Line]:
     prefix = len(jobs) > 1
-    return [Line((f"{job.number}: " if prefix else "") + li.description, li.quantity, li.unit_price_cents)
+    return [Line(((f"{job.number}: " if prefix else "") + li.description)[:300], li.quantity, li.unit_price_cents)
             for job in jobs for li in job.line_items]
 
 
@@ -188,6 +193,18 @@ def invoice_all_unpaid_work(customer: Customer, staff: StaffUser) -> Invoice:
     return create(customer, staff, lines=job_lines(jobs), jobs=jobs)
 
 
+def _release_deposits(invoice: Invoice) -> None:
+    """A voided invoice gives back the estimate deposits credited on it: they return to the customer's account."""
+    rows = db.session.execute(select(PaymentAllocation).join(Payment, Payment.id == PaymentAllocation.payment_id)
+                              .where(PaymentAllocation.invoice_id == invoice.id, Payment.kind == "deposit")).scalars()
+    for allocation in rows:
+        invoice.paid_cents -= allocation.amount_cents
+        activity.record(invoice.customer_id, "invoice", f"Deposit {format_money(allocation.amount_cents)} released "
+                        f"from invoice {invoice.number}; it stays on the customer's account", invoice_id=invoice.id)
+        db.session.delete(allocation)
+    db.session.flush()
+
+
 def lock_customer(customer_id: int) -> Customer:
     return db.session.scalars(select(Customer).where(Customer.id == customer_id).with_for_update()
                               .execution_options(populate_existing=True)).one()
@@ -202,6 +219,7 @@ def void(invoice: Invoice, staff: StaffUser, reason: str | None) -> None:
     invoice = charges.lock_invoice(invoice.id)
     if invoice.status == "void":
         raise ServiceError("This invoice is already void.")
+    _release_deposits(invoice)
     if invoice.paid_cents > 0:
         raise ServiceError("This invoice has payments; refund them first, then void it.")
     if charges.open_attempt_for(invoice) is not None:
@@ -226,9 +244,11 @@ def search(*, status: str | None = None, q: str | None = None, page: int = 1, pe
     elif status in ("draft", "open", "partially_paid", "paid", "void"):
         stmt = stmt.where(Invoice.status == status)
     if q and q.strip():
-        term = f"%{q.strip().lower()}%"
-        stmt = stmt.where(or_(func.lower(Invoice.number).like(term), func.lower(Customer.first_name).like(term),
-                              func.lower(Customer.last_name).like(term), func.lower(Customer.company_name).like(term)))
+        from portal.services.customers import contains_pattern
+
+        term = contains_pattern(q.strip())
+        stmt = stmt.where(or_(func.lower(Invoice.number).like(term, escape="\\"), func.lower(Customer.first_name).like(term, escape="\\"),
+                              func.lower(Customer.last_name).like(term, escape="\\"), func.lower(Customer.company_name).like(term, escape="\\")))
     total = db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     pages = max((total + per_page - 1) // per_page, 1)
     page = min(max(page, 1), pages)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from portal.money import MAX_CHARGE_CENTS, MoneyError, format_money, parse_amount
 from portal.services.errors import ValidationError
 
-MAX_LINES = 50
+MAX_LINES = 200
 MAX_QUANTITY = 10_000
 
 
@@ -56,7 +56,7 @@ def parse(rows: list[tuple[str | None, str | None, str | None]], *, required: bo
 def from_form(form) -> list[tuple[str, str, str]]:
     """The request's line rows: fields line-<n>-description / -quantity / -price."""
     rows = []
-    for n in range(MAX_LINES):
+    for n in range(MAX_LINES + 1):  # one past the limit, so parse() can refuse instead of dropping rows
         d = form.get(f"line-{n}-description")
         if d is None and form.get(f"line-{n}-price") is None:
             if n > 0 and form.get(f"line-{n + 1}-description") is None:

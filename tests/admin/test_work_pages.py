@@ -636,6 +636,14 @@ def test_estimate_deposit_is_credited_on_the_jobs_invoice(app, client, login_sta
         db.session.commit()
         invoice = db.session.get(Invoice, invoice.id)
         assert (invoice.total_cents, invoice.paid_cents, invoice.balance_cents) == (150_000, 20_000, 130_000)
+        # a wrong draft can be voided: the deposit goes back on account and is credited on the next invoice
+        invoice_service.void(invoice, actor, "Wrong lines")
+        db.session.commit()
+        assert (db.session.get(Invoice, invoice.id).status, db.session.get(Invoice, invoice.id).paid_cents) == \
+            ("void", 0)
+        invoice = invoice_service.from_job(db.session.get(Job, job.id), actor)
+        db.session.commit()
+        assert db.session.get(Invoice, invoice.id).paid_cents == 20_000
         invoice_service.send(invoice, actor)
         assert db.session.get(Invoice, invoice.id).status == "partially_paid"
         # a second invoice for other work gets nothing more from the same deposit
