@@ -76,6 +76,29 @@ def _new_form_key(form) -> None:
         form.form_key.data = charges.new_token()
 
 
+def _create_once(form, kind: str, view: str, arg: str, make, success: str, rerender):
+    """A create form: validate, create once per form key (a resubmission leads to what the first made),
+    or show the form again with the reason and the typed lines."""
+    if (done := _already(form, kind, view, arg)) is not None:
+        return done
+    errors: dict = {}
+    rows = line_items.from_form(request.form)
+    created = _attempt(form, errors, lambda: once.remember(form.form_key.data, kind, make(rows)))
+    if created is None and (done := _already(form, kind, view, arg)) is not None:
+        return done
+    if created:
+        flash(success.format(number=created.number), "success")
+        return redirect(url_for(view, **{arg: created.id}))
+    return rerender(_lines_in_form(rows), errors)
+
+
+def _get_or_404(model, object_id: int):
+    found = db.session.get(model, object_id)
+    if found is None:
+        abort(404)
+    return found
+
+
 def _already(form, kind: str, endpoint: str, arg: str):
     """The page for what an earlier submission of this very form created, if any."""
     target = once.earlier(form.form_key.data, kind)
@@ -117,18 +140,13 @@ def job_new(customer_id: int):
         form.address.data = addr.one_line() if addr else ""
         _new_form_key(form)
         return _job_form_page(form, customer, None, [], errors)
-    if (done := _already(form, "job", "admin.job_view", "job_id")) is not None:
-        return done
-    rows = line_items.from_form(request.form)
-    job = _attempt(form, errors, lambda: once.remember(form.form_key.data, "job", work.create_job(
-        customer, current_user, title=form.title.data, description=form.description.data, address=form.address.data,
-        technician_id=_int_or_none(form.technician_id.data), lines=line_items.parse(rows, required=False))))
-    if job is None and (done := _already(form, "job", "admin.job_view", "job_id")) is not None:
-        return done
-    if job:
-        flash(f"Job {job.number} created. Schedule its visits below.", "success")
-        return redirect(url_for("admin.job_view", job_id=job.id))
-    return _job_form_page(form, customer, None, _lines_in_form(rows), errors, 400)
+    return _create_once(
+        form, "job", "admin.job_view", "job_id",
+        lambda rows: work.create_job(customer, current_user, title=form.title.data, description=form.description.data,
+                                     address=form.address.data, technician_id=_int_or_none(form.technician_id.data),
+                                     lines=line_items.parse(rows, required=False)),
+        "Job {number} created. Schedule its visits below.",
+        lambda rows, errs: _job_form_page(form, customer, None, rows, errs, 400))
 
 
 @bp.route("/jobs/<int:job_id>/edit", methods=["GET", "POST"])
@@ -271,25 +289,17 @@ def estimate_new(customer_id: int):
     if request.method == "GET":
         _new_form_key(form)
         return _estimate_form_page(form, customer, None, [], errors)
-    if (done := _already(form, "estimate", "admin.estimate_view", "estimate_id")) is not None:
-        return done
-    rows = line_items.from_form(request.form)
-    estimate = _attempt(form, errors, lambda: once.remember(form.form_key.data, "estimate", estimates.create(
-        customer, current_user, title=form.title.data, message=form.message.data, lines=line_items.parse(rows),
-        deposit_cents=_deposit(form), valid_until=form.valid_until.data)))
-    if estimate is None and (done := _already(form, "estimate", "admin.estimate_view", "estimate_id")) is not None:
-        return done
-    if estimate:
-        flash(f"Estimate {estimate.number} created as a draft. Send it when it is ready.", "success")
-        return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
-    return _estimate_form_page(form, customer, None, _lines_in_form(rows), errors, 400)
+    return _create_once(
+        form, "estimate", "admin.estimate_view", "estimate_id",
+        lambda rows: estimates.create(customer, current_user, title=form.title.data, message=form.message.data,
+                                      lines=line_items.parse(rows), deposit_cents=_deposit(form),
+                                      valid_until=form.valid_until.data),
+        "Estimate {number} created as a draft. Send it when it is ready.",
+        lambda rows, errs: _estimate_form_page(form, customer, None, rows, errs, 400))
 
 
 def _estimate_or_404(estimate_id: int) -> Estimate:
-    estimate = db.session.get(Estimate, estimate_id)
-    if estimate is None:
-        abort(404)
-    return estimate
+    return _get_or_404(Estimate, estimate_id)
 
 
 @bp.route("/estimates/<int:estimate_id>/edit", methods=["GET", "POST"])
@@ -389,27 +399,19 @@ def invoice_new(customer_id: int):
         form.tax_percent.data = f"{settings.get().default_tax_bp / 100:g}"
         _new_form_key(form)
         return _invoice_form_page(form, customer, None, [], errors)
-    if (done := _already(form, "invoice", "admin.invoice_view", "invoice_id")) is not None:
-        return done
-    rows = line_items.from_form(request.form)
-    invoice = _attempt(form, errors, lambda: once.remember(form.form_key.data, "invoice", invoices.create(
-        customer, current_user, lines=line_items.parse(rows),
-        discount_bp=_percent_bp(form.discount_percent.data, "discount_percent"),
-        tax_bp=_percent_bp(form.tax_percent.data, "tax_percent"), issue_date=form.issue_date.data or clock.today(),
-        due_date=form.due_date.data, notes=form.notes.data)))
-    if invoice is None and (done := _already(form, "invoice", "admin.invoice_view", "invoice_id")) is not None:
-        return done
-    if invoice:
-        flash(f"Invoice {invoice.number} created as a draft. Send it when it is ready.", "success")
-        return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
-    return _invoice_form_page(form, customer, None, _lines_in_form(rows), errors, 400)
+    return _create_once(
+        form, "invoice", "admin.invoice_view", "invoice_id",
+        lambda rows: invoices.create(customer, current_user, lines=line_items.parse(rows),
+                                     discount_bp=_percent_bp(form.discount_percent.data, "discount_percent"),
+                                     tax_bp=_percent_bp(form.tax_percent.data, "tax_percent"),
+                                     issue_date=form.issue_date.data or clock.today(), due_date=form.due_date.data,
+                                     notes=form.notes.data),
+        "Invoice {number} created as a draft. Send it when it is ready.",
+        lambda rows, errs: _invoice_form_page(form, customer, None, rows, errs, 400))
 
 
 def _invoice_or_404(invoice_id: int) -> Invoice:
-    invoice = db.session.get(Invoice, invoice_id)
-    if invoice is None:
-        abort(404)
-    return invoice
+    return _get_or_404(Invoice, invoice_id)
 
 
 @bp.route("/invoices/<int:invoice_id>/edit", methods=["GET", "POST"])
