@@ -6,7 +6,7 @@ import re
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, DateTimeLocalField, DecimalField, EmailField, HiddenField, PasswordField, SelectField,
                      StringField, TextAreaField)
-from wtforms.validators import (DataRequired, Email, EqualTo, Length, NumberRange, Optional, Regexp,
+from wtforms.validators import (DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional, Regexp,
                                 StopValidation, ValidationError)
 
 from portal.models.customers import CATEGORIES, CONTACT_CHANNELS, CUSTOMER_STATUSES, LANGUAGES
@@ -142,13 +142,29 @@ def _finite(form, field):
         raise StopValidation("Enter a number.")  # stop: range checks cannot compare NaN
 
 
+class BusinessForm(FlaskForm):
+    """The business as customers see it, document terms, deposits (W-6)."""
+    name = StringField("Business name", validators=[DataRequired("Enter the business name."), Length(max=160)])
+    email = EmailField("Email customers write to", validators=[Optional(), Email("Enter a valid email address."),
+                                                               Length(max=254)])
+    phone = StringField("Phone", validators=[Optional(), Length(max=32)])
+    address = StringField("Address", validators=[Optional(), Length(max=400)])
+    invoice_due_days = DecimalField("Invoices are due after (days)", places=0, validators=[
+        InputRequired("Enter a number of days."), _finite, NumberRange(0, 365, "Between 0 and 365 days.")])
+    default_tax = DecimalField("Default tax %", places=2, validators=[
+        InputRequired("Enter a percentage, like 8.25 (0 for none)."), _finite,
+        NumberRange(0, 50, "Between 0 and 50 percent.")])
+    require_card_for_deposits = BooleanField("Estimate deposits always save the card on file (the payer sees "
+                                             "consent text instead of a checkbox)")
+
+
 class PaymentSettingsForm(FlaskForm):
     """PAY-5, R-3."""
     fee_percent = DecimalField("Processing fee, percent of each card payment", places=2,
-                               validators=[DataRequired("Enter a percentage, like 2.95."), _finite,
+                               validators=[InputRequired("Enter a percentage, like 2.95."), _finite,
                                            NumberRange(0, 10, "Between 0 and 10 percent.")])
     fee_fixed = DecimalField("Processing fee, fixed amount per card payment", places=2,
-                             validators=[DataRequired("Enter an amount, like 0.30."), _finite,
+                             validators=[InputRequired("Enter an amount, like 0.30."), _finite,
                                          NumberRange(0, 5, "Between 0.00 and 5.00.")])
     refund_window_days = DecimalField("Card refunds allowed for (days after the payment)", places=0,
                                       validators=[DataRequired("Enter a number of days."), _finite,

@@ -43,6 +43,26 @@ def currency() -> str:
     return get().currency or current_app.config["BUSINESS_CURRENCY"]
 
 
+def update_business(*, name: str, email: str | None, phone: str | None, address: str | None,
+                    invoice_due_days: int, default_tax_bp: int, require_card_for_deposits: bool) -> BusinessSettings:
+    """Caller commits."""
+    from portal.services.errors import ValidationError
+
+    name = " ".join((name or "").split())
+    if not name:
+        raise ValidationError("name", "Enter the business name.")
+    if not 0 <= invoice_due_days <= 365:
+        raise ValidationError("invoice_due_days", "Between 0 and 365 days.")
+    if not 0 <= default_tax_bp <= 5_000:
+        raise ValidationError("default_tax", "Between 0 and 50 percent.")
+    row = ensure()
+    row.name, row.email = name, (email or "").strip().lower() or None
+    row.phone, row.address = (phone or "").strip() or None, (address or "").strip() or None
+    row.invoice_due_days, row.default_tax_bp = invoice_due_days, default_tax_bp
+    row.require_card_for_deposits = require_card_for_deposits
+    return row
+
+
 def update_payments(*, fee_percent_bp: int, fee_fixed_cents: int, refund_window_days: int) -> BusinessSettings:
     """PAY-5, R-3: processing fee and refund window. Caller commits."""
     from portal.services.errors import ValidationError

@@ -121,3 +121,36 @@ def test_technicians_start_and_finish_only_their_jobs_and_see_no_money(app, clie
     with app.app_context():
         assert db.session.get(Job, own.id).status == "in_progress"
         assert db.session.get(Job, theirs.id).status == "scheduled"
+
+
+def test_business_settings_drive_deposits_terms_and_the_portal(app, client, login_staff, login_customer):
+    from portal.models import BusinessSettings
+    from tests.factories import make_estimate
+
+    with app.app_context():
+        owner = make_staff("admin")
+        office = make_staff("office")
+        c = make_customer()
+        est = make_estimate(c, deposit_cents=5_000)
+    login_staff(owner)
+    csrf = csrf_token_from(client.get("/admin/settings").get_data(True))
+    bad = client.post("/admin/settings/business", data={"csrf_token": csrf, "name": "", "invoice_due_days": "400",
+                                                         "default_tax": "NaN"})
+    assert bad.status_code == 400 and "Enter the business name." in bad.get_data(True)
+    ok = client.post("/admin/settings/business", data={
+        "csrf_token": csrf, "name": "Cool Breeze HVAC", "email": "Desk@Example.com", "phone": "(555) 123-0000",
+        "address": "1 Main St", "invoice_due_days": "30", "default_tax": "8.25", "require_card_for_deposits": "y"})
+    assert ok.status_code == 302
+    with app.app_context():
+        row = db.session.scalars(select(BusinessSettings)).one()
+        assert (row.name, row.email, row.invoice_due_days, row.default_tax_bp, row.require_card_for_deposits) == \
+            ("Cool Breeze HVAC", "desk@example.com", 30, 825, True)
+    portal = app.test_client()
+    login_customer(c, c=portal)
+    page = portal.get(f"/portal/estimates/{est.id}").get_data(True)
+    assert "Cool Breeze HVAC" in page and "data-consent" in page
+    office_client = app.test_client()
+    login_staff(office, c=office_client)
+    office_csrf = csrf_token_from(office_client.get(f"/admin/customers/{c.id}").get_data(True))
+    assert office_client.post("/admin/settings/business", data={"csrf_token": office_csrf, "name": "X"}) \
+        .status_code == 403
