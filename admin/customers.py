@@ -113,6 +113,11 @@ def customer_view(customer_id: int):
                                                     .limit(20)).all(),
                  "plans": db.session.scalars(select(CustomerPlan).where(CustomerPlan.customer_id == customer.id)
                                              .order_by(CustomerPlan.created_at.desc()).limit(10)).all()}
+    edit_form = None
+    if allowed(current_user.role, "admin.customer_edit"):
+        edit_form = CustomerForm(formdata=None)
+        _manager_choices(edit_form)
+        _fill(edit_form, customer)
     task_form, reassign_form = TaskForm(formdata=None), ReassignForm(formdata=None)
     _staff_select(task_form.assignee_id, "— the customer's manager —")
     _staff_select(reassign_form.manager_id, "— nobody —")
@@ -125,11 +130,28 @@ def customer_view(customer_id: int):
         fields=custom_fields.values_for(customer), jobs=work.jobs_of(customer),
         estimates=estimate_service.staff_list(customer=customer, limit=20), note_form=NoteForm(formdata=None),
         contact_form=ContactForm(formdata=None), task_form=task_form, reassign_form=reassign_form,
-        delete_form=DeleteCustomerForm(formdata=None), can_delete=not crm.has_financial_records(customer))
+        delete_form=DeleteCustomerForm(formdata=None), can_delete=not crm.has_financial_records(customer),
+        edit_form=edit_form)
 
 
 def _staff_select(field, empty: str) -> None:
     field.choices = [("", empty)] + [(str(s.id), s.name) for s in staff_service.active_staff()]
+
+
+def _fill(form: CustomerForm, customer: Customer) -> None:
+    address = customer.address_of("service")
+    form.process(data={
+        "kind": customer.kind, "first_name": customer.first_name, "last_name": customer.last_name,
+        "company_name": customer.company_name, "email": customer.primary_email, "phone": customer.mobile_phone,
+        "service_line1": address.line1 if address else None, "service_line2": address.line2 if address else None,
+        "service_city": address.city if address else None, "service_region": address.region if address else None,
+        "service_postal_code": address.postal_code if address else None,
+        "preferred_language": customer.preferred_language, "status": customer.status,
+        "blacklist_reason": customer.blacklist_reason, "category": customer.category or "",
+        "discount_percent": Decimal(customer.discount_bp) / 100, "lead_source": customer.lead_source,
+        "manager_id": str(customer.manager_id or ""), "birthday": customer.birthday,
+        "tags": ", ".join(t.name for t in customer.tags),
+    })
 
 
 @bp.route("/customers/<int:customer_id>/edit", methods=["GET", "POST"])
@@ -138,19 +160,7 @@ def customer_edit(customer_id: int):
     form = CustomerForm()
     _manager_choices(form)
     if request.method == "GET":
-        address = customer.address_of("service")
-        form.process(data={
-            "kind": customer.kind, "first_name": customer.first_name, "last_name": customer.last_name,
-            "company_name": customer.company_name, "email": customer.primary_email, "phone": customer.mobile_phone,
-            "service_line1": address.line1 if address else None, "service_line2": address.line2 if address else None,
-            "service_city": address.city if address else None, "service_region": address.region if address else None,
-            "service_postal_code": address.postal_code if address else None,
-            "preferred_language": customer.preferred_language, "status": customer.status,
-            "blacklist_reason": customer.blacklist_reason, "category": customer.category or "",
-            "discount_percent": Decimal(customer.discount_bp) / 100, "lead_source": customer.lead_source,
-            "manager_id": str(customer.manager_id or ""), "birthday": customer.birthday,
-            "tags": ", ".join(t.name for t in customer.tags),
-        })
+        _fill(form, customer)
     elif form.validate_on_submit():
         try:
             customer_service.update(customer, _input_from(form), current_user)

@@ -154,3 +154,26 @@ def test_business_settings_drive_deposits_terms_and_the_portal(app, client, logi
     office_csrf = csrf_token_from(office_client.get(f"/admin/customers/{c.id}").get_data(True))
     assert office_client.post("/admin/settings/business", data={"csrf_token": office_csrf, "name": "X"}) \
         .status_code == 403
+
+
+def test_general_block_is_edited_in_place_and_the_feed_says_what_changed(app, client, login_staff):
+    from portal.models import ActivityEvent
+
+    with app.app_context():
+        staff = make_staff("office", name="Olly Office")
+        c = make_customer("Ana", "Diaz", email="ana@example.com", phone="(555) 201-0000")
+    login_staff(staff)
+    card = client.get(f"/admin/customers/{c.id}").get_data(True)
+    form = re.search(r'<details class="edit-in-place" id="edit-general">(.*?)</details>', card, re.S).group(1)
+    assert f'action="/admin/customers/{c.id}/edit"' in form and 'value="ana@example.com"' in form
+    r = client.post(f"/admin/customers/{c.id}/edit", data={
+        "csrf_token": csrf_token_from(card), "kind": "individual", "first_name": "Ana", "last_name": "Diaz-Ruiz",
+        "email": "ana@example.com", "phone": "(555) 201-0000", "preferred_language": "es", "status": "active",
+        "category": "VIP", "discount_percent": "5", "manager_id": "", "tags": "pets"})
+    assert r.status_code == 302
+    with app.app_context():
+        summary = db.session.scalars(select(ActivityEvent.summary).where(ActivityEvent.customer_id == c.id)
+                                     .order_by(ActivityEvent.id.desc())).first()
+    for label in ("name", "language", "category", "discount", "tags"):
+        assert label in summary, (label, summary)
+    assert "email" not in summary.split(":", 1)[1]  # unchanged fields are not listed
