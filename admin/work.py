@@ -92,6 +92,20 @@ def _create_once(form, kind: str, view: str, arg: str, make, success: str, reren
     return rerender(_lines_in_form(rows), errors)
 
 
+def _act(action, back: str, success, target=None):
+    """Run a service action from a button: commit and say so (then go to `target(result)`, or back), or roll back
+    and say why (and go back)."""
+    try:
+        result = action()
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(back)
+    db.session.commit()
+    flash(success(result), "success")
+    return redirect(target(result) if target else back)
+
+
 def _get_or_404(model, object_id: int):
     found = db.session.get(model, object_id)
     if found is None:
@@ -190,16 +204,11 @@ def job_status(job_id: int):
     form = StatusForm()
     if current_user.role == "technician" and form.status.data not in TECHNICIAN_JOB_STATUSES:
         abort(403)
-    if form.validate_on_submit():
-        try:
-            work.set_status(job, current_user, form.status.data or "")
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-        else:
-            db.session.commit()
-            flash(f"Job {job.number} is now {work.STATUS_WORDS[job.status]}.", "success")
-    return redirect(url_for("admin.job_view", job_id=job.id))
+    back = url_for("admin.job_view", job_id=job.id)
+    if not form.validate_on_submit():
+        return redirect(back)
+    return _act(lambda: work.set_status(job, current_user, form.status.data or ""), back,
+                lambda _: f"Job {job.number} is now {work.STATUS_WORDS[job.status]}.")
 
 
 @bp.post("/jobs/<int:job_id>/visits")
@@ -236,16 +245,11 @@ def visit_status(visit_id: int):
     if current_user.role == "technician" and visit.technician_id not in (None, current_user.id):
         abort(404)  # another technician's visit
     form = StatusForm()
-    if form.validate_on_submit():
-        try:
-            work.set_visit_status(visit, current_user, form.status.data or "")
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-        else:
-            db.session.commit()
-            flash("Visit updated.", "success")
-    return redirect(url_for("admin.job_view", job_id=job.id))
+    back = url_for("admin.job_view", job_id=job.id)
+    if not form.validate_on_submit():
+        return redirect(back)
+    return _act(lambda: work.set_visit_status(visit, current_user, form.status.data or ""), back,
+                lambda _: "Visit updated.")
 
 
 @bp.post("/jobs/<int:job_id>/invoice")
@@ -253,15 +257,9 @@ def job_invoice(job_id: int):
     job = _job_or_404(job_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    try:
-        invoice = invoices.from_job(job, current_user)
-    except ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return redirect(url_for("admin.job_view", job_id=job.id))
-    db.session.commit()
-    flash(f"Invoice {invoice.number} created from job {job.number}. Review it and send it.", "success")
-    return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
+    return _act(lambda: invoices.from_job(job, current_user), url_for("admin.job_view", job_id=job.id),
+                lambda invoice: f"Invoice {invoice.number} created from job {job.number}. Review it and send it.",
+                lambda invoice: url_for("admin.invoice_view", invoice_id=invoice.id))
 
 
 # --- Estimates ------------------------------------------------------------------------------------------
@@ -331,16 +329,11 @@ def estimate_view(estimate_id: int):
 @bp.post("/estimates/<int:estimate_id>/send")
 def estimate_send(estimate_id: int):
     estimate = _estimate_or_404(estimate_id)
-    if ConfirmForm().validate_on_submit():
-        try:
-            estimates.send(estimate, current_user)
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-        else:
-            db.session.commit()
-            flash(f"Estimate {estimate.number} emailed to {estimate.customer.primary_email}.", "success")
-    return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
+    back = url_for("admin.estimate_view", estimate_id=estimate.id)
+    if not ConfirmForm().validate_on_submit():
+        return redirect(back)
+    return _act(lambda: estimates.send(estimate, current_user), back,
+                lambda _: f"Estimate {estimate.number} emailed to {estimate.customer.primary_email}.")
 
 
 @bp.post("/estimates/<int:estimate_id>/convert")
@@ -348,15 +341,10 @@ def estimate_convert(estimate_id: int):
     estimate = _estimate_or_404(estimate_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    try:
-        job = estimates.convert_to_job(estimate, current_user)
-    except ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return redirect(url_for("admin.estimate_view", estimate_id=estimate.id))
-    db.session.commit()
-    flash(f"Job {job.number} created from estimate {estimate.number}.", "success")
-    return redirect(url_for("admin.job_view", job_id=job.id))
+    return _act(lambda: estimates.convert_to_job(estimate, current_user),
+                url_for("admin.estimate_view", estimate_id=estimate.id),
+                lambda job: f"Job {job.number} created from estimate {estimate.number}.",
+                lambda job: url_for("admin.job_view", job_id=job.id))
 
 
 # --- Invoices --------------------------------------------------------------------------------------------
@@ -438,16 +426,11 @@ def invoice_edit(invoice_id: int):
 def invoice_void(invoice_id: int):
     invoice = _invoice_or_404(invoice_id)
     form = VoidForm()
-    if form.validate_on_submit():
-        try:
-            invoices.void(invoice, current_user, form.reason.data)
-        except ServiceError as exc:
-            db.session.rollback()
-            flash(exc.message, "error")
-        else:
-            db.session.commit()
-            flash(f"Invoice {invoice.number} voided.", "success")
-    return redirect(url_for("admin.invoice_view", invoice_id=invoice.id))
+    back = url_for("admin.invoice_view", invoice_id=invoice.id)
+    if not form.validate_on_submit():
+        return redirect(back)
+    return _act(lambda: invoices.void(invoice, current_user, form.reason.data), back,
+                lambda _: f"Invoice {invoice.number} voided.")
 
 
 @bp.get("/invoices/<int:invoice_id>.pdf")

@@ -6,12 +6,12 @@ Covers S-1 (staff login), C-1 (new customer), A-1 (invitation email, text + HTML
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from playwright.sync_api import expect
 
 from tests import factories
+from tests.helpers import wait_for_email
 
 STAFF_EMAIL = "admin.e2e@brightair.test"
 STAFF_NAME = "Erin Admin"
@@ -19,13 +19,7 @@ CUSTOMER_EMAIL = "ana.e2e@example.com"
 
 
 def _wait_for_email(smtp, address: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        received = smtp.to(address)
-        if received:
-            return received
-        time.sleep(0.1)
-    raise AssertionError(f"no email to {address} within {timeout:.0f} s; got {[str(m['To']) for m in smtp.messages]}")
+    return wait_for_email(smtp, address, "", timeout)
 
 
 @pytest.mark.e2e

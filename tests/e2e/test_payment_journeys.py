@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 import requests
@@ -15,20 +14,14 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
+from tests.helpers import wait_for_email
 
 CARD_NUMBER = "4242424242424242"
 STAFF_EMAIL = "admin.pay.e2e@brightair.test"
 
 
 def _wait_for_email(smtp, address: str, subject_part: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [m for m in smtp.to(address) if subject_part in str(m["Subject"])]
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"no email to {address} with {subject_part!r} in the subject within {timeout:.0f} s; "
-                         f"got {[(str(m['To']), str(m['Subject'])) for m in smtp.messages]}")
+    return wait_for_email(smtp, address, subject_part, timeout)
 
 
 def _portal_login(app, page, live_server: str, customer_id: int) -> None:

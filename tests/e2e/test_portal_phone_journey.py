@@ -8,7 +8,6 @@ full-page screenshots of the home page at 375 px and 1280 px in <repo>/test-arti
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
+from tests.helpers import wait_for_email
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -39,17 +39,8 @@ NO_HORIZONTAL_SCROLL = "document.documentElement.scrollWidth <= window.innerWidt
 
 
 def _wait_for_email(smtp, subject_start: str, address: str | None = None, timeout: float = 10.0):
-    """Emails are delivered after the response, so poll; `address=None` looks at every recipient."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pool = smtp.to(address) if address else list(smtp.messages)
-        found = [m for m in pool if str(m["Subject"]).startswith(subject_start)]
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"no email {'to ' + address if address else ''} with a subject starting "
-                         f"{subject_start!r} within {timeout:.0f} s; "
-                         f"got {[(str(m['To']), str(m['Subject'])) for m in smtp.messages]}")
+    return [m for m in wait_for_email(smtp, address, subject_start, timeout)
+            if str(m["Subject"]).startswith(subject_start)]
 
 
 def _assert_no_horizontal_scroll(page, what: str) -> None:

@@ -10,7 +10,6 @@ A full-page screenshot of the finished client card goes to <repo>/test-artifacts
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta, timezone
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
+from tests.helpers import wait_for_email
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -39,15 +39,7 @@ LINE = "Diagnose and fix condenser fan"
 
 
 def _wait_for_email(smtp, address: str, subject_part: str, timeout: float = 10.0):
-    """Emails go out after the response: poll the capture server."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [m for m in smtp.to(address) if subject_part in str(m["Subject"])]
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"no email to {address} with {subject_part!r} in the subject within {timeout:.0f} s; "
-                         f"got {[(str(m['To']), str(m['Subject'])) for m in smtp.messages]}")
+    return wait_for_email(smtp, address, subject_part, timeout)
 
 
 def _render(app, source: str, **values) -> str:
