@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
 
 from portal.blueprints.portal_session import current_customer
-from portal.blueprints.wallet import (authenticate_page, card_choices, card_entry, chosen_card, confirm_with_bank,
+from portal.blueprints.wallet import (authenticate_page, back_from_bank, card_choices, card_entry, chosen_card,
                                       forget_if_done)
 from portal.extensions import db
 from portal.forms.pages import ApproveEstimateForm, DeclineEstimateForm
-from portal.forms.payments import CardActionForm
 from portal.models import ChargeAttempt
 from portal.services import charges, estimates, settings
 from portal.services.errors import NotFound, ServiceError, ValidationError
@@ -116,16 +114,10 @@ def _after_deposit(estimate, form, outcome: charges.Outcome):
 @bp.post("/estimates/<int:estimate_id>/deposit/<int:attempt_id>/confirm")
 def confirm(estimate_id: int, attempt_id: int):
     estimate = _estimate(estimate_id)
-    attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.id == attempt_id,
-                                                             ChargeAttempt.customer_id == current_customer.id,
-                                                             ChargeAttempt.estimate_id == estimate.id)).first()
-    if attempt is None or not CardActionForm().validate_on_submit():
-        abort(404)
-    confirm_with_bank(attempt)
-    forget_if_done(attempt.card)
+    _attempt, outcome = back_from_bank(attempt_id, ChargeAttempt.estimate_id == estimate.id)
     form = ApproveEstimateForm(formdata=None)
     form.name.data = estimate.approved_name
-    return _after_deposit(estimate, form, charges._outcome_of(attempt))
+    return _after_deposit(estimate, form, outcome)
 
 
 @bp.post("/estimates/<int:estimate_id>/decline")

@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from portal import clock
 from portal.blueprints.portal_session import current_customer
-from portal.blueprints.wallet import (authenticate_page, card_choices, card_entry, chosen_card, confirm_with_bank,
+from portal.blueprints.wallet import (authenticate_page, back_from_bank, card_choices, card_entry, chosen_card,
                                       forget_if_done)
 from portal.extensions import db
-from portal.forms.payments import CardActionForm, PayInvoiceForm
+from portal.forms.payments import PayInvoiceForm
 from portal.models import ChargeAttempt, Invoice, Payment, PaymentAllocation, Refund
 from portal.money import MoneyError, parse_amount
 from portal.services import charges, documents, settings
@@ -129,16 +129,10 @@ def _after_charge(invoice: Invoice, form: PayInvoiceForm, outcome: charges.Outco
 def confirm(invoice_id: int, attempt_id: int):
     """Back from the bank's confirmation (3-D Secure) in Stripe.js: ask Stripe what happened."""
     invoice = _invoice(invoice_id)
-    attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.id == attempt_id,
-                                                             ChargeAttempt.customer_id == current_customer.id,
-                                                             ChargeAttempt.invoice_id == invoice.id)).first()
-    if attempt is None or not CardActionForm().validate_on_submit():
-        abort(404)
-    confirm_with_bank(attempt)
-    forget_if_done(attempt.card)
+    attempt, outcome = back_from_bank(attempt_id, ChargeAttempt.invoice_id == invoice.id)
     form = PayInvoiceForm(formdata=None)
     form.amount.data = f"{attempt.amount_cents / 100:.2f}"
-    return _after_charge(invoice, form, charges._outcome_of(attempt))
+    return _after_charge(invoice, form, outcome)
 
 
 def _payment(payment_id: int) -> Payment:

@@ -76,6 +76,19 @@ def authenticate_page(outcome: charges.Outcome, confirm_url: str):
                            js_url=gateway.stripe_js_url(), action=CardActionForm())
 
 
+def back_from_bank(attempt_id: int, *conditions) -> tuple[ChargeAttempt, charges.Outcome]:
+    """The customer's own attempt (matching `conditions`), checked with Stripe after the bank's confirmation
+    window; 404 for anything else. Returns the attempt and its outcome."""
+    attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.id == attempt_id,
+                                                             ChargeAttempt.customer_id == current_customer.id,
+                                                             *conditions)).first()
+    if attempt is None or not CardActionForm().validate_on_submit():
+        abort(404)
+    confirm_with_bank(attempt)
+    forget_if_done(attempt.card)
+    return attempt, charges._outcome_of(attempt)
+
+
 def confirm_with_bank(attempt: ChargeAttempt) -> None:
     """Back from the bank's confirmation: ask Stripe what happened; an unconfirmed attempt is given up."""
     if attempt.status not in charges.OPEN or not attempt.stripe_payment_intent_id:
