@@ -13,6 +13,19 @@ from portal.services import settings
 from portal.services.errors import ValidationError
 
 
+def _saved(form, action, message: str) -> bool:
+    """Save a settings section: commit and say so, or put the rule's reason on its field."""
+    try:
+        action()
+    except ValidationError as exc:
+        db.session.rollback()
+        getattr(form, exc.field).errors = [exc.message]
+        return False
+    db.session.commit()
+    flash(message, "success")
+    return True
+
+
 def _business_form(current) -> BusinessForm:
     form = BusinessForm(formdata=None)
     form.name.data, form.email.data, form.phone.data = current.name, current.email, current.phone
@@ -25,19 +38,11 @@ def _business_form(current) -> BusinessForm:
 @bp.post("/settings/business")
 def settings_business():
     form = BusinessForm()
-    if form.validate_on_submit():
-        try:
-            settings.update_business(name=form.name.data, email=form.email.data, phone=form.phone.data,
-                                     address=form.address.data, invoice_due_days=int(form.invoice_due_days.data),
-                                     default_tax_bp=int(form.default_tax.data * 100),
-                                     require_card_for_deposits=bool(form.require_card_for_deposits.data))
-        except ValidationError as exc:
-            db.session.rollback()
-            getattr(form, exc.field).errors = [exc.message]
-        else:
-            db.session.commit()
-            flash("Business settings saved.", "success")
-            return redirect(url_for("admin.settings_page"))
+    if form.validate_on_submit() and _saved(form, lambda: settings.update_business(
+            name=form.name.data, email=form.email.data, phone=form.phone.data, address=form.address.data,
+            invoice_due_days=int(form.invoice_due_days.data), default_tax_bp=int(form.default_tax.data * 100),
+            require_card_for_deposits=bool(form.require_card_for_deposits.data)), "Business settings saved."):
+        return redirect(url_for("admin.settings_page"))
     payments = PaymentSettingsForm(formdata=None)
     _fill_payments(payments, settings.get())
     return render_template("admin/settings.html", form=payments, business_form=form), 400
@@ -55,17 +60,10 @@ def settings_page():
     current = settings.get()
     if request.method == "GET":
         _fill_payments(form, current)
-    elif form.validate_on_submit():
-        try:
-            settings.update_payments(fee_percent_bp=int(form.fee_percent.data * 100),
-                                     fee_fixed_cents=int(form.fee_fixed.data * 100),
-                                     refund_window_days=int(form.refund_window_days.data))
-        except ValidationError as exc:
-            db.session.rollback()
-            getattr(form, exc.field).errors = [exc.message]
-        else:
-            db.session.commit()
-            flash("Payment settings saved. New fees apply to payments from now on.", "success")
-            return redirect(url_for("admin.settings_page"))
+    elif form.validate_on_submit() and _saved(form, lambda: settings.update_payments(
+            fee_percent_bp=int(form.fee_percent.data * 100), fee_fixed_cents=int(form.fee_fixed.data * 100),
+            refund_window_days=int(form.refund_window_days.data)),
+            "Payment settings saved. New fees apply to payments from now on."):
+        return redirect(url_for("admin.settings_page"))
     return render_template("admin/settings.html", form=form, business_form=_business_form(current)), \
         400 if request.method == "POST" else 200

@@ -23,7 +23,7 @@ from portal.extensions import db
 from portal.labels import label
 from portal.models import Card, ChargeAttempt, Customer, Invoice, Payment, PaymentAllocation, StaffUser
 from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money, percent_of
-from portal.services import activity, declines, gateway, magic_links, mailer, settings
+from portal.services import activity, declines, gateway, magic_links, mailer, once, settings
 from portal.services.errors import NotFound, ServiceError, ValidationError
 
 OPEN = ("pending", "unknown")
@@ -397,15 +397,9 @@ def record_manual(customer: Customer, *, method: str, amount_cents: int, referen
                       amount_cents=amount_cents, fee_cents=0, net_cents=amount_cents, refunded_cents=0,
                       currency=settings.currency(), reference=reference, recorded_by_id=actor.id, form_key=key,
                       received_at=clock.now(), created_at=clock.now())
-    db.session.add(payment)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        existing = db.session.scalars(select(Payment).where(Payment.form_key == key)).first()
-        if existing is not None:
-            return existing
-        raise
+    found = once.add_or_existing(payment, Payment.form_key, key)
+    if found is not payment:
+        return found
     if invoice is not None:
         allocate(payment, invoice, amount_cents)
     what = f" for invoice {invoice.number}" if invoice else ""

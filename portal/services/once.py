@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from portal import clock
 from portal.extensions import db
@@ -24,6 +25,21 @@ def earlier(key: str | None, kind: str) -> int | None:
     if not valid(key):
         return None
     return db.session.scalar(select(FormSubmission.target_id).where(FormSubmission.form_key == f"{kind}:{key}"))
+
+
+def add_or_existing(row, column, key: str):
+    """Insert `row`, whose `column` is unique and holds `key`; if the same form already inserted it (a double
+    submit, possibly at the same moment), return that earlier row instead. Flushes."""
+    db.session.add(row)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        existing = db.session.scalars(select(type(row)).where(column == key)).first()
+        if existing is not None:
+            return existing
+        raise
+    return row
 
 
 def remember(key: str | None, kind: str, created):

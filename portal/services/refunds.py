@@ -11,13 +11,12 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from portal import clock
 from portal.extensions import db
 from portal.models import Adjustment, ChargeAttempt, Customer, Payment, Refund, StaffUser
 from portal.money import format_money
-from portal.services import activity, charges, gateway, magic_links, mailer, settings
+from portal.services import activity, charges, gateway, magic_links, mailer, once, settings
 from portal.services.errors import ValidationError
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -71,15 +70,9 @@ def refund(payment: Payment, amount_cents: int, reason: str | None, actor: Staff
     row = Refund(payment_id=payment.id, amount_cents=amount_cents, reason=(reason or "").strip()[:300] or None,
                  method=payment.method, status="pending", idempotency_key=key, created_by_id=actor.id,
                  created_at=clock.now())
-    db.session.add(row)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        existing = db.session.scalars(select(Refund).where(Refund.idempotency_key == key)).first()
-        if existing is not None:
-            return existing
-        raise
+    found = once.add_or_existing(row, Refund.idempotency_key, key)
+    if found is not row:
+        return found
     claimed = db.session.execute(
         update(Payment).where(Payment.id == payment.id,
                               Payment.refunded_cents + amount_cents <= Payment.amount_cents)
