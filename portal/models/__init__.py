@@ -9,7 +9,7 @@ from portal.models.mail import QueuedEmail
 from portal.models.messages import MessageRequest
 from portal.models.payments import (Adjustment, Card, ChargeAttempt, Payment, PaymentAllocation,
                                     ProcessedWebhookEvent, Refund)
-from portal.models.plans import CustomerPlan, PlanAddon, PlanPayment, PlanTemplate, TemplateAddon
+from portal.models.plans import CustomerPlan, PlanAddon, PlanPayment, PlanPaymentLine, PlanTemplate, TemplateAddon
 from portal.models.settings import BusinessSettings, FormSubmission
 from portal.models.staff import StaffUser
 
@@ -18,6 +18,6 @@ __all__ = [
     "ContactTask", "CustomFieldDefinition", "CustomFieldValue", "Customer", "CustomerEmail", "CustomerNote",
     "CustomerPhone", "CustomerPlan", "Estimate", "EstimateLineItem", "FormSubmission", "Invoice", "InvoiceLineItem",
     "InvoiceReminder", "Job", "JobLineItem", "MessageRequest", "Payment", "PaymentAllocation", "PlanAddon",
-    "PlanPayment", "PlanTemplate", "ProcessedWebhookEvent", "QueuedEmail", "Refund", "StaffUser", "Tag",
+    "PlanPayment", "PlanPaymentLine", "PlanTemplate", "ProcessedWebhookEvent", "QueuedEmail", "Refund", "StaffUser", "Tag",
     "TemplateAddon", "Visit", "customer_tags", "invoice_jobs",
 ]

@@ -18,6 +18,7 @@ REFUND_STATUSES = ("pending", "succeeded", "failed")
 OPEN_ATTEMPT = "invoice_id IS NOT NULL AND status IN ('pending', 'unknown')"
 OPEN_PLAN_ATTEMPT = "plan_payment_id IS NOT NULL AND status IN ('pending', 'unknown')"
 OPEN_ESTIMATE_ATTEMPT = "estimate_id IS NOT NULL AND status IN ('pending', 'unknown')"
+OPEN_PLAN_CHARGE = "plan_id IS NOT NULL AND status IN ('pending', 'unknown')"
 
 
 class Card(db.Model):
@@ -82,6 +83,9 @@ class ChargeAttempt(db.Model):
         # P-5: one deposit payment at a time per estimate.
         Index("uq_charge_attempts_one_open_estimate", "estimate_id", unique=True,
               sqlite_where=text(OPEN_ESTIMATE_ATTEMPT), postgresql_where=text(OPEN_ESTIMATE_ATTEMPT)),
+        # SP-3, SP-10, SP-11, SP-13, D-5: one unsettled charge per service plan at a time.
+        Index("uq_charge_attempts_one_open_plan", "plan_id", unique=True,
+              sqlite_where=text(OPEN_PLAN_CHARGE), postgresql_where=text(OPEN_PLAN_CHARGE)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -96,6 +100,8 @@ class ChargeAttempt(db.Model):
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
     plan_payment_id: Mapped[int | None] = mapped_column(ForeignKey("plan_payments.id"), index=True)
     estimate_id: Mapped[int | None] = mapped_column(ForeignKey("estimates.id"), index=True)
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("customer_plans.id"), index=True)
+    plan_payment_ids: Mapped[str | None] = mapped_column(Text)  # "12,13": the plan payments one charge covers
     retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("charge_attempts.id"))
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     stripe_charge_id: Mapped[str | None] = mapped_column(String(64))

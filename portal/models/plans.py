@@ -57,7 +57,13 @@ class CustomerPlan(db.Model):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     template_id: Mapped[int | None] = mapped_column(ForeignKey("plan_templates.id", ondelete="SET NULL"))
     name: Mapped[str] = mapped_column(String(160))
+    description: Mapped[str | None] = mapped_column(Text)
+    visits_per_year: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    # SP-1/SP-3: the prices offered to this customer; None = frequency not offered
+    price_monthly_cents: Mapped[int | None] = mapped_column(Integer)
+    price_quarterly_cents: Mapped[int | None] = mapped_column(Integer)
+    price_yearly_cents: Mapped[int | None] = mapped_column(Integer)
     offered_frequencies: Mapped[str] = mapped_column(String(60), default="monthly")  # comma separated
     frequency: Mapped[str | None] = mapped_column(String(20))
     price_cents: Mapped[int | None] = mapped_column(Integer)
@@ -80,6 +86,16 @@ class CustomerPlan(db.Model):
     card = relationship("Card")
     payments: Mapped[list[PlanPayment]] = relationship(back_populates="plan", order_by="PlanPayment.due_date")
     addons: Mapped[list[PlanAddon]] = relationship(back_populates="plan", cascade="all, delete-orphan")
+
+    def price_for(self, frequency: str | None) -> int | None:
+        if frequency not in FREQUENCIES:
+            return None
+        return getattr(self, f"price_{frequency}_cents")
+
+    @property
+    def offers(self) -> list[str]:
+        """The billing frequencies the customer may choose (SP-3)."""
+        return [f for f in FREQUENCIES if self.price_for(f) is not None]
 
 
 class PlanPayment(db.Model):
@@ -109,6 +125,27 @@ class PlanPayment(db.Model):
 
     plan: Mapped[CustomerPlan] = relationship(back_populates="payments")
     card = relationship("Card")
+    lines: Mapped[list[PlanPaymentLine]] = relationship(back_populates="plan_payment", order_by="PlanPaymentLine.id",
+                                                        cascade="all, delete-orphan")
+
+    @property
+    def outstanding(self) -> bool:
+        return self.status in ("failed", "overdue")
+
+
+class PlanPaymentLine(db.Model):
+    """AO-1: what one plan bill is made of: the plan's price and the add-ons billed with it."""
+
+    __tablename__ = "plan_payment_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_payment_id: Mapped[int] = mapped_column(ForeignKey("plan_payments.id", ondelete="CASCADE"), index=True)
+    description: Mapped[str] = mapped_column(String(200))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    addon_id: Mapped[int | None] = mapped_column(ForeignKey("plan_addons.id", ondelete="SET NULL"), index=True)
+    installment: Mapped[int | None] = mapped_column(Integer)  # 1..N for installment add-ons
+
+    plan_payment: Mapped[PlanPayment] = relationship(back_populates="lines")
 
 
 class PlanAddon(db.Model):

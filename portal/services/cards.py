@@ -185,6 +185,10 @@ def remove(customer: Customer, card_id, *, actor: StaffUser | None = None, confi
         activity.record(customer.id, "plan", f"Plan “{plan.name}”: card {card.label} removed; "
                         + (f"now {replacement.label}" if replacement else "no card on file"), staff=actor,
                         plan_id=plan.id)
+        if actor is None and plan.status == "active":  # D-8: the customer changed what pays for the plan
+            from portal.services import plan_billing
+
+            plan_billing.notify_staff_card_changed(plan, card, replacement)
     was_default = card.is_default
     card.is_default = False
     card.removed_at = clock.now()

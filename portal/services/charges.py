@@ -96,10 +96,13 @@ class Outcome:
 
 def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str | None, invoice: Invoice | None = None,
                 purpose: str = "invoice", off_session: bool, initiated_by: str, actor: StaffUser | None = None,
-                plan_payment_id: int | None = None, estimate_id: int | None = None) -> Outcome:
-    """Charge a card on file. Commits: the attempt before Stripe is called, the outcome after."""
-    token = token if token and _TOKEN.match(token) else new_token()
-    key = f"charge_{token}"
+                plan_payment_id: int | None = None, estimate_id: int | None = None, plan_id: int | None = None,
+                plan_payment_ids: list[int] | None = None, key: str | None = None) -> Outcome:
+    """Charge a card on file. Commits: the attempt before Stripe is called, the outcome after.
+    `key`: a caller-made idempotency key (scheduled plan charges: one per payment and attempt number)."""
+    if key is None:
+        token = token if token and _TOKEN.match(token) else new_token()
+        key = f"charge_{token}"
     existing = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.idempotency_key == key)).first()
     if existing is not None:
         if existing.customer_id != customer.id:
@@ -121,7 +124,9 @@ def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str
     attempt = ChargeAttempt(idempotency_key=key, customer_id=customer.id, card_id=card.id, amount_cents=amount_cents,
                             currency=settings.currency(), status="pending", purpose=purpose, off_session=off_session,
                             invoice_id=invoice.id if invoice else None, plan_payment_id=plan_payment_id,
-                            estimate_id=estimate_id, initiated_by=initiated_by,
+                            estimate_id=estimate_id, plan_id=plan_id,
+                            plan_payment_ids=",".join(str(i) for i in plan_payment_ids) if plan_payment_ids else None,
+                            initiated_by=initiated_by,
                             initiated_by_staff_id=actor.id if actor else None, created_at=clock.now())
     db.session.add(attempt)
     try:
@@ -144,6 +149,8 @@ def send(attempt: ChargeAttempt) -> Outcome:
                 "portal_customer_id": str(customer.id)}
     if attempt.invoice_id:
         metadata["invoice_id"] = str(attempt.invoice_id)
+    if attempt.plan_id:
+        metadata["plan_id"] = str(attempt.plan_id)
     try:
         stripe_customer = gateway.ensure_customer(customer)
         intent = gateway.create_payment_intent(
@@ -277,6 +284,11 @@ def settle_succeeded(attempt: ChargeAttempt, intent, *, late: bool = False) -> P
 
         estimates.on_deposit_paid(attempt, payment)
         what = " (estimate deposit)"
+    if attempt.plan_id:
+        from portal.services import plan_billing  # plan charges go through this module
+
+        plan_billing.on_charge_succeeded(attempt, payment)
+        what = " (service plan)"
     activity.record(attempt.customer_id, "payment",
                     f"Card payment {format_money(amount, attempt.currency)}{what} "
                     f"({payment.card_brand or 'card'} •••• {payment.card_last4 or '????'}), fee "
@@ -303,7 +315,11 @@ def settle_failed(attempt: ChargeAttempt, code: str | None, message: str | None,
                     f"({card.label if card else 'card'}): {explanation.reason}",
                     detail=f"{attempt.decline_code}: {message or ''}", staff=actor,
                     actor_kind="staff" if actor else attempt.initiated_by, invoice_id=invoice.id if invoice else None)
-    if attempt.off_session:
+    if attempt.plan_id:
+        from portal.services import plan_billing
+
+        plan_billing.on_charge_failed(attempt, explanation)
+    elif attempt.off_session:
         notify_failure(attempt, explanation, invoice)
     return True
 
@@ -365,8 +381,8 @@ def send_receipt(payment: Payment, invoice: Invoice | None) -> None:
 # --- Hand-recorded payments (PAY-1) ---------------------------------------------------------------------
 
 def record_manual(customer: Customer, *, method: str, amount_cents: int, reference: str | None, actor: StaffUser,
-                  invoice: Invoice | None = None, token: str | None = None) -> Payment:
-    """Cash, check or other, with a reference. Commits."""
+                  invoice: Invoice | None = None, token: str | None = None, commit: bool = True) -> Payment:
+    """Cash, check or other, with a reference. Commits unless `commit` is False (the caller allocates it)."""
     key = f"manual_{token}" if token and _TOKEN.match(token) else None
     if key:
         existing = db.session.scalars(select(Payment).where(Payment.form_key == key)).first()
@@ -407,7 +423,8 @@ def record_manual(customer: Customer, *, method: str, amount_cents: int, referen
     activity.record(customer.id, "payment", f"{method.title()} payment {format_money(amount_cents, payment.currency)}"
                     f"{what}{ref} recorded", staff=actor, invoice_id=invoice.id if invoice else None)
     send_receipt(payment, invoice)
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return payment
 
 

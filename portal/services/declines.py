@@ -35,6 +35,8 @@ _EXPLANATIONS = {
                       _l("Do not charge again: we check with the processor within minutes and update this payment.")),
     "api_error": (_l("The card processor had an internal error, so the outcome is not known yet."),
                   _l("Do not charge again: we check with the processor within minutes and update this payment.")),
+    "no_card": (_l("There is no card on file for this payment."),
+                _l("Add a card in the customer portal; the next retry uses it.")),
     "not_submitted": (_l("The charge never reached the card processor; nothing was charged."),
                       _l("Try the payment again.")),
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from portal import clock
-from portal.services import charges, mailer, refunds
+from portal.services import charges, mailer, plan_billing, refunds
 
 
 def run_due(now: datetime | None = None) -> dict:
@@ -14,5 +14,6 @@ def run_due(now: datetime | None = None) -> dict:
         # Rules added by later features go before delivery so their emails leave in the same run.
         results["charge_reconciler"] = charges.reconcile()
         results["refund_reconciler"] = refunds.reconcile()
+        results["plans"] = plan_billing.run()
         results["emails"] = mailer.deliver_pending()
         return results

@@ -30,9 +30,14 @@ SUBJECTS = {
     "invoice_sent": _l("Invoice %(number)s from %(business)s"),
     "message_reply": _l("Reply from %(business)s"),
     "estimate_sent": _l("Estimate %(number)s from %(business)s"),
+    "plan_sent": _l("Your service plan “%(plan)s” from %(business)s"),
+    "plan_payment_failed": _l("Your payment for “%(plan)s” did not go through"),
+    "card_expiring": _l("Your card on file with %(business)s expires soon"),
     # staff emails (English)
     "message_received": _l("New message from %(name)s"),
     "estimate_answered": _l("Estimate %(number)s %(answer)s by %(name)s"),
+    "plan_payment_failed_staff": _l("Plan payment %(what)s: %(name)s, “%(plan)s”"),
+    "card_changed_staff": _l("%(name)s changed a card that backs a plan or AutoPay"),
 }
 
 STALE_CLAIM = timedelta(minutes=15)

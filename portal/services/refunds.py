@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from portal import clock
 from portal.extensions import db
-from portal.models import Adjustment, ChargeAttempt, Customer, Payment, Refund, StaffUser
+from portal.models import Adjustment, ChargeAttempt, Customer, Payment, PlanPayment, Refund, StaffUser
 from portal.money import format_money
 from portal.services import activity, charges, gateway, magic_links, mailer, once, settings
 from portal.services.errors import ValidationError
@@ -172,6 +172,11 @@ def _payment_status(payment: Payment) -> None:
         payment.status = "refunded"
     else:
         payment.status = "partially_refunded"
+    ids = plan_payment_ids(payment)
+    if ids:  # SP-4: the plan's Payments section shows refunds
+        db.session.execute(update(PlanPayment).where(PlanPayment.id.in_(ids), PlanPayment.payment_id == payment.id)
+                           .values(status="paid" if payment.status == "succeeded" else payment.status)
+                           .execution_options(synchronize_session=False))
 
 
 def _first_invoice_id(payment: Payment) -> int | None:
