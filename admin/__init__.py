@@ -58,8 +58,8 @@ def no_store(response):
 
 
 def init_app(app: Flask) -> None:
-    from admin import (auth, client_card, customers, dashboard, messages, outbox, payments, reports,  # noqa: F401
-                       settings, staff, work)
+    from admin import (auth, client_card, customers, dashboard, messages, outbox, payments, plans,  # noqa: F401
+                       reports, settings, staff, work)
 
     app.register_blueprint(bp)
 

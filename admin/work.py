@@ -16,7 +16,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import Estimate, Invoice, Job, Visit
 from portal.money import MoneyError, parse_amount
-from portal.services import charges, documents, estimates, invoices, line_items, once, work
+from portal.services import charges, documents, plan_reports, estimates, invoices, line_items, once, work
 from portal.services import staff as staff_service
 from portal.services.errors import ServiceError, ValidationError
 
@@ -190,7 +190,9 @@ def _job_page(job: Job, visit_form: VisitForm | None = None, status: int = 200):
         select(Invoice).join(Invoice.jobs).where(Job.id == job.id).order_by(Invoice.id)).scalars().all()
     return render_template("admin/work/job.html", job=job, customer=job.customer, visit_form=visit_form,
                            status_form=StatusForm(), confirm=ConfirmForm(), transitions=work.TRANSITIONS,
-                           invoices=invoice_rows, show_money=current_user.role != "technician"), status
+                           invoices=invoice_rows, show_money=current_user.role != "technician",
+                           plan_tiles=plan_reports.tiles(job.customer_id, job.plan_id)
+                           if current_user.role != "technician" else []), status
 
 
 @bp.get("/jobs/<int:job_id>")

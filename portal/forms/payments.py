@@ -19,3 +19,18 @@ class PayInvoiceForm(FlaskForm):
     save_card = BooleanField(_l("Save this card for future payments"), default=True)
     setup_intent = HiddenField(validators=[Optional(), Length(max=80)])
     token = HiddenField(validators=[Length(max=64)])
+
+
+class AcceptPlanForm(FlaskForm):
+    """SP-3: choose the billing frequency and the card, pay the first payment."""
+    frequency = RadioField(_l("How often to be billed"), choices=[], validate_choice=False)
+    card_id = RadioField(_l("Pay with"), choices=[], validate_choice=False)
+    setup_intent = HiddenField(validators=[Optional(), Length(max=80)])
+    token = HiddenField(validators=[Length(max=64)])
+
+
+class PlanCardForm(FlaskForm):
+    """SP-11: the card that pays the plan."""
+    card_id = RadioField(_l("Card for this plan"), choices=[], validate_choice=False)
+    setup_intent = HiddenField(validators=[Optional(), Length(max=80)])
+    token = HiddenField(validators=[Length(max=64)])
