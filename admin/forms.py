@@ -169,6 +169,8 @@ class PaymentSettingsForm(FlaskForm):
     refund_window_days = DecimalField("Card refunds allowed for (days after the payment)", places=0,
                                       validators=[DataRequired("Enter a number of days."), _finite,
                                                   NumberRange(1, 365, "Between 1 and 365 days.")])
+    dunning_hours = StringField("Retry failed plan card payments after (hours after the first failure)",
+                                validators=[Optional(), Length(max=60)])
 
 
 class ReplyForm(FlaskForm):

@@ -52,6 +52,7 @@ def _fill_payments(form: PaymentSettingsForm, current) -> None:
     form.fee_percent.data = Decimal(current.fee_percent_bp) / 100
     form.fee_fixed.data = Decimal(current.fee_fixed_cents) / 100
     form.refund_window_days.data = Decimal(current.refund_window_days)
+    form.dunning_hours.data = ", ".join((current.dunning_retry_hours or "").split(","))
 
 
 @bp.route("/settings", methods=["GET", "POST"])
@@ -62,7 +63,8 @@ def settings_page():
         _fill_payments(form, current)
     elif form.validate_on_submit() and _saved(form, lambda: settings.update_payments(
             fee_percent_bp=int(form.fee_percent.data * 100), fee_fixed_cents=int(form.fee_fixed.data * 100),
-            refund_window_days=int(form.refund_window_days.data)),
+            refund_window_days=int(form.refund_window_days.data),
+            dunning_retry_hours=(form.dunning_hours.data or "") if "dunning_hours" in request.form else None),
             "Payment settings saved. New fees apply to payments from now on."):
         return redirect(url_for("admin.settings_page"))
     return render_template("admin/settings.html", form=form, business_form=_business_form(current)), \

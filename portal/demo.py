@@ -12,7 +12,7 @@ from portal.extensions import db
 from portal.models import (ActivityEvent, Address, ContactLog, ContactTask, CustomFieldDefinition, CustomFieldValue,
                            Customer, CustomerEmail, CustomerNote,
                            CustomerPhone, CustomerPlan, Estimate, EstimateLineItem, Invoice, InvoiceLineItem, Job,
-                           JobLineItem, Payment, PaymentAllocation, PlanPayment, PlanTemplate, StaffUser, Tag,
+                           JobLineItem, Payment, PaymentAllocation, PlanPayment, PlanPaymentLine, PlanTemplate, StaffUser, Tag,
                            Visit)
 from portal.services import settings
 
@@ -148,24 +148,47 @@ def seed() -> None:
                             price_yearly_cents=21900)
     db.session.add(template)
     db.session.flush()
+    from portal.services.plan_billing import add_period
+
+    last_due = today - timedelta(days=5)
+    first_due = add_period(last_due, "monthly", last_due.day, -2)
     plan = CustomerPlan(customer_id=customers[0].id, template_id=template.id, name=template.name, status="active",
+                        description=template.description, visits_per_year=2, price_monthly_cents=1999,
+                        price_quarterly_cents=5799, price_yearly_cents=21900,
                         offered_frequencies="monthly,quarterly,yearly", frequency="monthly", price_cents=1999,
-                        payment_method="card", start_date=today - timedelta(days=65),
-                        billing_anchor_day=(today - timedelta(days=65)).day, accepted_at=now - timedelta(days=65),
-                        next_billing_date=today + timedelta(days=25))
+                        payment_method="card", start_date=first_due, billing_anchor_day=last_due.day,
+                        accepted_at=now - timedelta(days=(today - first_due).days), sent_at=now - timedelta(days=70),
+                        next_billing_date=add_period(last_due, "monthly", last_due.day))
     db.session.add(plan)
     db.session.flush()
     for months_ago, status in ((2, "paid"), (1, "paid"), (0, "failed")):
-        due = today - timedelta(days=5 + 30 * months_ago)
+        due = add_period(last_due, "monthly", last_due.day, -months_ago)
         pp = PlanPayment(plan_id=plan.id, due_date=due, amount_cents=1999, status=status, method="card",
                          attempt_count=1, is_first_payment=months_ago == 2)
+        pp.lines.append(PlanPaymentLine(description="Comfort Club (Monthly)", amount_cents=1999))
         if status == "failed":
             pp.failure_code = "insufficient_funds"
-            pp.failure_message = "Your card has insufficient funds."
+            pp.failure_message = "The card does not have enough funds for this amount."
             pp.first_failed_at = now - timedelta(days=5)
             pp.attempt_count = 4
             pp.retries_exhausted = True
         db.session.add(pp)
+        db.session.flush()
+        if status == "paid":  # collected by check, so the ledger and reports add up
+            paid = Payment(customer_id=customers[0].id, kind="payment", method="check", status="succeeded",
+                           amount_cents=1999, fee_cents=0, net_cents=1999, refunded_cents=0,
+                           reference=str(4100 + months_ago), received_at=datetime.combine(due, time(15), now.tzinfo))
+            db.session.add(paid)
+            db.session.flush()
+            pp.payment_id = paid.id
+            pp.method = "check"
+            db.session.add(PaymentAllocation(payment_id=paid.id, plan_payment_id=pp.id, amount_cents=1999))
+    # A second plan waiting for "Pay and accept" in the demo customer's portal (SP-3).
+    duct = CustomerPlan(customer_id=customers[0].id, name="Clean Air Duct Plan", status="pending",
+                        description="Yearly duct cleaning and filter changes.", visits_per_year=1,
+                        price_quarterly_cents=4500, price_yearly_cents=16500,
+                        offered_frequencies="quarterly,yearly", payment_method="card", sent_at=now - timedelta(days=1))
+    db.session.add(duct)
     db.session.add(ActivityEvent(customer_id=customers[0].id, event_type="failure", plan_id=plan.id,
                                  summary="Comfort Club payment of $19.99 failed: insufficient funds.",
                                  created_at=now - timedelta(days=5)))

@@ -63,8 +63,27 @@ def update_business(*, name: str, email: str | None, phone: str | None, address:
     return row
 
 
-def update_payments(*, fee_percent_bp: int, fee_fixed_cents: int, refund_window_days: int) -> BusinessSettings:
-    """PAY-5, R-3: processing fee and refund window. Caller commits."""
+def parse_retry_hours(raw: str | None) -> str:
+    """D-1: "24, 48, 72" → "24,48,72": whole hours from 1 to 720, increasing, at most 6 retries."""
+    from portal.services.errors import ValidationError
+
+    parts = [p.strip() for p in (raw or "").replace(";", ",").split(",") if p.strip()]
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        raise ValidationError("dunning_hours", "Enter whole hours separated by commas, like 24, 48, 72.")
+    hours = [int(p) for p in parts]
+    if len(hours) > 6:
+        raise ValidationError("dunning_hours", "At most 6 retries.")
+    if any(not 1 <= h <= 720 for h in hours):
+        raise ValidationError("dunning_hours", "Each retry must be between 1 and 720 hours (30 days) after the "
+                                               "first failure.")
+    if hours != sorted(set(hours)):
+        raise ValidationError("dunning_hours", "List each retry once, in increasing order.")
+    return ",".join(str(h) for h in hours)
+
+
+def update_payments(*, fee_percent_bp: int, fee_fixed_cents: int, refund_window_days: int,
+                    dunning_retry_hours: str | None = None) -> BusinessSettings:
+    """PAY-5, R-3, D-1: processing fee, refund window, retry schedule. Caller commits."""
     from portal.services.errors import ValidationError
 
     if not 0 <= fee_percent_bp <= 1_000:
@@ -74,8 +93,11 @@ def update_payments(*, fee_percent_bp: int, fee_fixed_cents: int, refund_window_
     if not 1 <= refund_window_days <= 365:
         raise ValidationError("refund_window_days", "The refund window must be between 1 and 365 days.")
     row = ensure()
+    retry = parse_retry_hours(dunning_retry_hours) if dunning_retry_hours is not None else None
     row.fee_percent_bp, row.fee_fixed_cents, row.refund_window_days = fee_percent_bp, fee_fixed_cents, \
         refund_window_days
+    if retry is not None:
+        row.dunning_retry_hours = retry
     return row
 
 
