@@ -67,3 +67,46 @@ def test_client_card_and_portal_pages_do_not_grow_with_rows(app, client, login_s
                 "/portal/plans"):
         assert _queries(app, portal_big, url) == _queries(app, portal_small, url), url
     assert staff_client is client
+
+
+def _owing_plans(customer, n: int, staff_id: int) -> int:
+    """A plan with n payments of every kind (paid, failed with attempts, overdue, marked paid) and n add-ons."""
+    from portal.models import ChargeAttempt, PlanAddon, PlanPayment, PlanPaymentLine
+
+    plan = make_plan(customer, payments=[])
+    start = date(2025, 1, 5)
+    for k in range(n):
+        for j, status in enumerate(("paid", "failed", "overdue", "marked_paid")):
+            row = PlanPayment(plan_id=plan.id, due_date=start + timedelta(days=120 * k + j), amount_cents=1999,
+                              status=status, method="cash" if status == "overdue" else "card",
+                              marked_paid_by_id=staff_id if status == "marked_paid" else None,
+                              failure_message="declined" if status == "failed" else None)
+            row.lines.append(PlanPaymentLine(description="Plan", amount_cents=1999))
+            db.session.add(row)
+            db.session.flush()
+            if status == "failed":
+                db.session.add(ChargeAttempt(idempotency_key=f"q_{row.id}", customer_id=customer.id, amount_cents=1999,
+                                             status="failed", purpose="plan_payment", plan_id=plan.id,
+                                             plan_payment_id=row.id, plan_payment_ids=str(row.id)))
+        db.session.add(PlanAddon(plan_id=plan.id, customer_id=customer.id, name=f"Filter {k}", amount_cents=500,
+                                 payment_plan="recurring", status="active"))
+    db.session.commit()
+    return plan.id
+
+
+def test_plan_page_and_overdue_dashboard_do_not_grow_with_rows(app, client, login_staff):
+    with app.app_context():
+        staff = make_staff("admin")
+        small_plan = _owing_plans(make_customer("Small"), 2, staff.id)
+        big_plan = _owing_plans(make_customer("Big"), 12, staff.id)
+        make_invoice(make_customer("Inv"), 1_000, due_date=date(2025, 1, 1))
+    login_staff(staff)
+    assert _queries(app, client, f"/admin/plans/{small_plan}") == _queries(app, client, f"/admin/plans/{big_plan}")
+    few = _queries(app, client, "/admin/overdue")
+    report = _queries(app, client, "/admin/reports/plans")
+    with app.app_context():
+        for i in range(6):
+            _owing_plans(make_customer(f"More{i}"), 2, staff.id)
+            make_invoice(make_customer(f"Inv{i}"), 1_000, due_date=date(2025, 1, 1))
+    assert _queries(app, client, "/admin/overdue") == few
+    assert _queries(app, client, "/admin/reports/plans") == report

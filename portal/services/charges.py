@@ -293,7 +293,8 @@ def settle_succeeded(attempt: ChargeAttempt, intent, *, late: bool = False) -> P
                     f"Card payment {format_money(amount, attempt.currency)}{what} "
                     f"({payment.card_brand or 'card'} •••• {payment.card_last4 or '????'}), fee "
                     f"{format_money(fee, attempt.currency)}", staff=actor,
-                    actor_kind="staff" if actor else attempt.initiated_by, invoice_id=invoice.id if invoice else None)
+                    actor_kind="staff" if actor else attempt.initiated_by, invoice_id=invoice.id if invoice else None,
+                    plan_id=attempt.plan_id)
     send_receipt(payment, invoice)
     return payment
 
@@ -314,7 +315,8 @@ def settle_failed(attempt: ChargeAttempt, code: str | None, message: str | None,
                     f"Card payment of {format_money(attempt.amount_cents, attempt.currency)} declined "
                     f"({card.label if card else 'card'}): {explanation.reason}",
                     detail=f"{attempt.decline_code}: {message or ''}", staff=actor,
-                    actor_kind="staff" if actor else attempt.initiated_by, invoice_id=invoice.id if invoice else None)
+                    actor_kind="staff" if actor else attempt.initiated_by, invoice_id=invoice.id if invoice else None,
+                    plan_id=attempt.plan_id)
     if attempt.plan_id:
         from portal.services import plan_billing
 

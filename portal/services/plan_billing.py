@@ -604,7 +604,7 @@ def _due_card_rows(now: datetime, after_id: int) -> list[int]:
     today = clock.today()
     scheduled = (PlanPayment.status == "scheduled") & (PlanPayment.due_date <= today)
     retry = ((PlanPayment.status == "failed") & (PlanPayment.next_retry_at <= now)
-             & PlanPayment.retries_exhausted.is_(False) & PlanPayment.is_first_payment.is_(False))
+             & PlanPayment.retries_exhausted.is_(False))
     return list(db.session.scalars(select(PlanPayment.id).join(CustomerPlan)
                                    .where(PlanPayment.method == "card", scheduled | retry,
                                           CustomerPlan.status == "active", PlanPayment.id > after_id)

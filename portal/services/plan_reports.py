@@ -203,7 +203,8 @@ def plan_report(status: str | None = None) -> PlanReport:
     owing_plans = list(db.session.scalars(select(CustomerPlan).where(CustomerPlan.id.in_(owed.keys()))
                                           .options(selectinload(CustomerPlan.customer))
                                           .order_by(CustomerPlan.id))) if owed else []
-    q = select(CustomerPlan).options(selectinload(CustomerPlan.customer)).order_by(CustomerPlan.created_at.desc())
+    q = select(CustomerPlan).options(selectinload(CustomerPlan.customer), selectinload(CustomerPlan.addons)) \
+        .order_by(CustomerPlan.created_at.desc())
     if status:
         q = q.where(CustomerPlan.status == status)
     listing = list(db.session.scalars(q.limit(200)))
