@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 
 from portal import clock
 from portal.extensions import db
-from portal.models import (ActivityEvent, ContactLog, ContactTask, Customer, CustomerNote, CustomFieldDefinition,
-                           CustomFieldValue, Estimate, Invoice, Job, JobLineItem, MessageRequest, Payment,
+from portal.models import (ActivityEvent, ContactLog, ContactTask, Customer, CustomerNote, CustomerPlan,
+                           CustomFieldDefinition, CustomFieldValue, Estimate, Invoice, Job, JobLineItem, MessageRequest, Payment,
                            QueuedEmail)
 from tests.factories import (make_card, make_customer, make_estimate, make_invoice, make_job, make_plan,
                              make_staff)
@@ -226,7 +226,8 @@ NOTE_MARKER = "QZX-internal-note-7731"
 CONTACT_MARKER = "QZX-contact-outcome-4410"
 TASK_MARKER = "QZX-task-note-9052"
 MARKERS = (NOTE_MARKER, CONTACT_MARKER, TASK_MARKER)
-STAFF_TEMPLATES = {"message_received", "estimate_answered", "staff_invitation"}
+STAFF_TEMPLATES = {"message_received", "estimate_answered", "staff_invitation", "plan_payment_failed_staff",
+                   "card_changed_staff"}
 
 
 def _pdf_text(data: bytes) -> str:
@@ -242,6 +243,7 @@ def _email_contexts(ids: dict, link: str) -> dict:
     invoice, estimate = db.session.get(Invoice, ids["invoice"]), db.session.get(Estimate, ids["estimate"])
     payment = db.session.get(Payment, ids["payment"])
     message = db.session.get(MessageRequest, ids["message"])
+    plan = db.session.get(CustomerPlan, ids["plan"])
     return {
         "portal_invitation": {"link": link},
         "portal_login_link": {"link": link},
@@ -256,6 +258,11 @@ def _email_contexts(ids: dict, link: str) -> dict:
         "message_reply": {"message": message, "reply": "We can come at 8.", "staff_name": "Ada Admin",
                           "link": link},
         "estimate_sent": {"estimate": estimate, "link": link, "subject_args": {"number": estimate.number}},
+        "plan_sent": {"plan": plan, "link": link, "subject_args": {"plan": plan.name}},
+        "plan_payment_failed": {"plan": plan, "row": plan.payments[0], "card": None, "hard": False, "link": link,
+                                "explanation": declines.explain("expired_card"), "subject_args": {"plan": plan.name}},
+        "card_expiring": {"card": SimpleNamespace(label="Visa •••• 4242"), "expires": date(2026, 12, 31),
+                          "link": link},
     }
 
 
