@@ -174,7 +174,7 @@ def remove(customer: Customer, card_id, *, actor: StaffUser | None = None, confi
         if not confirmed:
             raise ValidationError("confirm", f"This is the only card and it backs {', '.join(backing)}. Tick "
                                              "“I understand” to remove it: AutoPay turns off and the plan's future "
-                                             "payments become overdue instead of being charged.")
+                                             "payments fail (and the customer is asked for a card) until a new card is added.")
         if customer.autopay_enabled:
             customer.autopay_enabled = False
             activity.record(customer.id, "card", "AutoPay turned off: its only card was removed", staff=actor)

@@ -342,8 +342,9 @@ def set_card(plan: CustomerPlan, card: Card, *, actor: StaffUser | None) -> bool
         return False
     plan.card_id = card.id
     plan.payment_method = "card"
+    # failed rows keep the card that was declined: D-2 (pick_card) must know which card not to use again
     db.session.execute(update(PlanPayment).where(PlanPayment.plan_id == plan.id,
-                                                 PlanPayment.status.in_(("scheduled", "failed")),
+                                                 PlanPayment.status == "scheduled",
                                                  PlanPayment.method == "card")
                        .values(card_id=card.id).execution_options(synchronize_session=False))
     # a cash/check bill still waiting is now charged to the card
@@ -604,7 +605,7 @@ def _due_card_rows(now: datetime, after_id: int) -> list[int]:
     today = clock.today()
     scheduled = (PlanPayment.status == "scheduled") & (PlanPayment.due_date <= today)
     retry = ((PlanPayment.status == "failed") & (PlanPayment.next_retry_at <= now)
-             & PlanPayment.retries_exhausted.is_(False))
+             & PlanPayment.retries_exhausted.is_(False) & PlanPayment.is_first_payment.is_(False))
     return list(db.session.scalars(select(PlanPayment.id).join(CustomerPlan)
                                    .where(PlanPayment.method == "card", scheduled | retry,
                                           CustomerPlan.status == "active", PlanPayment.id > after_id)

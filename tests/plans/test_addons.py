@@ -2,7 +2,7 @@
 month by month with the moved clock. What is asserted is what staff and the customer see: the lines on each bill."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from portal import clock
 from portal.extensions import db
-from portal.models import Card, Customer, CustomerPlan, PlanAddon, PlanPayment, PlanPaymentLine, StaffUser
+from portal.models import Customer, CustomerPlan, PlanAddon, PlanPayment, PlanPaymentLine, StaffUser
 from portal.services import charges, jobs, plan_billing, plan_setup
 from portal.services.errors import ValidationError
 from tests.factories import make_card, make_customer, make_staff
@@ -83,39 +83,37 @@ def addon_count() -> int:
 
 # --- AO-1 … AO-3: which bills carry the add-on, for how much --------------------------------------------------
 
+def spec(payment_plan: str, amount_cents: int, installments: int | None = None, start: date | None = None,
+         end: date | None = None) -> dict:
+    """An add-on's fields as staff enter them."""
+    return {"payment_plan": payment_plan, "amount_cents": amount_cents, "installments": installments,
+            "start_date": start, "end_date": end}
+
+
+# what the add-on puts on the bills of Apr 1, May 1, … Oct 1 (0 = not on that bill)
 CASES = {
     # seed: "Recurrente" with no dates → on every bill, indefinitely
-    "recurring, no dates": (dict(payment_plan="recurring", amount_cents=1_500),
-                            [1_500] * 7),
+    "recurring, no dates": (spec("recurring", 1_500), [1_500] * 7),
     # seed: "Un solo pago" → once, on the next bill
-    "one-time": (dict(payment_plan="one_time", amount_cents=4_999),
-                 [4_999, 0, 0, 0, 0, 0, 0]),
+    "one-time": (spec("one_time", 4_999), [4_999, 0, 0, 0, 0, 0, 0]),
     # seed: "Pago en 5 mensualidades" → on the next 5 bills
-    "5 installments": (dict(payment_plan="installments", installments=5, amount_cents=25_000),
-                       [5_000] * 5 + [0, 0]),
+    "5 installments": (spec("installments", 25_000, 5), [5_000] * 5 + [0, 0]),
     # AO-2: the cents remainder goes on the last installment
-    "100.00 in 3 installments": (dict(payment_plan="installments", installments=3, amount_cents=10_000),
-                                 [3_333, 3_333, 3_334, 0, 0, 0, 0]),
-    "100.01 in 5 installments": (dict(payment_plan="installments", installments=5, amount_cents=10_001),
-                                 [2_000, 2_000, 2_000, 2_000, 2_001, 0, 0]),
+    "100.00 in 3 installments": (spec("installments", 10_000, 3), [3_333, 3_333, 3_334, 0, 0, 0, 0]),
+    "100.01 in 5 installments": (spec("installments", 10_001, 5), [2_000, 2_000, 2_000, 2_000, 2_001, 0, 0]),
     # seed: "desde el periodo de Abril hasta Agosto" (recurring with both dates)
-    "recurring April to August": (dict(payment_plan="recurring", amount_cents=1_500, start_date=date(2026, 4, 1),
-                                       end_date=date(2026, 8, 31)),
+    "recurring April to August": (spec("recurring", 1_500, start=date(2026, 4, 1), end=date(2026, 8, 31)),
                                   [1_500] * 5 + [0, 0]),
     # seed: only an end date (31 August) → every bill until then
-    "recurring until Aug 31": (dict(payment_plan="recurring", amount_cents=1_500, end_date=date(2026, 8, 31)),
-                               [1_500] * 5 + [0, 0]),
+    "recurring until Aug 31": (spec("recurring", 1_500, end=date(2026, 8, 31)), [1_500] * 5 + [0, 0]),
     # a start date in the future: only from that date
-    "recurring from June": (dict(payment_plan="recurring", amount_cents=1_500, start_date=date(2026, 6, 1)),
-                            [0, 0, 1_500, 1_500, 1_500, 1_500, 1_500]),
-    "one-time from mid June": (dict(payment_plan="one_time", amount_cents=4_999, start_date=date(2026, 6, 15)),
-                               [0, 0, 0, 4_999, 0, 0, 0]),
-    "2 installments from June": (dict(payment_plan="installments", installments=2, amount_cents=9_999,
-                                      start_date=date(2026, 6, 1)),
+    "recurring from June": (spec("recurring", 1_500, start=date(2026, 6, 1)), [0, 0] + [1_500] * 5),
+    "one-time from mid June": (spec("one_time", 4_999, start=date(2026, 6, 15)), [0, 0, 0, 4_999, 0, 0, 0]),
+    "2 installments from June": (spec("installments", 9_999, 2, start=date(2026, 6, 1)),
                                  [0, 0, 4_999, 5_000, 0, 0, 0]),
     # seed: 4 installments, April 1 – June 30 → only April, May, June carry it (the dates win)
-    "4 installments clipped April-June": (dict(payment_plan="installments", installments=4, amount_cents=40_000,
-                                               start_date=date(2026, 4, 1), end_date=date(2026, 6, 30)),
+    "4 installments clipped April-June": (spec("installments", 40_000, 4, start=date(2026, 4, 1),
+                                               end=date(2026, 6, 30)),
                                           [10_000, 10_000, 10_000, 0, 0, 0, 0]),
 }
 
@@ -151,8 +149,7 @@ def test_addon_lines_on_consecutive_bills(ctx, stripe_sandbox, fields, expected)
 def test_installments_that_do_not_fit_warn_and_save_only_when_confirmed(ctx, stripe_sandbox):
     staff = make_staff("office")
     plan = cash_plan(staff)
-    clipped = dict(payment_plan="installments", installments=4, amount_cents=40_000, start_date=date(2026, 4, 1),
-                   end_date=date(2026, 6, 30))
+    clipped = spec("installments", 40_000, 4, start=date(2026, 4, 1), end=date(2026, 6, 30))
     with pytest.raises(ValidationError) as warned:
         add(plan, staff, **clipped)
     db.session.rollback()
@@ -238,15 +235,13 @@ def test_installments_on_a_card_plan_are_paid_when_the_last_installment_bill_is_
 # --- bad input ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fields, field", [
-    (dict(payment_plan="installments", installments=0, amount_cents=10_000), "installments"),
-    (dict(payment_plan="installments", installments=121, amount_cents=100_000), "installments"),
-    (dict(payment_plan="installments", installments=None, amount_cents=10_000), "installments"),
-    (dict(payment_plan="recurring", amount_cents=1_500, start_date=date(2026, 6, 1), end_date=date(2026, 5, 31)),
-     "end_date"),
-    (dict(payment_plan="installments", installments=3, amount_cents=9_000, start_date=date(2026, 6, 1),
-          end_date=date(2026, 4, 1)), "end_date"),
-    (dict(payment_plan="one_time", amount_cents=0), "amount"),
-    (dict(payment_plan="weekly", amount_cents=1_500), "payment_plan"),
+    (spec("installments", 10_000, 0), "installments"),
+    (spec("installments", 100_000, 121), "installments"),
+    (spec("installments", 10_000, None), "installments"),
+    (spec("recurring", 1_500, start=date(2026, 6, 1), end=date(2026, 5, 31)), "end_date"),
+    (spec("installments", 9_000, 3, start=date(2026, 6, 1), end=date(2026, 4, 1)), "end_date"),
+    (spec("one_time", 0), "amount"),
+    (spec("weekly", 1_500), "payment_plan"),
 ], ids=["0 installments", "121 installments", "no installments", "end before start", "installments end before start",
         "zero amount", "unknown payment plan"])
 def test_bad_addon_input_is_refused_and_nothing_is_saved(ctx, stripe_sandbox, fields, field):

@@ -145,6 +145,43 @@ def test_soft_decline_is_retried_at_24_48_72_hours_then_retries_are_exhausted(ap
     assert r.status_code == 302 and r.headers["Location"].endswith(f"/portal/plans/{plan_id}/card")
 
 
+def test_retries_count_from_the_first_failure_when_the_runner_was_down(ctx, stripe_sandbox, smtp):
+    """D-1: a runner down for two days makes one retry when it comes back, not a burst, and the schedule stays
+    anchored on the first failure."""
+    who = people("down")
+    plan = active_card_plan(who.customer, who.card, T0.date())
+    run_at(T0)
+    run_at(T0 + timedelta(hours=50))
+    row = row_of(plan.id)
+    assert len(intents()) == 2 and row.attempt_count == 2
+    assert row.next_retry_at == T0 + timedelta(hours=72) and not row.retries_exhausted
+    run_at(T0 + timedelta(hours=72))
+    row = row_of(plan.id)
+    assert len(intents()) == 3 and row.retries_exhausted
+    assert len(customer_failures(smtp, who)) == 3
+
+
+def test_the_retry_schedule_is_configurable(ctx, stripe_sandbox, smtp):
+    from portal.services import settings
+
+    settings.ensure().dunning_retry_hours = "6, 30"
+    db.session.commit()
+    who = people("custom")
+    plan = active_card_plan(who.customer, who.card, T0.date())
+    run_at(T0)
+    assert row_of(plan.id).next_retry_at == T0 + timedelta(hours=6)
+    run_at(T0 + timedelta(hours=6))
+    row = row_of(plan.id)
+    assert len(intents()) == 2 and row.next_retry_at == T0 + timedelta(hours=30)
+    run_at(T0 + timedelta(hours=24))
+    assert len(intents()) == 2
+    run_at(T0 + timedelta(hours=30))
+    row = row_of(plan.id)
+    assert len(intents()) == 3 and row.retries_exhausted and row.next_retry_at is None
+    run_at(T0 + timedelta(hours=72))
+    assert len(intents()) == 3
+
+
 def test_soft_decline_then_a_new_card_the_retry_uses_the_new_card(ctx, stripe_sandbox, smtp):
     who = people("newcard")
     plan = active_card_plan(who.customer, who.card, T0.date())
@@ -224,14 +261,14 @@ def stripe_front(app, stripe_sandbox, httpserver):
         app.config["STRIPE_API_BASE"] = saved
 
 
-def _hard_declined_plan(stripe_front, tag):
+def _hard_declined_plan(stripe_front, tag, code="stolen_card"):
     who = people(tag)
-    stripe_front.hard[who.card.stripe_payment_method_id] = "stolen_card"
+    stripe_front.hard[who.card.stripe_payment_method_id] = code
     plan = active_card_plan(who.customer, who.card, T0.date())
     run_at(T0)
     row = row_of(plan.id)
-    assert (row.status, row.failure_code) == ("failed", "stolen_card")
-    assert row.failure_message == declines.explain("stolen_card").reason
+    assert (row.status, row.failure_code) == ("failed", code)
+    assert row.failure_message == declines.explain(code).reason
     return who, plan
 
 
@@ -239,15 +276,17 @@ def _creates_on(stripe_front, card) -> int:
     return sum(form.get("payment_method") == card.stripe_payment_method_id for form in stripe_front.creates)
 
 
-def test_hard_decline_is_not_retried_on_the_same_card_and_the_emails_ask_for_a_new_card(ctx, stripe_front, smtp):
-    who, plan = _hard_declined_plan(stripe_front, "stolen")
+@pytest.mark.parametrize("code, plain_words", [("stolen_card", "reported stolen"), ("expired_card", "has expired")])
+def test_hard_decline_is_not_retried_on_the_same_card_and_the_emails_ask_for_a_new_card(ctx, stripe_front, smtp,
+                                                                                       code, plain_words):
+    who, plan = _hard_declined_plan(stripe_front, "hard", code)
     assert _creates_on(stripe_front, who.card) == 1
     (mail,) = customer_failures(smtp, who)
     text = smtp.text(mail)
-    assert declines.explain("stolen_card").reason in text
+    assert declines.explain(code).reason in text and plain_words in text
     assert "Please add a new card" in text and "We will try again" not in text
     (staff_mail,) = staff_failures(smtp, who)
-    assert "only if a new card is added" in smtp.text(staff_mail) and "(stolen_card)" in smtp.text(staff_mail)
+    assert "only if a new card is added" in smtp.text(staff_mail) and f"({code})" in smtp.text(staff_mail)
 
     for hours in (24, 48):
         run_at(T0 + timedelta(hours=hours))
@@ -288,6 +327,32 @@ def test_hard_decline_then_a_new_card_the_next_retry_succeeds_on_it(ctx, stripe_
 
     run_at(T0 + timedelta(hours=72))
     assert len(stripe_front.creates) == 2
+
+
+def test_hard_decline_then_the_plan_card_is_replaced_and_the_new_card_declines_softly_retries_go_on_with_it(
+        ctx, stripe_front, smtp):
+    """SP-11 then D-2: after a stolen card, the customer picks another card for the plan in the portal; charging it
+    at once is declined (a soft decline). The next retries use the plan's new card, never the stolen one."""
+    who, plan = _hard_declined_plan(stripe_front, "swapped")
+    clock.set_now(T0 + timedelta(hours=2))
+    other = make_card(who.customer.id, DECLINED)  # declined with a generic (soft) code by the sandbox
+    assert plan_billing.set_card(fresh_plan(plan.id), db.session.get(Card, other.id), actor=None)
+    db.session.commit()
+    outcome = plan_billing.charge_outstanding(fresh_plan(plan.id), db.session.get(Card, other.id), token=None,
+                                              initiated_by="customer")
+    assert outcome.status == "failed"
+    assert row_of(plan.id).status == "failed" and fresh_plan(plan.id).card_id == other.id
+    assert (_creates_on(stripe_front, who.card), _creates_on(stripe_front, other)) == (1, 1)
+
+    run_at(T0 + timedelta(hours=24))
+    assert (_creates_on(stripe_front, who.card), _creates_on(stripe_front, other)) == (1, 2)
+    row = row_of(plan.id)
+    assert (row.status, row.card_id, row.failure_code) == ("failed", other.id, "card_declined")
+    assert row.next_retry_at == T0 + timedelta(hours=48)
+    run_at(T0 + timedelta(hours=48))
+    run_at(T0 + timedelta(hours=72))
+    assert (_creates_on(stripe_front, who.card), _creates_on(stripe_front, other)) == (1, 4)
+    assert row_of(plan.id).retries_exhausted
 
 
 # --- D-4 first payments ------------------------------------------------------------------------------------
