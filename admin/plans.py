@@ -30,7 +30,8 @@ def _plan_or_404(plan_id: int) -> CustomerPlan:
 
 def _put_error(form, exc: ServiceError, default: str | None = None) -> None:
     name = getattr(exc, "field", None)
-    name = {"amount": "amount", "price_monthly": "price_monthly", "payment_id": "payment_id"}.get(name, name)
+    name = {"amount": "amount", "price_monthly": "price_monthly", "payment_id": "payment_id",
+            "setup_intent": "card_id"}.get(name, name)  # the hidden setup_intent shows no errors: the card radios do
     field = getattr(form, name or "", None) if name else None
     if field is None and default:
         field = getattr(form, default, None)

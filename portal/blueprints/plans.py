@@ -130,7 +130,7 @@ def card(plan_id: int):
         return _card_page(plan, form, 400)
     try:
         chosen = chosen_card(form, on_file=True)
-        if plan.status == "active":
+        if plan.status in ("active", "pending"):  # the page says the card is saved for the plan
             plan_billing.set_card(plan, chosen, actor=None)
             db.session.commit()
         outcome = plan_billing.charge_outstanding(plan, chosen, token=form.token.data, initiated_by="customer")

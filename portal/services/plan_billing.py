@@ -671,7 +671,19 @@ def _charge_one(row_id: int, now: datetime) -> str | None:
         _skip_retry(plan, row, now)
         db.session.commit()
         return "retry_skipped"
-    row.attempt_count += 1
+    # Claim the attempt number only if the row is still what was checked above. On PostgreSQL the row lock
+    # guarantees it; SQLite ignores FOR UPDATE, and a runner whose reads straddled another runner's charge
+    # (row read while that attempt was open, open_charge() read after it settled) would charge again.
+    seen = row.attempt_count
+    claimed = db.session.execute(update(PlanPayment).where(PlanPayment.id == row.id, PlanPayment.status == row.status,
+                                                           PlanPayment.attempt_count == seen)
+                                 .values(attempt_count=seen + 1).execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        db.session.rollback()
+        return "busy"
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    set_committed_value(row, "attempt_count", seen + 1)
     key = f"plan_{row.id}_{row.attempt_count}"
     customer = db.session.get(Customer, plan.customer_id)
     try:

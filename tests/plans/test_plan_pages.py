@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from portal import clock
 from portal.extensions import db
-from portal.models import (Card, ChargeAttempt, Customer, CustomerPlan, Payment, PlanPayment, PlanTemplate, Refund)
+from portal.models import Card, ChargeAttempt, CustomerPlan, Payment, PlanPayment, PlanTemplate, Refund
 from portal.services import jobs
 from tests.factories import make_card, make_customer, make_invoice, make_job, make_staff, sandbox_card
 from tests.helpers import csrf_token_from, wait_for_email
@@ -210,7 +210,7 @@ def test_template_to_plan_sent_and_accepted_in_the_portal(app, client, login_sta
     assert portal.get(f"/portal/plans/{plan_id}").status_code == 302
     assert portal.get(link.replace("http://portal.test", "")).headers["Location"].endswith(f"/portal/plans/{plan_id}")
     page = portal.get(f"/portal/plans/{plan_id}").get_data(True)
-    assert "Pay and accept" in page and "Visa •••• 0341" in page  # the declined card stayed on file
+    assert "Pay and accept" in page and "status-pending" in page
 
     # accepted with a new good card, quarterly: active, first payment paid, receipt
     with app.app_context():
@@ -328,10 +328,12 @@ def test_update_card_charges_or_marks_paid_the_outstanding_payments(app, client,
         add_payment(marked, date(2026, 1, 20), "failed")
         add_payment(marked, date(2026, 2, 20), "failed")
         clean = add_plan(c, card=None, prices={"monthly": 1_000}, next_billing=date(2026, 3, 25), name="Basic")
+        stranger_card = make_card(make_customer("Sam", "Stranger").id, GOOD)
 
     login_staff(admin)
     view = client.get(f"/admin/plans/{charged.id}").get_data(True)
     assert f'href="/admin/plans/{charged.id}/card">Update card</a>' in view
+    assert view.count("<strong>retries exhausted</strong>") == 2 and "$39.98 outstanding on this plan" in view
     assert f'href="/admin/plans/{clean.id}/card">Add card</a>' in client.get(f"/admin/plans/{clean.id}").get_data(True)
     html, csrf = get_form(client, f"/admin/plans/{charged.id}/card")
     assert 'data-outstanding="3998"' in html and "2 outstanding payments: $39.98" in html
@@ -347,6 +349,15 @@ def test_update_card_charges_or_marks_paid_the_outstanding_payments(app, client,
     r = client.post(f"/admin/plans/{charged.id}/card", data={"csrf_token": csrf, "token": token,
                                                              "card_id": str(good.id), "outstanding": "refund"})
     assert r.status_code == 400 and "Choose what happens to the outstanding payments" in r.get_data(True)
+    r = client.post(f"/admin/plans/{charged.id}/card", data={"csrf_token": csrf, "token": token,
+                                                             "card_id": "new", "outstanding": "charge"})
+    assert r.status_code == 400 and "Enter the card details." in r.get_data(True)
+    r = client.post(f"/admin/plans/{charged.id}/card", data={"csrf_token": csrf, "token": token, "card_id": "new",
+                                                             "setup_intent": "seti_madeup", "outstanding": "charge"})
+    assert r.status_code == 400 and "The card was not saved. Enter the card again." in r.get_data(True)
+    r = client.post(f"/admin/plans/{charged.id}/card", data={"csrf_token": csrf, "token": token,
+                                                             "card_id": str(stranger_card.id), "outstanding": "charge"})
+    assert r.status_code == 400 and "Choose one of the cards on file." in r.get_data(True)
     with app.app_context():
         assert fresh(CustomerPlan, charged.id).card_id == bad.id
         assert count(ChargeAttempt) == 0
@@ -359,6 +370,7 @@ def test_update_card_charges_or_marks_paid_the_outstanding_payments(app, client,
         r.get_data(True)[:600]
     page = client.get(r.headers["Location"]).get_data(True)
     assert "charged $39.98 for all outstanding payments" in page and "The billing date is unchanged" in page
+    assert page.count('data-payment-status="paid"') == 2 and "retries exhausted" not in page  # settled
     pis = intents(stripe_sandbox)
     assert [(pi["amount"], pi["status"]) for pi in pis] == [(3_998, "succeeded")]
     with app.app_context():
@@ -413,6 +425,7 @@ def test_customer_new_card_pays_everything_owed_and_staff_hear_of_replacements(a
         add_payment(plan, date(2026, 1, 10), "failed")
         add_payment(plan, date(2026, 2, 10), "failed")
         no_card = add_plan(c, card=None, prices={"monthly": 1_500}, next_billing=date(2026, 3, 12), name="Basic")
+        waiting = add_plan(c, status="pending", prices={"monthly": 2_000}, name="Waiting")
     login_customer(c)
     detail = client.get(f"/portal/plans/{plan.id}").get_data(True)
     assert "Outstanding plan payments: $60.00" in detail and "Update my card and pay" in detail
@@ -452,8 +465,16 @@ def test_customer_new_card_pays_everything_owed_and_staff_hear_of_replacements(a
     r = client.post(f"/portal/plans/{plan.id}/card", data={"csrf_token": csrf, "token": hidden(html, "token"),
                                                           "card_id": str(new.id)})
     assert r.status_code == 302
+    # a pending plan's card page saves the card on the plan, as it says
+    html, csrf = get_form(client, f"/portal/plans/{waiting.id}/card")
+    r = client.post(f"/portal/plans/{waiting.id}/card", data={"csrf_token": csrf, "token": hidden(html, "token"),
+                                                             "card_id": str(new.id)})
+    assert r.status_code == 302
+    assert "Your card is saved for this plan" in client.get(r.headers["Location"]).get_data(True)
     with app.app_context():
         assert fresh(CustomerPlan, no_card.id).card_id == new.id
+        assert fresh(CustomerPlan, waiting.id).card_id == new.id
+        assert fresh(CustomerPlan, waiting.id).status == "pending"
         jobs.run_due()  # delivers anything still queued
     assert not [m for m in smtp.messages if "changed a card" in str(m["Subject"])]
     assert len(intents(stripe_sandbox)) == 1
@@ -510,7 +531,7 @@ def test_overdue_dashboard_buckets_reasons_dunning_and_card_flags(app, client, l
     assert '<td data-bucket="90+">$120.00 <span class="muted">(1)</span></td>' in html
     assert "<td data-total>$490.00</td>" in html
     rows = {m.group(1): m.group(0) for m in re.finditer(r'<tr data-kind="[^"]+">.*?(Cash Club|Late Club|Recent Club|'
-                                                         r'Invoice INV-\w+).*?</tr>', html, re.S)}
+                                                         r'Invoice INV-\w+).*?</tr>', html, re.DOTALL)}
     assert set(rows) == {"Cash Club", "Late Club", "Recent Club", "Invoice INV-LATE"}
     assert "100 d" in rows["Cash Club"] and "(90+)" in rows["Cash Club"] and "Not collected (cash)" in rows["Cash Club"]
     assert "collect by hand" in rows["Cash Club"] and "status-overdue\">Overdue" in rows["Cash Club"]
@@ -566,6 +587,7 @@ def test_bad_plan_input_gets_a_message_and_charges_nothing(app, client, login_cu
         theirs = add_plan(other, status="pending", prices={"monthly": 3_000}, name="Theirs")
         cash = add_plan(c, method="cash", prices={"monthly": 4_000}, next_billing=date(2026, 4, 2), name="Cash")
         cash_row = add_payment(cash, date(2026, 3, 1), "overdue")
+        cash_draft = add_plan(c, status="draft", method="cash", prices={"monthly": 2_000}, name="Cash draft")
 
     def nothing_charged():
         with app.app_context():
@@ -629,8 +651,21 @@ def test_bad_plan_input_gets_a_message_and_charges_nothing(app, client, login_cu
     r = client.post(f"/admin/customers/{c.id}/plans/new", data={**form, "end_date": "", "price_monthly": "0.10"})
     assert r.status_code == 400 and "The monthly price must be between" in r.get_data(True)
     with app.app_context():
-        assert count(CustomerPlan) == 6
+        assert count(CustomerPlan) == 7
         assert fresh(CustomerPlan, active.id).addons == []
+
+    view = client.get(f"/admin/plans/{cash_draft.id}").get_data(True)
+    assert "Activate plan" in view
+    r = client.post(f"/admin/plans/{cash_draft.id}/activate", data={"csrf_token": csrf_token_from(view),
+                                                                   "frequency": "weekly", "start_date": "2026-03-05"},
+                    follow_redirects=True)
+    assert r.status_code == 200 and "Choose one of the frequencies this plan offers." in r.get_data(True)
+    r = client.post(f"/admin/plans/{cash_draft.id}/activate", data={"csrf_token": csrf_token_from(view),
+                                                                   "frequency": "monthly", "start_date": "2026-02-01"},
+                    follow_redirects=True)
+    assert r.status_code == 200 and "The first payment date cannot be in the past." in r.get_data(True)
+    with app.app_context():
+        assert fresh(CustomerPlan, cash_draft.id).status == "draft" and plan_rows(cash_draft.id) == []
 
     html, csrf = get_form(client, f"/admin/plans/{cash.id}/pay")
     r = client.post(f"/admin/plans/{cash.id}/pay", data={"csrf_token": csrf, "token": hidden(html, "token"),
@@ -641,16 +676,24 @@ def test_bad_plan_input_gets_a_message_and_charges_nothing(app, client, login_cu
         payment = db.session.scalars(select(Payment)).one()
         assert (payment.method, payment.amount_cents) == ("cash", 4_000)
     view = client.get(f"/admin/plans/{cash.id}").get_data(True)
-    assert "cannot be refunded through the plan" in view and f'href="/admin/plans/{cash.id}/cancel">cancel the plan' in view
+    assert "cannot be refunded through the plan" in view
+    assert f'href="/admin/plans/{cash.id}/cancel">cancel the plan' in view
     html, csrf = get_form(client, f"/admin/payments/{payment.id}")
     assert "Cancel the plan instead." in html
     r = client.post(f"/admin/payments/{payment.id}/refund", data={"csrf_token": csrf, "token": "refund-token-1",
                                                                   "amount": "40.00", "reason": "Changed my mind"})
     assert r.status_code == 400 and "Cash, check and other payments of a service plan cannot be refunded through " \
                                     "the plan. Cancel the plan instead." in r.get_data(True)
+    # nor through cancelling the plan with "refund the last card payment": there is none
+    html, csrf = get_form(client, f"/admin/plans/{cash.id}/cancel")
+    assert "No card payment of this plan to refund" in html
+    r = client.post(f"/admin/plans/{cash.id}/cancel", data={"csrf_token": csrf, "token": hidden(html, "token"),
+                                                            "reason": "Moving away", "refund_last": "y"})
+    assert r.status_code == 400 and "There is no card payment of this plan left to refund." in r.get_data(True)
     with app.app_context():
         assert count(Refund) == 0 and fresh(Payment, payment.id).refunded_cents == 0
         assert count(ChargeAttempt) == 0
+        assert fresh(CustomerPlan, cash.id).status == "active"
     assert intents(stripe_sandbox) == []
 
     # --- a technician sees no plan money pages
