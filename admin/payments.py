@@ -46,15 +46,20 @@ def card_add(customer_id: int):
             db.session.commit()
             flash(f"Card {card.label} added{' as the default card' if card.is_default else ''}.", "success")
             return redirect(url_for("admin.customer_view", customer_id=customer.id) + "#cards")
-    entry = {}
+    return render_template("admin/payments/card_new.html", customer=customer, form=form,
+                           entry=staff_card_entry(customer)), 400 if request.method == "POST" else 200
+
+
+def staff_card_entry(customer) -> dict:
+    """What the card element needs on a staff page (a SetupIntent); empty when Stripe cannot be reached."""
     try:
         entry = {"client_secret": cards.start_setup(customer, purpose="staff", added_by="staff"),
                  "publishable_key": gateway.publishable_key(), "js_url": gateway.stripe_js_url()}
-        db.session.commit()
     except gateway.StripeError:
         db.session.rollback()
-    return render_template("admin/payments/card_new.html", customer=customer, form=form, entry=entry), \
-        400 if request.method == "POST" else 200
+        return {}
+    db.session.commit()
+    return entry
 
 
 @bp.post("/customers/<int:customer_id>/cards/<int:card_id>/default")

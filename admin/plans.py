@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from admin import bp, form_id
 from admin.customers import _customer_or_404
+from admin.payments import staff_card_entry
 from admin.forms import (ActivatePlanForm, AddonForm, CancelPlanForm, ConfirmForm, CustomerPlanForm, PlanCardForm,
                          PlanPayForm, PlanTemplateForm)
 from portal import clock
@@ -17,7 +18,7 @@ from portal.labels import label
 from portal.models import ActivityEvent, ChargeAttempt, CustomerPlan, PlanPayment, PlanTemplate
 from portal.models.plans import FREQUENCIES
 from portal.money import MoneyError, format_money, parse_amount
-from portal.services import cards, charges, gateway, once, plan_billing, plan_reports, plan_setup, refunds
+from portal.services import cards, charges, once, plan_billing, plan_reports, plan_setup, refunds
 from portal.services.errors import ServiceError, ValidationError
 
 
@@ -349,13 +350,7 @@ def _card_page(plan: CustomerPlan, form: PlanCardForm, status: int = 200, outcom
             else "new"
     if not form.token.data:
         form.token.data = charges.new_token()
-    entry = {}
-    try:
-        entry = {"client_secret": cards.start_setup(customer, purpose="staff", added_by="staff"),
-                 "publishable_key": gateway.publishable_key(), "js_url": gateway.stripe_js_url()}
-        db.session.commit()
-    except gateway.StripeError:
-        db.session.rollback()
+    entry = staff_card_entry(customer)
     outstanding = plan_billing.outstanding_payments(plan)
     return render_template("admin/plans/card.html", plan=plan, customer=customer, form=form, entry=entry,
                            outstanding=outstanding, total=sum(p.amount_cents for p in outstanding),

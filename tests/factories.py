@@ -157,3 +157,21 @@ def make_plan(customer, *, status: str = "active", price_cents: int = 1999, paym
         db.session.add(PlanPayment(plan_id=plan.id, due_date=due, amount_cents=price_cents, status=pay_status,
                                    method="card", card_id=card_id))
     return _detached(plan)
+
+
+def make_active_plan(customer, card, first_due, price: int = 2_500):
+    """An active monthly card plan whose next bill is due on `first_due` (anchor = that day), as an accepted plan
+    looks one cycle later. Stays attached to the session (tests read and change it)."""
+    from datetime import timedelta
+
+    from portal import clock
+    from portal.models import CustomerPlan
+
+    plan = CustomerPlan(customer_id=customer.id, name="Comfort Club", status="active", frequency="monthly",
+                        offered_frequencies="monthly", price_monthly_cents=price, price_cents=price,
+                        payment_method="card", card_id=card.id, billing_anchor_day=first_due.day,
+                        start_date=first_due - timedelta(days=31), next_billing_date=first_due,
+                        accepted_at=clock.now(), currency="USD")
+    db.session.add(plan)
+    db.session.commit()
+    return plan

@@ -17,7 +17,7 @@ from portal.models import (Card, ChargeAttempt, Customer, CustomerPlan, Payment,
                            Refund, StaffUser)
 from portal.services import charges, declines, gateway, jobs, plan_billing, plan_setup, refunds
 from portal.services.errors import ServiceError, ValidationError
-from tests.factories import make_card, make_customer, make_staff
+from tests.factories import make_active_plan, make_card, make_customer, make_staff
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 PRICE = 2_500
@@ -98,16 +98,7 @@ def accepted_plan(customer, staff, card, frequency: str = "monthly", **prices) -
 
 
 def active_card_plan(customer, card, first_due: date, price: int = PRICE) -> CustomerPlan:
-    """An active monthly card plan whose next bill is due on `first_due` (anchor = that day), as an accepted plan
-    looks one cycle later."""
-    plan = CustomerPlan(customer_id=customer.id, name="Comfort Club", status="active", frequency="monthly",
-                        offered_frequencies="monthly", price_monthly_cents=price, price_cents=price,
-                        payment_method="card", card_id=card.id, billing_anchor_day=first_due.day,
-                        start_date=first_due - timedelta(days=31), next_billing_date=first_due,
-                        accepted_at=clock.now(), currency="USD")
-    db.session.add(plan)
-    db.session.commit()
-    return plan
+    return make_active_plan(customer, card, first_due, price)
 
 
 def attempt_of(row: PlanPayment) -> ChargeAttempt:

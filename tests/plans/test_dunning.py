@@ -25,7 +25,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, CustomerPlan, PlanPayment
 from portal.services import declines, gateway, jobs, plan_billing
-from tests.factories import make_card, make_customer, make_staff
+from tests.factories import make_active_plan, make_card, make_customer, make_staff
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 PRICE = 3_000
@@ -60,15 +60,7 @@ def fresh_plan(plan_id: int) -> CustomerPlan:
 
 
 def active_card_plan(customer, card, first_due: date, price: int = PRICE) -> CustomerPlan:
-    """An active monthly card plan whose next bill is due on `first_due` (anchor = that day)."""
-    plan = CustomerPlan(customer_id=customer.id, name="Comfort Club", status="active", frequency="monthly",
-                        offered_frequencies="monthly", price_monthly_cents=price, price_cents=price,
-                        payment_method="card", card_id=card.id, billing_anchor_day=first_due.day,
-                        start_date=first_due - timedelta(days=31), next_billing_date=first_due,
-                        accepted_at=clock.now(), currency="USD")
-    db.session.add(plan)
-    db.session.commit()
-    return plan
+    return make_active_plan(customer, card, first_due, price)
 
 
 def people(tag: str, card_number: str = DECLINED):
