@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -123,20 +124,30 @@ def smtp(smtp_server):
 
 # --- Stripe sandbox ----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def stripe_sandbox_process(tmp_path_factory):
+@contextlib.contextmanager
+def running_sandbox(data: Path | None = None):
+    """A localstripe process on 127.0.0.1 (its store pickled to `data`, or kept in memory); yields port and url."""
     port = free_port()
-    data = tmp_path_factory.mktemp("stripe") / "sandbox.pickle"
-    proc = subprocess.Popen([sys.executable, "-m", "portal.stripe_sandbox", "--port", str(port), "--data",
-                             str(data), "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = [sys.executable, "-m", "portal.stripe_sandbox", "--port", str(port), "--quiet"]
+    if data is not None:
+        args += ["--data", str(data)]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for_port(port)
     except RuntimeError:
         proc.kill()
         raise RuntimeError("the Stripe sandbox did not start: " + proc.stderr.read().decode()[-2000:])
-    yield {"port": port, "url": f"http://127.0.0.1:{port}"}
-    proc.terminate()
-    proc.wait(10)
+    try:
+        yield {"port": port, "url": f"http://127.0.0.1:{port}"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def stripe_sandbox_process(tmp_path_factory):
+    with running_sandbox(tmp_path_factory.mktemp("stripe") / "sandbox.pickle") as sandbox:
+        yield sandbox
 
 
 @pytest.fixture

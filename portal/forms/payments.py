@@ -10,7 +10,7 @@ class AddCardForm(FlaskForm):
 
 
 class CardActionForm(FlaskForm):
-    pass
+    """A card button (make default, remove, back from the bank): CSRF only."""
 
 
 class PayInvoiceForm(FlaskForm):

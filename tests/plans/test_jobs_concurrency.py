@@ -31,7 +31,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import ChargeAttempt, CustomerPlan, Payment, PaymentAllocation, PlanPayment
 from portal.services import gateway, plan_billing
-from tests.conftest import BACKEND, REPO, free_port, wait_for_port
+from tests.conftest import BACKEND, REPO, running_sandbox
 from tests.factories import make_card, make_customer
 
 if BACKEND == "postgres":
@@ -51,17 +51,8 @@ SEED = 20260302
 def sandbox_process():
     """localstripe without a data file. The session sandbox pickles its whole store to disk on every write,
     which makes the thousands of writes of hundreds of charges quadratic; this one keeps them in memory."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "portal.stripe_sandbox", "--port", str(port), "--quiet"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for_port(port)
-    except RuntimeError:
-        proc.kill()
-        raise RuntimeError("the Stripe sandbox did not start: " + proc.stderr.read().decode()[-2000:])
-    yield {"port": port, "url": f"http://127.0.0.1:{port}"}
-    proc.terminate()
-    proc.wait(10)
+    with running_sandbox() as sandbox:
+        yield sandbox
 
 
 @pytest.fixture
