@@ -58,7 +58,7 @@ def no_store(response):
 
 
 def init_app(app: Flask) -> None:
-    from admin import (auth, client_card, customers, dashboard, messages, outbox, payments, plans,  # noqa: F401
+    from admin import (auth, automation, client_card, customers, dashboard, messages, outbox, payments, plans,  # noqa: F401
                        reports, settings, staff, work)
 
     app.register_blueprint(bp)

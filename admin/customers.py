@@ -15,7 +15,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import ActivityEvent, Customer, CustomerPlan, Invoice
 from portal.models.customers import CUSTOMER_STATUSES
-from portal.services import plan_reports, cards, crm, custom_fields, customer_card, ledger, work
+from portal.services import auto_invoicing, plan_reports, cards, crm, custom_fields, customer_card, ledger, settings, work
 from portal.services import estimates as estimate_service
 from portal.services import customers as customer_service
 from portal.services import magic_links
@@ -113,7 +113,9 @@ def customer_view(customer_id: int):
                                                     .limit(20)).all(),
                  "plans": db.session.scalars(select(CustomerPlan).where(CustomerPlan.customer_id == customer.id)
                                              .order_by(CustomerPlan.created_at.desc()).limit(10)).all(),
-                 "banner": plan_reports.banner(customer)}
+                 "banner": plan_reports.banner(customer), "autopay_global": settings.get().autopay_enabled,
+                 "cadences": auto_invoicing.CADENCES, "cadence_choices": auto_invoicing.cadence_choices(),
+                 "auto_next": auto_invoicing.upcoming(customer)}
         money["plan_owed"] = money["banner"].owed if money["banner"] else {}
     edit_form = None
     if allowed(current_user.role, "admin.customer_edit"):

@@ -331,3 +331,24 @@ class CancelPlanForm(FlaskForm):
     refund_last = BooleanField("Refund the last card payment")
     write_off = BooleanField("Also write off the outstanding payments")
     token = HiddenField(validators=[Length(max=64)])
+
+
+class AutomationsForm(FlaskForm):
+    """INV-5, INV-6: Settings › Invoices › Automations."""
+    reminders_enabled = BooleanField("Send invoice reminders")
+    reminder_days = StringField("Remind this many days after the due date", validators=[Length(max=60)])
+    autopay_enabled = BooleanField("AutoPay: charge enrolled customers' due invoices every night (00:00–02:00)")
+
+
+class AutoPayForm(FlaskForm):
+    """INV-6: a customer's AutoPay enrolment."""
+    enabled = HiddenField()
+
+
+class CadenceForm(FlaskForm):
+    """INV-3: a customer's automatic-invoicing cadence (checked by the service, so a forged value gets a message)."""
+    cadence = SelectField("Automatic invoicing", choices=[], validate_choice=False)
+
+
+class BatchSendForm(FlaskForm):
+    """INV-4: the invoices picked for one email (the ids are checked by the service)."""

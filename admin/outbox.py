@@ -29,7 +29,8 @@ def outbox_email(email_id: int):
     email = db.session.get(QueuedEmail, email_id)
     if email is None:
         abort(404)
-    return render_template("admin/outbox/email.html", email=email, confirm=ConfirmForm())
+    return render_template("admin/outbox/email.html", email=email, confirm=ConfirmForm(),
+                           attachments=mailer.attachment_names(email))
 
 
 @bp.post("/outbox/<int:email_id>/retry")

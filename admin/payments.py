@@ -99,6 +99,8 @@ def card_request(customer_id: int):
     if ConfirmForm().validate_on_submit():
         run_action(lambda: cards.request_card_on_file(customer, current_user),
                    lambda _: f"Card request emailed to {customer.primary_email}.")
+    if request.form.get("back") == "autopay":
+        return redirect(url_for("admin.autopay_page"))
     return redirect(url_for("admin.customer_view", customer_id=customer.id) + "#cards")
 
 

@@ -10,10 +10,10 @@ from portal.blueprints.portal_session import current_customer
 from portal.blueprints.wallet import (authenticate_page, back_from_bank, card_choices, card_entry, chosen_card,
                                       forget_if_done)
 from portal.extensions import db
-from portal.forms.payments import PayInvoiceForm
+from portal.forms.payments import PayAllForm, PayInvoiceForm
 from portal.models import ChargeAttempt, Invoice, Payment, PaymentAllocation, Refund
 from portal.money import MoneyError, parse_amount
-from portal.services import charges, documents, settings
+from portal.services import charges, documents, invoices, settings
 from portal.services.errors import NotFound, ServiceError, ValidationError
 
 bp = Blueprint("invoices", __name__)
@@ -133,6 +133,86 @@ def confirm(invoice_id: int, attempt_id: int):
     form = PayInvoiceForm(formdata=None)
     form.amount.data = f"{attempt.amount_cents / 100:.2f}"
     return _after_charge(invoice, form, outcome)
+
+
+# --- INV-4: "Pay all" ----------------------------------------------------------------------------------
+
+def _selection(raw_ids: str | None):
+    try:
+        return invoices.pay_all_selection(current_customer, raw_ids)
+    except NotFound:
+        abort(404)
+
+
+def _pay_all_page(form: PayAllForm, payable, settled, status: int = 200, outcome=None):
+    total = sum(i.balance_cents for i in payable)
+    form.ids.data = ",".join(str(i.id) for i in payable)
+    form.total.data = str(total)
+    saved = card_choices(form)
+    entry = card_entry("payment") if payable else {}
+    return render_template("portal/invoices/pay_all.html", form=form, payable=payable, settled=settled, total=total,
+                           cards=saved, entry=entry, outcome=outcome, currency=settings.currency(),
+                           today=clock.today()), status
+
+
+@bp.route("/invoices/pay-all", methods=["GET", "POST"])
+def pay_all():
+    form = PayAllForm()
+    if request.method == "GET":
+        payable, settled = _selection(request.args.get("ids"))
+        return _pay_all_page(form, payable, settled)
+    payable, settled = _selection(form.ids.data)
+    if not form.validate_on_submit():
+        form.form_errors.append(_("The form expired. Please try again."))
+        return _pay_all_page(form, payable, settled, 400)
+    total = sum(i.balance_cents for i in payable)
+    if not payable:
+        form.form_errors.append(_("There is nothing left to pay on these invoices."))
+        return _pay_all_page(form, payable, settled, 409)
+    if form.total.data != str(total):
+        form.form_errors.append(_("The balances changed since you opened this page. Check the total and pay again."))
+        return _pay_all_page(form, payable, settled, 409)
+    new_card = None
+    try:
+        card = new_card = chosen_card(form, on_file=bool(form.save_card.data))
+        if form.card_id.data != "new":
+            new_card = None
+        outcome = charges.charge_card(current_customer, card, total, token=form.token.data, invoices=payable,
+                                      purpose="invoices", off_session=False, initiated_by="customer")
+    except NotFound as exc:
+        db.session.rollback()
+        form.card_id.errors = [exc.message]
+        return _pay_all_page(form, payable, settled, 400)
+    except ServiceError as exc:
+        db.session.rollback()
+        if getattr(exc, "field", None) == "card_id":
+            form.card_id.errors = [exc.message]
+        else:
+            form.form_errors.append(exc.message)
+        form.setup_intent.data = ""
+        payable, settled = _selection(form.ids.data)
+        return _pay_all_page(form, payable, settled, 409)
+    finally:
+        forget_if_done(new_card)
+    return _after_pay_all(form, outcome)
+
+
+def _after_pay_all(form: PayAllForm, outcome: charges.Outcome):
+    if outcome.status == "succeeded" and outcome.payment is not None:
+        return redirect(url_for(".receipt", payment_id=outcome.payment.id))
+    if outcome.status == "requires_action":
+        return authenticate_page(outcome, url_for(".pay_all_confirm", attempt_id=outcome.attempt.id))
+    form.token.data = charges.new_token()
+    form.setup_intent.data = ""
+    ids = ",".join(str(s.invoice_id) for s in outcome.attempt.invoice_shares)
+    payable, settled = _selection(ids)
+    return _pay_all_page(form, payable, settled, 402 if outcome.status == "failed" else 202, outcome=outcome)
+
+
+@bp.post("/invoices/pay-all/<int:attempt_id>/confirm")
+def pay_all_confirm(attempt_id: int):
+    attempt, outcome = back_from_bank(attempt_id, ChargeAttempt.purpose == "invoices")
+    return _after_pay_all(PayAllForm(formdata=None), outcome)
 
 
 def _payment(payment_id: int) -> Payment:

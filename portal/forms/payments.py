@@ -34,3 +34,13 @@ class PlanCardForm(FlaskForm):
     card_id = RadioField(_l("Card for this plan"), choices=[], validate_choice=False)
     setup_intent = HiddenField(validators=[Optional(), Length(max=80)])
     token = HiddenField(validators=[Length(max=64)])
+
+
+class PayAllForm(FlaskForm):
+    """INV-4: pay several invoices in one charge. `total` is the sum the customer saw, in cents."""
+    ids = HiddenField(validators=[Length(max=2000)])
+    total = HiddenField(validators=[Length(max=20)])
+    card_id = RadioField(_l("Pay with"), choices=[], validate_choice=False)
+    save_card = BooleanField(_l("Save this card for future payments"), default=True)
+    setup_intent = HiddenField(validators=[Optional(), Length(max=80)])
+    token = HiddenField(validators=[Length(max=64)])

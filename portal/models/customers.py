@@ -62,6 +62,7 @@ class Customer(db.Model):
     auto_invoice_cadence: Mapped[str | None] = mapped_column(String(20))
     auto_invoice_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     auto_invoice_last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    auto_invoice_last_run_on: Mapped[date | None] = mapped_column(Date)  # INV-3: the last cadence date handled
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)

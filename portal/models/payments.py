@@ -70,6 +70,16 @@ class Card(db.Model):
         return f"{(self.brand or 'card').title()} •••• {self.last4 or '????'}"
 
 
+class ChargeAttemptInvoice(db.Model):
+    """INV-4: the invoices one "Pay all" charge pays, and how much of it goes to each (their balances)."""
+
+    __tablename__ = "charge_attempt_invoices"
+
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("charge_attempts.id", ondelete="CASCADE"), primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), primary_key=True, index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+
+
 class ChargeAttempt(db.Model):
     """PAY-3: written and committed before Stripe is called; its idempotency key derives from it."""
 
@@ -111,6 +121,9 @@ class ChargeAttempt(db.Model):
     initiated_by: Mapped[str] = mapped_column(String(10), default="staff")  # staff / customer / system
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # INV-4 "Pay all": one charge for several invoices, each with the balance it pays.
+    invoice_shares: Mapped[list[ChargeAttemptInvoice]] = relationship(
+        cascade="all, delete-orphan", order_by="ChargeAttemptInvoice.invoice_id")
 
     card = relationship("Card")
 

@@ -143,7 +143,12 @@ def _make_default(customer: Customer, card: Card) -> None:
 def set_default(customer: Customer, card_id, actor: StaffUser | None = None) -> Card:
     card = card_of(customer, card_id)
     if not card.is_default:
+        old = db.session.get(Card, default_card_id(customer.id) or 0)
         _make_default(customer, card)
+        if actor is None and customer.autopay_enabled:  # D-8: the customer changed the card AutoPay charges
+            from portal.services import autopay
+
+            autopay.notify_card_changed(customer, old, card)
         activity.record(customer.id, "card", f"Default card: {card.label}", staff=actor,
                         actor_kind="staff" if actor else "customer")
     return card
@@ -195,6 +200,10 @@ def remove(customer: Customer, card_id, *, actor: StaffUser | None = None, confi
     db.session.flush()
     if was_default and others:
         _make_default(customer, next((c for c in others), others[0]))
+    if was_default and actor is None and customer.autopay_enabled:  # D-8 for AutoPay
+        from portal.services import autopay
+
+        autopay.notify_card_changed(customer, card, others[0] if others else None)
     _detach(card)
     activity.record(customer.id, "card", f"Card removed: {card.label}", staff=actor,
                     actor_kind="staff" if actor else "customer")

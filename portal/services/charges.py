@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from portal import clock
 from portal.extensions import db
 from portal.labels import label
-from portal.models import Card, ChargeAttempt, Customer, Invoice, Payment, PaymentAllocation, StaffUser
+from portal.models import (Card, ChargeAttempt, ChargeAttemptInvoice, Customer, Invoice, Payment, PaymentAllocation,
+                           StaffUser)
 from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money, percent_of
 from portal.services import activity, declines, gateway, magic_links, mailer, once, settings
 from portal.services.errors import NotFound, ServiceError, ValidationError
@@ -75,8 +76,11 @@ def lock_invoice(invoice_id: int) -> Invoice:
 
 
 def open_attempt_for(invoice: Invoice) -> ChargeAttempt | None:
-    return db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.invoice_id == invoice.id,
-                                                          ChargeAttempt.status.in_(OPEN))).first()
+    """The unsettled charge for this invoice: its own, or a "Pay all" charge (INV-4) that includes it."""
+    shared = select(ChargeAttemptInvoice.attempt_id).where(ChargeAttemptInvoice.invoice_id == invoice.id)
+    return db.session.scalars(select(ChargeAttempt).where(
+        (ChargeAttempt.invoice_id == invoice.id) | ChargeAttempt.id.in_(shared),
+        ChargeAttempt.status.in_(OPEN)).order_by(ChargeAttempt.id)).first()
 
 
 @dataclass
@@ -97,9 +101,11 @@ class Outcome:
 def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str | None, invoice: Invoice | None = None,
                 purpose: str = "invoice", off_session: bool, initiated_by: str, actor: StaffUser | None = None,
                 plan_payment_id: int | None = None, estimate_id: int | None = None, plan_id: int | None = None,
-                plan_payment_ids: list[int] | None = None, key: str | None = None) -> Outcome:
+                plan_payment_ids: list[int] | None = None, key: str | None = None,
+                invoices: list[Invoice] | None = None) -> Outcome:
     """Charge a card on file. Commits: the attempt before Stripe is called, the outcome after.
-    `key`: a caller-made idempotency key (scheduled plan charges: one per payment and attempt number)."""
+    `key`: a caller-made idempotency key (scheduled plan charges: one per payment and attempt number).
+    `invoices`: INV-4 "Pay all": one charge of exactly their balances, allocated to each when it succeeds."""
     if key is None:
         token = token if token and _TOKEN.match(token) else new_token()
         key = f"charge_{token}"
@@ -120,6 +126,8 @@ def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str
         if invoice.status not in PAYABLE_INVOICE:
             raise ValidationError("amount", _("This invoice is not open for payment (%(status)s).",
                                               status=label(invoice.status)))
+        _refuse_if_busy(invoice)
+    shares = _lock_shares(customer, invoices, amount_cents) if invoices else []
     check_amount(amount_cents, invoice.balance_cents if invoice is not None else None)
     attempt = ChargeAttempt(idempotency_key=key, customer_id=customer.id, card_id=card.id, amount_cents=amount_cents,
                             currency=settings.currency(), status="pending", purpose=purpose, off_session=off_session,
@@ -128,6 +136,7 @@ def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str
                             plan_payment_ids=",".join(str(i) for i in plan_payment_ids) if plan_payment_ids else None,
                             initiated_by=initiated_by,
                             initiated_by_staff_id=actor.id if actor else None, created_at=clock.now())
+    attempt.invoice_shares = shares
     db.session.add(attempt)
     try:
         db.session.commit()
@@ -139,6 +148,31 @@ def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str
         raise ServiceError(_("A payment for this is already being processed. Wait a minute and reload "
                              "the page before trying again.")) from None
     return send(attempt)
+
+
+def _refuse_if_busy(invoice: Invoice) -> None:
+    if open_attempt_for(invoice) is not None:
+        raise ServiceError(_("A payment for this is already being processed. Wait a minute and reload "
+                             "the page before trying again."))
+
+
+def _lock_shares(customer: Customer, invoices: list[Invoice], amount_cents: int) -> list[ChargeAttemptInvoice]:
+    """INV-4: lock the invoices (in id order, so two payers never deadlock), check each is this customer's,
+    open and not being paid already, and that the amount is exactly their balances together."""
+    shares = []
+    for invoice_id in sorted({i.id for i in invoices}):
+        invoice = lock_invoice(invoice_id)
+        if invoice.customer_id != customer.id:
+            raise NotFound(_("Invoice not found."))
+        _release_abandoned(invoice)
+        if invoice.status not in PAYABLE_INVOICE or invoice.balance_cents <= 0:
+            raise ValidationError("invoices", _("Invoice %(n)s is not open for payment (%(status)s).",
+                                                n=invoice.number, status=label(invoice.status)))
+        _refuse_if_busy(invoice)
+        shares.append(ChargeAttemptInvoice(invoice_id=invoice.id, amount_cents=invoice.balance_cents))
+    if sum(s.amount_cents for s in shares) != amount_cents:
+        raise ValidationError("invoices", _("The balances changed; check the invoices and pay again."))
+    return shares
 
 
 def send(attempt: ChargeAttempt) -> Outcome:
@@ -279,6 +313,10 @@ def settle_succeeded(attempt: ChargeAttempt, intent, *, late: bool = False) -> P
         allocate(payment, invoice, amount)
     actor = db.session.get(StaffUser, attempt.initiated_by_staff_id) if attempt.initiated_by_staff_id else None
     what = f" for invoice {invoice.number}" if invoice else ""
+    if attempt.invoice_shares:
+        what = f" for invoices {_allocate_shares(attempt, payment)}"
+    if attempt.purpose == "autopay":
+        what += " (AutoPay)"
     if attempt.estimate_id:
         from portal.services import estimates  # estimates charges deposits through this module
 
@@ -323,6 +361,10 @@ def settle_failed(attempt: ChargeAttempt, code: str | None, message: str | None,
         plan_billing.on_charge_failed(attempt, explanation)
     elif attempt.off_session:
         notify_failure(attempt, explanation, invoice)
+    if attempt.purpose == "autopay":
+        from portal.services import autopay  # AutoPay charges go through this module
+
+        autopay.on_failed(attempt, explanation, invoice)
     return True
 
 
@@ -357,6 +399,23 @@ def allocate(payment: Payment, invoice: Invoice, amount_cents: int) -> None:
     invoice = lock_invoice(invoice.id)
     invoice.paid_cents += amount_cents
     refresh_invoice_status(invoice)
+
+
+def _allocate_shares(attempt: ChargeAttempt, payment: Payment) -> str:
+    """INV-4: the one "Pay all" payment goes to each invoice, in this one transaction. A share larger than what
+    an invoice still owes (it changed meanwhile) stays on the customer's account. Returns the numbers."""
+    numbers = []
+    for share in attempt.invoice_shares:
+        invoice = lock_invoice(share.invoice_id)
+        amount = min(share.amount_cents, invoice.balance_cents) if invoice.status in PAYABLE_INVOICE else 0
+        if amount > 0:
+            allocate(payment, invoice, amount)
+        if amount < share.amount_cents:
+            activity.record(attempt.customer_id, "payment", f"{format_money(share.amount_cents - amount)} of a "
+                            f"“Pay all” payment was not needed on invoice {invoice.number}; it stays on the "
+                            "customer's account", invoice_id=invoice.id)
+        numbers.append(invoice.number)
+    return ", ".join(numbers)
 
 
 def refresh_invoice_status(invoice: Invoice) -> None:

@@ -19,22 +19,8 @@ from portal.services.line_items import Line
 def send(invoice: Invoice, actor: StaffUser | None) -> None:
     """Send or resend. A draft becomes open; a resend restarts the reminder schedule (INV-5). Commits."""
     customer = db.session.get(Customer, invoice.customer_id)
-    if invoice.status == "void":
-        raise ServiceError("A void invoice cannot be sent.")
-    if not invoice.line_items or invoice.total_cents <= 0:
-        raise ServiceError("Add at least one line with an amount before sending.")
-    if not customer.primary_email:
-        raise ServiceError("This customer has no email address.")
-    if not customer.can_log_in:
-        raise ServiceError("Archived or blacklisted customers cannot be sent invoices.")
-    now = clock.now()
-    resend = invoice.sent_at is not None
-    if invoice.status == "draft":
-        invoice.status = "open"
-        charges.refresh_invoice_status(invoice)  # a credited deposit makes it partially paid
-    invoice.sent_at = invoice.sent_at or now
-    invoice.last_sent_at = now
-    invoice.reminder_anchor_date = clock.today() if resend else invoice.due_date
+    _check_sendable(invoice, customer)
+    resend = _mark_sent(invoice)
     link = magic_links.portal_link(customer, f"/portal/invoices/{invoice.id}")
     mailer.queue_email("invoice_sent", customer.primary_email,
                        {"invoice": invoice, "link": link, "subject_args": {"number": invoice.number}},
@@ -42,6 +28,66 @@ def send(invoice: Invoice, actor: StaffUser | None) -> None:
     activity.record(customer.id, "invoice", f"Invoice {invoice.number} {'resent' if resend else 'sent'}",
                     staff=actor, invoice_id=invoice.id)
     db.session.commit()
+
+
+def _check_sendable(invoice: Invoice, customer: Customer) -> None:
+    if invoice.status == "void":
+        raise ServiceError(f"Invoice {invoice.number} is void and cannot be sent.")
+    if not invoice.line_items or invoice.total_cents <= 0:
+        raise ServiceError("Add at least one line with an amount before sending.")
+    if not customer.primary_email:
+        raise ServiceError("This customer has no email address.")
+    if not customer.can_log_in:
+        raise ServiceError("Archived or blacklisted customers cannot be sent invoices.")
+
+
+def _mark_sent(invoice: Invoice) -> bool:
+    """A draft becomes open. Reminders count from the due date; a resend (or a first send after the due date)
+    restarts them from today (INV-5). Returns whether it was a resend."""
+    now, today = clock.now(), clock.today()
+    resend = invoice.sent_at is not None
+    if invoice.status == "draft":
+        invoice.status = "open"
+        charges.refresh_invoice_status(invoice)  # a credited deposit makes it partially paid
+    invoice.sent_at = invoice.sent_at or now
+    invoice.last_sent_at = now
+    invoice.reminder_anchor_date = max(today, invoice.due_date) if invoice.due_date is not None else None
+    return resend
+
+
+def pay_all_path(invoices: list[Invoice]) -> str:
+    return "/portal/invoices/pay-all?ids=" + ",".join(str(i.id) for i in sorted(invoices, key=lambda i: i.id))
+
+
+def send_many(customer: Customer, chosen: list[Invoice], actor: StaffUser | None, *, automatic: bool = False):
+    """INV-3, INV-4: one email with each invoice attached as its own PDF, a link to each in the portal and one
+    "Pay all" link. Batch sends are manual sends: a resent invoice's reminders restart. Caller commits."""
+    if not chosen:
+        raise ValidationError("invoice_ids", "Choose at least one invoice.")
+    if len({i.customer_id for i in chosen}) > 1 or chosen[0].customer_id != customer.id:
+        raise ValidationError("invoice_ids", "All the invoices must belong to this customer.")
+    for invoice in chosen:
+        _check_sendable(invoice, customer)
+        if invoice.status not in ("draft", "open", "partially_paid") or invoice.balance_cents <= 0:
+            raise ValidationError("invoice_ids", f"Invoice {invoice.number} is {invoice.status.replace('_', ' ')} "
+                                                 "and has nothing to pay.")
+    chosen = sorted(chosen, key=lambda i: i.id)
+    now = clock.now()
+    for invoice in chosen:
+        _mark_sent(invoice)
+        if automatic:
+            invoice.auto_invoiced_at = now
+    items = [(i, magic_links.portal_link(customer, f"/portal/invoices/{i.id}")) for i in chosen]
+    email = mailer.queue_email(
+        "invoices_sent", customer.primary_email,
+        {"items": items, "automatic": automatic, "total_cents": sum(i.balance_cents for i in chosen),
+         "currency": chosen[0].currency, "pay_all_link": magic_links.portal_link(customer, pay_all_path(chosen))},
+        customer=customer, actor=actor, invoice_pdfs=[i.id for i in chosen])
+    how = "Automatic invoicing sent" if automatic else "Sent in one email"
+    numbers = ", ".join(i.number for i in chosen)
+    activity.record(customer.id, "invoice", f"{how}: invoice{'s' if len(chosen) > 1 else ''} {numbers}",
+                    staff=actor, invoice_id=chosen[0].id)
+    return email
 
 
 # --- Creating and changing invoices (INV-2) -------------------------------------------------------------
@@ -85,7 +131,7 @@ def _set_lines(invoice: Invoice, lines: list[Line]) -> None:
                                                   unit_price_cents=line.unit_price_cents, position=i))
 
 
-def create(customer: Customer, staff: StaffUser, *, lines: list[Line], jobs: list[Job] = (),
+def create(customer: Customer, staff: StaffUser | None, *, lines: list[Line], jobs: list[Job] = (),
            discount_bp: int | None = None, tax_bp: int | None = None, issue_date: date | None = None,
            due_date: date | None = None, notes: str | None = None) -> Invoice:
     """A draft invoice; by default the customer's personal discount and the business's tax and terms."""
@@ -103,7 +149,7 @@ def create(customer: Customer, staff: StaffUser, *, lines: list[Line], jobs: lis
             raise ValidationError("lines", "A job of another customer cannot be on this invoice.")
     invoice = Invoice(customer_id=customer.id, status="draft", currency=settings.currency(), issue_date=issue_date,
                       due_date=due_date, discount_bp=discount_bp, tax_bp=tax_bp, paid_cents=0, notes=notes,
-                      created_by_id=staff.id, created_at=clock.now(),
+                      created_by_id=staff.id if staff else None, created_at=clock.now(),
                       number=settings.next_number("invoice", lambda n: db.session.scalar(
                           select(Invoice.id).where(Invoice.number == n))))
     _set_lines(invoice, lines)
@@ -114,7 +160,8 @@ def create(customer: Customer, staff: StaffUser, *, lines: list[Line], jobs: lis
     db.session.flush()
     _credit_deposits(invoice, jobs)
     what = f" for job{'s' if len(jobs) > 1 else ''} {', '.join(j.number for j in jobs)}" if jobs else ""
-    activity.record(customer.id, "invoice", f"Invoice {invoice.number}{what} created by {staff.name}: "
+    by = staff.name if staff else "automatic invoicing"
+    activity.record(customer.id, "invoice", f"Invoice {invoice.number}{what} created by {by}: "
                     f"{format_money(invoice.total_cents, invoice.currency)}", staff=staff, invoice_id=invoice.id)
     return invoice
 
@@ -256,3 +303,26 @@ def search(*, status: str | None = None, q: str | None = None, page: int = 1, pe
                               .order_by(Invoice.issue_date.desc(), Invoice.id.desc())
                               .limit(per_page).offset((page - 1) * per_page)).all()
     return InvoiceList(list(rows), page, pages, total)
+
+
+def pay_all_selection(customer: Customer, raw_ids: str | None) -> tuple[list[Invoice], list[Invoice]]:
+    """INV-4: the invoices a "Pay all" link names (no ids: every open invoice of the customer), split into those
+    still to pay and those paid or voided since. Any id that is not one of this customer's sent invoices → NotFound
+    (G-5), so a link never reveals or pays someone else's invoice."""
+    from portal.services.errors import NotFound
+
+    raw = [p.strip() for p in (raw_ids or "").split(",") if p.strip()]
+    if not raw:
+        from portal.services import ledger
+
+        return [i for i in ledger.open_invoices(customer) if i.balance_cents > 0], []
+    if len(raw) > 50 or not all(p.isascii() and p.isdigit() and 0 < int(p) < 2**31 for p in raw):
+        raise NotFound("Invoice not found.")
+    ids = {int(p) for p in raw}
+    rows = db.session.scalars(select(Invoice).where(Invoice.id.in_(ids), Invoice.customer_id == customer.id,
+                                                    Invoice.status != "draft").order_by(Invoice.id)).all()
+    if len(rows) != len(ids):
+        raise NotFound("Invoice not found.")
+    payable = [i for i in rows if i.status in charges.PAYABLE_INVOICE and i.balance_cents > 0]
+    return payable, [i for i in rows if i not in payable]
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from portal import clock
-from portal.services import charges, mailer, plan_billing, refunds
+from portal.services import auto_invoicing, autopay, charges, mailer, plan_billing, refunds, reminders
 
 
 def run_due(now: datetime | None = None) -> dict:
@@ -15,5 +15,8 @@ def run_due(now: datetime | None = None) -> dict:
         results["charge_reconciler"] = charges.reconcile()
         results["refund_reconciler"] = refunds.reconcile()
         results["plans"] = plan_billing.run()
+        results["autopay"] = autopay.run()  # before reminders: what AutoPay pays tonight gets none
+        results["auto_invoicing"] = auto_invoicing.run()
+        results["reminders"] = reminders.run()
         results["emails"] = mailer.deliver_pending()
         return results

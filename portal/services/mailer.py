@@ -5,6 +5,7 @@ the row stays `queued` with its error and `flask jobs run` tries again.
 """
 from __future__ import annotations
 
+import json
 import sys
 from datetime import timedelta
 
@@ -33,11 +34,14 @@ SUBJECTS = {
     "plan_sent": _l("Your service plan “%(plan)s” from %(business)s"),
     "plan_payment_failed": _l("Your payment for “%(plan)s” did not go through"),
     "card_expiring": _l("Your card on file with %(business)s expires soon"),
+    "invoices_sent": _l("Your invoices from %(business)s"),
+    "invoice_reminder": _l("Reminder: invoice %(number)s from %(business)s is past due"),
     # staff emails (English)
     "message_received": _l("New message from %(name)s"),
     "estimate_answered": _l("Estimate %(number)s %(answer)s by %(name)s"),
     "plan_payment_failed_staff": _l("Plan payment %(what)s: %(name)s, “%(plan)s”"),
     "card_changed_staff": _l("%(name)s changed a card that backs a plan or AutoPay"),
+    "payment_failed_staff": _l("AutoPay payment failed: %(name)s, invoice %(number)s"),
 }
 
 STALE_CLAIM = timedelta(minutes=15)
@@ -46,8 +50,9 @@ BATCH_SIZE = 100
 
 def queue_email(template: str, to: str, context: dict | None = None, *, customer: Customer | None = None,
                 staff: StaffUser | None = None, language: str | None = None, actor: StaffUser | None = None,
-                log_activity: bool = True) -> QueuedEmail:
-    """Render `email/<template>.{txt,html}` in the recipient's language and store it. Caller commits."""
+                log_activity: bool = True, invoice_pdfs: list[int] | None = None) -> QueuedEmail:
+    """Render `email/<template>.{txt,html}` in the recipient's language and store it. Caller commits.
+    `invoice_pdfs`: invoice ids attached as one PDF each, rendered in the email's language when it is sent."""
     business = settings.get()
     lang = language or (customer.preferred_language if customer is not None else "en")
     ctx = {"business": business, "customer": customer, "staff": staff, **(context or {})}
@@ -58,6 +63,8 @@ def queue_email(template: str, to: str, context: dict | None = None, *, customer
     email = QueuedEmail(template=template, to_address=to, subject=subject, body_text=body_text,
                         body_html=body_html, language=lang, customer_id=customer.id if customer else None,
                         staff_id=staff.id if staff else None, status="queued", attempts=0,
+                        attachments_spec=json.dumps([{"invoice_pdf": i} for i in invoice_pdfs])
+                        if invoice_pdfs else None,
                         next_attempt_at=clock.now(), created_at=clock.now())
     db.session.add(email)
     db.session.flush()
@@ -87,9 +94,33 @@ def _claim(email_id: int) -> bool:
     return result.rowcount == 1
 
 
+def attachments(email: QueuedEmail) -> list[tuple[str, bytes]]:
+    """(filename, PDF) for each attachment of the email, built now from the stored records."""
+    from portal.models import Invoice
+    from portal.services import documents
+
+    files = []
+    for spec in json.loads(email.attachments_spec or "[]"):
+        invoice = db.session.get(Invoice, spec.get("invoice_pdf"))
+        if invoice is not None:
+            files.append((f"invoice-{invoice.number}.pdf", documents.invoice_pdf(invoice, email.language)))
+    return files
+
+
+def attachment_names(email: QueuedEmail) -> list[str]:
+    from portal.models import Invoice
+
+    ids = [spec.get("invoice_pdf") for spec in json.loads(email.attachments_spec or "[]")]
+    numbers = dict(db.session.execute(select(Invoice.id, Invoice.number).where(Invoice.id.in_(ids))).all()) \
+        if ids else {}
+    return [f"invoice-{numbers[i]}.pdf" for i in ids if i in numbers]
+
+
 def _send_one(email: QueuedEmail, connection) -> None:
     msg = Message(subject=email.subject, recipients=[email.to_address], body=email.body_text,
                   html=email.body_html, sender=current_app.config["MAIL_DEFAULT_SENDER"])
+    for filename, data in attachments(email):
+        msg.attach(filename, "application/pdf", data)
     connection.send(msg)
 
 

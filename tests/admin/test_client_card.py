@@ -227,7 +227,7 @@ CONTACT_MARKER = "QZX-contact-outcome-4410"
 TASK_MARKER = "QZX-task-note-9052"
 MARKERS = (NOTE_MARKER, CONTACT_MARKER, TASK_MARKER)
 STAFF_TEMPLATES = {"message_received", "estimate_answered", "staff_invitation", "plan_payment_failed_staff",
-                   "card_changed_staff"}
+                   "card_changed_staff", "payment_failed_staff"}
 
 
 def _pdf_text(data: bytes) -> str:
@@ -263,6 +263,10 @@ def _email_contexts(ids: dict, link: str) -> dict:
                                 "explanation": declines.explain("expired_card"), "subject_args": {"plan": plan.name}},
         "card_expiring": {"card": SimpleNamespace(label="Visa •••• 4242"), "expires": date(2026, 12, 31),
                           "link": link},
+        "invoices_sent": {"items": [(invoice, link)], "automatic": False, "total_cents": invoice.balance_cents,
+                          "currency": invoice.currency, "pay_all_link": link},
+        "invoice_reminder": {"invoice": invoice, "days_overdue": 3, "link": link,
+                             "subject_args": {"number": invoice.number}},
     }
 
 

@@ -358,8 +358,14 @@ def test_invoice_by_hand_discount_tax_terms_send_and_resend(app, client, login_s
         assert invoice.status == "open"
         assert _utc(invoice.sent_at) == sent_when
         assert _utc(invoice.last_sent_at) == frozen_clock.now()
-        assert invoice.reminder_anchor_date == date(2026, 3, 4) == clock.today()
+        # INV-5: a resend restarts reminders from the resend date, but never before the due date has passed
+        assert clock.today() == date(2026, 3, 4) and invoice.reminder_anchor_date == invoice.due_date
     assert len(smtp.to("ruth.kim@example.com")) == 1
+    frozen_clock.set(datetime(2026, 3, 30, 17, 0, tzinfo=timezone.utc))  # after the due date (3/25)
+    r = client.post(f"/admin/invoices/{invoice_id}/send", data={"csrf_token": csrf}, follow_redirects=True)
+    assert f"Invoice {number} resent to" in _text(r)
+    with app.app_context():
+        assert db.session.get(Invoice, invoice_id).reminder_anchor_date == date(2026, 3, 30) == clock.today()
 
 
 def test_invoice_statuses_follow_payments_void_edit_list_and_pdf(app, client, login_staff, smtp, frozen_clock):
