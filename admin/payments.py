@@ -13,7 +13,7 @@ from portal.blueprints.actions import run_action
 from portal.extensions import db
 from portal.models import Invoice, Payment
 from portal.money import MoneyError, format_money, parse_amount
-from portal.services import cards, charges, gateway, invoices, ledger, refunds
+from portal.services import cards, charges, gateway, invoices, ledger, refunds, reminders
 from portal.services.errors import NotFound, ServiceError, ValidationError
 
 
@@ -217,6 +217,7 @@ def invoice_view(invoice_id: int):
         abort(404)
     history = ledger.invoice_history(invoice)
     return render_template("admin/payments/invoice.html", invoice=invoice, history=history, customer=invoice.customer,
+                           automation=reminders.status(invoice),
                            busy=charges.open_attempt_for(invoice), confirm=ConfirmForm())  # void posts reason with this CSRF token
 
 

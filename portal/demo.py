@@ -195,6 +195,12 @@ def seed() -> None:
     for c in customers:
         db.session.add(ActivityEvent(customer_id=c.id, event_type="customer", summary="Customer created.",
                                      created_at=c.created_at))
+    # INV-3, INV-6: monthly automatic invoicing for the second customer (work finished from now on is emailed on
+    # the 1st); AutoPay switched on for the business (customers are enrolled on their card once they have a card).
+    customers[1].auto_invoice_cadence = "monthly"
+    customers[1].auto_invoice_enabled_at = now
+    customers[1].auto_invoice_last_run_on = today
+    biz.autopay_enabled = True
 
     gate = CustomFieldDefinition(label="Gate code", field_type="text", position=1)
     age = CustomFieldDefinition(label="Equipment age (years)", field_type="number", position=2)

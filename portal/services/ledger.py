@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import (Adjustment, Card, ChargeAttempt, Customer, Invoice, Payment, PaymentAllocation, Refund)
+from portal.models import (Adjustment, Card, ChargeAttempt, ChargeAttemptInvoice, Customer, Invoice, Payment, PaymentAllocation, Refund)
 from portal.services import declines, settings
 
 PAYABLE = ("open", "partially_paid")
@@ -84,7 +84,9 @@ def invoice_history(invoice: Invoice) -> list[Entry]:
                                      .where(Refund.payment_id.in_(ids))).all() if ids else []
     adjustments = db.session.scalars(select(Adjustment).where(Adjustment.invoice_id == invoice.id)).all()
     attempts = db.session.execute(select(ChargeAttempt, Card).outerjoin(Card, ChargeAttempt.card_id == Card.id)
-                                  .where(ChargeAttempt.invoice_id == invoice.id,
+                                  .where((ChargeAttempt.invoice_id == invoice.id) | ChargeAttempt.id.in_(
+                                      select(ChargeAttemptInvoice.attempt_id)
+                                      .where(ChargeAttemptInvoice.invoice_id == invoice.id)),
                                          ChargeAttempt.status.in_(("failed", "pending", "unknown")))).all()
     return _entries(payments, refund_rows, adjustments, attempts)
 

@@ -9,7 +9,8 @@ ever sent twice, even by two runners at once.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import exists, not_, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -131,22 +132,33 @@ def history(invoice: Invoice) -> list[InvoiceReminder]:
                                    .order_by(InvoiceReminder.sent_at)))
 
 
-def next_reminder(invoice: Invoice) -> date | None:
-    """The date of the next reminder this invoice would get, for the invoice page (None: none planned)."""
-    business = settings.get()
-    if not business.reminders_enabled or invoice.status not in charges.PAYABLE_INVOICE or \
-            invoice.reminder_anchor_date is None or invoice.sent_at is None or invoice.balance_cents <= 0:
-        return None
-    if any(j.status != "finished" for j in invoice.jobs):
-        return None
-    customer = invoice.customer
-    if business.autopay_enabled and customer.autopay_enabled and invoice.autopay_failed_at is None:
-        return None
-    sent = {r.day_offset for r in history(invoice) if r.anchor_date == invoice.reminder_anchor_date}
-    today = clock.today()
-    for d in schedule():
-        day = date.fromordinal(invoice.reminder_anchor_date.toordinal() + d)
-        if d not in sent and day > invoice.due_date and (day >= today) and not any(s > d for s in sent):
-            return day
-    return None
+def status(invoice: Invoice) -> SimpleNamespace:
+    """For the staff invoice page: the reminders sent, the date of the next one, or why there is none."""
+    sent = history(invoice)
+    why = _why_none(invoice)
+    next_day = None
+    if why is None:
+        done = [r.day_offset for r in sent if r.anchor_date == invoice.reminder_anchor_date]
+        left = [d for d in schedule() if not any(o >= d for o in done)]
+        if left:
+            next_day = max(invoice.reminder_anchor_date + timedelta(days=left[0]), clock.today())
+        else:
+            why = "every step of the schedule was sent"
+    return SimpleNamespace(reminders=sent, next_reminder=next_day, why_none=why)
 
+
+def _why_none(invoice: Invoice) -> str | None:
+    business = settings.get()
+    if not business.reminders_enabled or not schedule():
+        return "reminders are off"
+    if invoice.status in ("paid", "void") or invoice.balance_cents <= 0:
+        return "nothing is owed"
+    if invoice.status == "draft" or invoice.sent_at is None:
+        return "not sent yet"
+    if invoice.reminder_anchor_date is None:
+        return "no due date"
+    if any(j.status != "finished" for j in invoice.jobs):
+        return "its job is not finished"
+    if business.autopay_enabled and invoice.customer.autopay_enabled and invoice.autopay_failed_at is None:
+        return "AutoPay pays it"
+    return None
