@@ -64,7 +64,7 @@ def test_client_card_and_portal_pages_do_not_grow_with_rows(app, client, login_s
     login_customer(small, c=portal_small)
     login_customer(big, c=portal_big)
     for url in ("/portal/", "/portal/invoices?show=all", "/portal/appointments", "/portal/estimates",
-                "/portal/plans"):
+                "/portal/plans", "/portal/invoices/pay-all"):
         assert _queries(app, portal_big, url) == _queries(app, portal_small, url), url
     assert staff_client is client
 

@@ -149,7 +149,10 @@ def _pay_all_page(form: PayAllForm, payable, settled, status: int = 200, outcome
     form.ids.data = ",".join(str(i.id) for i in payable)
     form.total.data = str(total)
     saved = card_choices(form)
+    shown = [i.id for i in payable + settled]
     entry = card_entry("payment") if payable else {}
+    if shown:  # card_entry committed: reload the invoices in one query, not one per row
+        db.session.scalars(select(Invoice).where(Invoice.id.in_(shown))).all()
     return render_template("portal/invoices/pay_all.html", form=form, payable=payable, settled=settled, total=total,
                            cards=saved, entry=entry, outcome=outcome, currency=settings.currency(),
                            today=clock.today()), status

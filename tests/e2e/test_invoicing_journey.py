@@ -56,7 +56,14 @@ def _pdf_text(data: bytes) -> str:
 def test_monthly_auto_invoicing_email_then_customer_pays_all_with_new_card(app, smtp, stripe_sandbox, live_server,
                                                                            page, browser, frozen_clock):
     from portal.extensions import db
-    from portal.models import ChargeAttempt, Customer, Invoice, Job, Payment, PaymentAllocation
+    from portal.models import (
+        ChargeAttempt,
+        Customer,
+        Invoice,
+        Job,
+        Payment,
+        PaymentAllocation,
+    )
     from portal.services import jobs
 
     frozen_clock.set(datetime(2026, 3, 2, 9, 0, tzinfo=LA))
@@ -145,7 +152,7 @@ def test_monthly_auto_invoicing_email_then_customer_pays_all_with_new_card(app, 
         number = attachment.get_filename()[len("invoice-"):-len(".pdf")]
         text = _pdf_text(data)
         assert number in text
-        assert [n for n in numbers if n != number][0] not in text  # each invoice in its own PDF
+        assert next(n for n in numbers if n != number) not in text  # each invoice in its own PDF
 
     # 3. The customer, in a browser of their own: the email's "Pay all" link, then a new card
     context = browser.new_context(viewport={"width": 1280, "height": 900})
