@@ -23,3 +23,26 @@ def wait_for_email(smtp, address: str | None = None, subject_part: str = "", tim
         time.sleep(0.1)
     raise AssertionError(f"no email {'to ' + address if address else ''} with {subject_part!r} in the subject "
                          f"within {timeout:.0f} s; got {[(str(m['To']), str(m['Subject'])) for m in smtp.messages]}")
+
+
+def fill_card_element(form, number: str = "4242424242424242", month: str = "12", year: str = "30",
+                      cvc: str = "123", postal_code: str = "90210") -> None:
+    """Type a card into the sandbox Stripe.js card element (five plain inputs) inside a Playwright `form`."""
+    from playwright.sync_api import expect
+
+    element = form.locator("[data-card-element]")
+    for placeholder, value in (("number", number), ("exp_month", month), ("exp_year", year), ("cvc", cvc),
+                               ("postal_code", postal_code)):
+        box = element.get_by_placeholder(placeholder, exact=True)
+        box.fill(value)
+        expect(box).to_have_value(value)
+
+
+def sandbox_intents(sandbox: dict) -> list[dict]:
+    """Every PaymentIntent the Stripe sandbox holds, oldest first."""
+    import requests
+
+    r = requests.get(f"{sandbox['url']}/v1/payment_intents?limit=1000",
+                     headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10)
+    r.raise_for_status()
+    return sorted(r.json()["data"], key=lambda pi: (pi["created"], pi["id"]))

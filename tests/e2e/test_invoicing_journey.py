@@ -18,32 +18,16 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-import requests
 from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
+from tests.helpers import fill_card_element, sandbox_intents
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 CARD_NUMBER = "4242424242424242"
 STAFF_EMAIL = "admin.autoinv.e2e@brightair.test"
 CUSTOMER_EMAIL = "ines.invoiced@example.com"
-
-
-def _fill_card_element(form, number: str = CARD_NUMBER) -> None:
-    element = form.locator("[data-card-element]")
-    for placeholder, value in (("number", number), ("exp_month", "12"), ("exp_year", "30"), ("cvc", "123"),
-                               ("postal_code", "90210")):
-        box = element.get_by_placeholder(placeholder, exact=True)
-        box.fill(value)
-        expect(box).to_have_value(value)
-
-
-def _intents(sandbox: dict) -> list[dict]:
-    r = requests.get(f"{sandbox['url']}/v1/payment_intents?limit=1000",
-                     headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10)
-    r.raise_for_status()
-    return sorted(r.json()["data"], key=lambda pi: (pi["created"], pi["id"]))
 
 
 def _pdf_text(data: bytes) -> str:
@@ -178,7 +162,7 @@ def test_monthly_auto_invoicing_email_then_customer_pays_all_with_new_card(app, 
         pay_with = form.get_by_role("group", name="Pay with")
         expect(pay_with.get_by_role("radio")).to_have_count(1)  # no card on file: only "A new card"
         expect(pay_with.get_by_role("radio", name="A new card")).to_be_checked()
-        _fill_card_element(form)
+        fill_card_element(form)
         form.get_by_role("button", name="Pay $245.00").click()
 
         customer_page.wait_for_url(re.compile(re.escape(live_server) + r"/portal/payments/\d+$"))
@@ -192,7 +176,7 @@ def test_monthly_auto_invoicing_email_then_customer_pays_all_with_new_card(app, 
         context.close()
 
     # 4. One charge of the sum; both invoices paid by that one payment
-    intents = _intents(stripe_sandbox)
+    intents = sandbox_intents(stripe_sandbox)
     assert [(pi["amount"], pi["status"]) for pi in intents] == [(expected_total, "succeeded")], intents
     with app.app_context():
         payment = db.session.get(Payment, payment_id)

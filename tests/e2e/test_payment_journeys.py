@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
-from tests.helpers import wait_for_email
+from tests.helpers import fill_card_element, wait_for_email
 
 CARD_NUMBER = "4242424242424242"
 STAFF_EMAIL = "admin.pay.e2e@brightair.test"
@@ -35,16 +35,6 @@ def _portal_login(app, page, live_server: str, customer_id: int) -> None:
     assert link.startswith(live_server), link
     page.goto(link)
     expect(page).to_have_url(f"{live_server}/portal/")
-
-
-def _fill_card_element(form, number: str = CARD_NUMBER, month: str = "12", year: str = "30", cvc: str = "123",
-                       postal_code: str = "90210") -> None:
-    element = form.locator("[data-card-element]")
-    for placeholder, value in (("number", number), ("exp_month", month), ("exp_year", year), ("cvc", cvc),
-                               ("postal_code", postal_code)):
-        box = element.get_by_placeholder(placeholder, exact=True)
-        box.fill(value)
-        expect(box).to_have_value(value)
 
 
 def _database_holds(app, needle: str) -> list[str]:
@@ -75,7 +65,7 @@ def test_customer_saves_card_in_wallet(app, smtp, stripe_sandbox, live_server, p
     expect(page.get_by_text("No cards on file yet.")).to_be_visible()
 
     form = page.locator("form[data-card-form]")
-    _fill_card_element(form)
+    fill_card_element(form)
     form.get_by_role("button", name="Save card").click()
 
     row = page.locator("li.card-row")
@@ -116,7 +106,7 @@ def test_customer_pays_invoice_with_new_card(app, smtp, stripe_sandbox, live_ser
     pay_with = form.get_by_role("group", name="Pay with")
     expect(pay_with.get_by_role("radio")).to_have_count(1)  # no card on file: only "A new card"
     expect(pay_with.get_by_role("radio", name="A new card")).to_be_checked()
-    _fill_card_element(form)
+    fill_card_element(form)
     save = form.get_by_label("Save this card for future payments")
     expect(save).to_be_checked()
     form.get_by_role("button", name="Pay now").click()

@@ -18,11 +18,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import requests
 from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
+from tests.helpers import fill_card_element, sandbox_intents
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -30,22 +30,6 @@ LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 GOOD, DECLINED = "4242424242424242", "4000000000000341"
 STAFF_EMAIL = "admin.plans.e2e@brightair.test"
 CUSTOMER_EMAIL = "paco.plan@example.com"
-
-
-def _fill_card_element(form, number: str = GOOD) -> None:
-    element = form.locator("[data-card-element]")
-    for placeholder, value in (("number", number), ("exp_month", "12"), ("exp_year", "30"), ("cvc", "123"),
-                               ("postal_code", "90210")):
-        box = element.get_by_placeholder(placeholder, exact=True)
-        box.fill(value)
-        expect(box).to_have_value(value)
-
-
-def _intents(sandbox: dict) -> list[dict]:
-    r = requests.get(f"{sandbox['url']}/v1/payment_intents?limit=1000",
-                     headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10)
-    r.raise_for_status()
-    return sorted(r.json()["data"], key=lambda pi: (pi["created"], pi["id"]))
 
 
 @pytest.mark.e2e
@@ -82,7 +66,7 @@ def test_plan_accepted_with_new_card_then_staff_charge_outstanding_with_new_card
     pay_with = form.get_by_role("group", name="Pay with")
     expect(pay_with.get_by_role("radio")).to_have_count(1)  # no card on file: only "A new card"
     expect(pay_with.get_by_role("radio", name="A new card")).to_be_checked()
-    _fill_card_element(form)
+    fill_card_element(form)
     form.get_by_role("button", name="Pay and accept").click()
 
     expect(page.get_by_role("status")).to_contain_text("Thank you! Your plan is active.")
@@ -117,7 +101,7 @@ def test_plan_accepted_with_new_card_then_staff_charge_outstanding_with_new_card
         assert outstanding == 6_000
         db.session.remove()
     # the acceptance, then the first bill, its retry and the second bill, all declined
-    assert sorted((pi["amount"], pi["status"]) for pi in _intents(stripe_sandbox)) == [
+    assert sorted((pi["amount"], pi["status"]) for pi in sandbox_intents(stripe_sandbox)) == [
         (3_000, "requires_payment_method")] * 3 + [(3_000, "succeeded")]
 
     # 3. Staff: the banner, "View details", "Update card" with a new card, charge everything outstanding
@@ -144,7 +128,7 @@ def test_plan_accepted_with_new_card_then_staff_charge_outstanding_with_new_card
     expect(form.locator("[data-new-card]")).to_be_hidden()
     form.get_by_role("radio", name="A new card").check()
     expect(form.locator("[data-new-card]")).to_be_visible()
-    _fill_card_element(form)
+    fill_card_element(form)
     expect(form.locator("[data-outstanding]")).to_contain_text("2 outstanding payments: $60.00")
     form.get_by_role("radio", name="Charge this card for all outstanding payments").check()
     form.get_by_role("button", name="Save card").click()
@@ -163,7 +147,7 @@ def test_plan_accepted_with_new_card_then_staff_charge_outstanding_with_new_card
     expect(page.get_by_text("Missing payments")).to_have_count(0)
 
     # One charge of the exact outstanding total, on the new card; the billing date did not move
-    pis = _intents(stripe_sandbox)
+    pis = sandbox_intents(stripe_sandbox)
     assert sorted((pi["amount"], pi["status"]) for pi in pis) == [
         (3_000, "requires_payment_method")] * 3 + [(3_000, "succeeded"), (outstanding, "succeeded")]
     with app.app_context():
