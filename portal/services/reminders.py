@@ -49,9 +49,10 @@ def schedule() -> list[int]:
 
 
 def update(*, enabled: bool, days: str | None) -> None:
-    """Caller commits."""
+    """Caller commits. Turning reminders off with the days left blank keeps the saved schedule."""
     row = settings.ensure()
-    row.reminder_days = parse_days(days)
+    if enabled or (days or "").strip():
+        row.reminder_days = parse_days(days)
     row.reminders_enabled = enabled
 
 
@@ -120,7 +121,7 @@ def _remind(invoice_id: int, today: date, steps: list[int]) -> int:
          "link": magic_links.portal_link(customer, f"/portal/invoices/{invoice.id}"),
          "subject_args": {"number": invoice.number}}, customer=customer)
     reminder.email_id = email.id
-    since = "the due date" if invoice.reminder_anchor_date == invoice.due_date else "the last resend"
+    since = "the due date" if invoice.reminder_anchor_date == invoice.due_date else "it was last sent"
     activity.record(customer.id, "invoice", f"Reminder for invoice {invoice.number} sent ({step} day"
                     f"{'' if step == 1 else 's'} after {since})", invoice_id=invoice.id)
     db.session.commit()
@@ -159,6 +160,8 @@ def _why_none(invoice: Invoice) -> str | None:
         return "no due date"
     if any(j.status != "finished" for j in invoice.jobs):
         return "its job is not finished"
+    if invoice.customer.status in ("archived", "blacklisted"):  # as in _eligible: the runner skips them
+        return f"the customer is {invoice.customer.status}"
     if business.autopay_enabled and invoice.customer.autopay_enabled and invoice.autopay_failed_at is None:
         return "AutoPay pays it"
     return None
