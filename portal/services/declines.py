@@ -5,7 +5,7 @@ retrying a card declined minutes ago will not help.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask_babel import lazy_gettext as _l
 
@@ -48,9 +48,19 @@ HARD_DECLINES = {"lost_card", "stolen_card", "expired_card", "fraudulent", "do_n
 
 @dataclass(frozen=True)
 class Explanation:
+    """Read in the current language each time it is shown: an email queued by the job runner (no request, so no
+    customer locale) still explains the decline in the recipient's language, as the mailer renders under it."""
     code: str
-    reason: str
-    next_step: str
+    _reason: object = field(repr=False)
+    _next_step: object = field(repr=False)
+
+    @property
+    def reason(self) -> str:
+        return str(self._reason)
+
+    @property
+    def next_step(self) -> str:
+        return str(self._next_step)
 
     def __str__(self) -> str:
         return f"{self.reason} {self.next_step}"
@@ -58,7 +68,7 @@ class Explanation:
 
 def explain(code: str | None) -> Explanation:
     reason, step = _EXPLANATIONS.get(code or "", DEFAULT)
-    return Explanation(code or "card_declined", str(reason), str(step))
+    return Explanation(code or "card_declined", reason, step)
 
 
 def is_hard_decline(code: str | None) -> bool:

@@ -82,7 +82,7 @@ def send_many(customer: Customer, chosen: list[Invoice], actor: StaffUser | None
         "invoices_sent", customer.primary_email,
         {"items": items, "automatic": automatic, "total_cents": sum(i.balance_cents for i in chosen),
          "currency": chosen[0].currency, "pay_all_link": magic_links.portal_link(customer, pay_all_path(chosen))},
-        customer=customer, actor=actor, invoice_pdfs=[chosen[0].id])
+        customer=customer, actor=actor, invoice_pdfs=[i.id for i in chosen])
     how = "Automatic invoicing sent" if automatic else "Sent in one email"
     numbers = ", ".join(i.number for i in chosen)
     activity.record(customer.id, "invoice", f"{how}: invoice{'s' if len(chosen) > 1 else ''} {numbers}",

@@ -162,6 +162,8 @@ def _why_none(invoice: Invoice) -> str | None:
         return "its job is not finished"
     if invoice.customer.status in ("archived", "blacklisted"):  # as in _eligible: the runner skips them
         return f"the customer is {invoice.customer.status}"
+    if not invoice.customer.primary_email:
+        return "the customer has no email address"
     if business.autopay_enabled and invoice.customer.autopay_enabled and invoice.autopay_failed_at is None:
         return "AutoPay pays it"
     return None

@@ -384,9 +384,7 @@ def test_the_email_its_links_the_outbox_and_the_activity_feed(app, login_staff, 
     pay_all = follow_magic(app, text_links[2])
     assert pay_all == "/portal/invoices/pay-all?ids=" + ",".join(str(i) for i in ids)
     assert "Pay all of them at once: " + text_links[2] in text
-    html_links = [htmllib.unescape(u) for u in links(html)]
-    assert len(html_links) == 3
-    assert follow_magic(app, html_links[-1]) == pay_all
+    assert {htmllib.unescape(u) for u in links(html)} == set(text_links)  # the HTML part carries the same links
     # the "Pay all" page itself shows both invoices and the total
     c = app.test_client()
     r = c.get(text_links[2].replace("http://portal.test", ""), follow_redirects=True)
