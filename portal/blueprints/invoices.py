@@ -169,8 +169,7 @@ def pay_all():
         form.form_errors.append(_("The form expired. Please try again."))
         return _pay_all_page(form, payable, settled, 400)
     total = sum(i.balance_cents for i in payable)
-    if not payable:
-        form.form_errors.append(_("There is nothing left to pay on these invoices."))
+    if not payable:  # the page says there is nothing left to pay
         return _pay_all_page(form, payable, settled, 409)
     if form.total.data != str(total):
         form.form_errors.append(_("The balances changed since you opened this page. Check the total and pay again."))

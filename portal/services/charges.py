@@ -435,8 +435,11 @@ def send_receipt(payment: Payment, invoice: Invoice | None) -> None:
     if not customer.primary_email:
         return
     link = magic_links.portal_link(customer, f"/portal/payments/{payment.id}") if customer.can_log_in else None
+    paid = [] if invoice is not None else [db.session.get(Invoice, a.invoice_id) for a in payment.allocations
+                                              if a.invoice_id]  # INV-4: a "Pay all" payment names each invoice
     mailer.queue_email("payment_receipt", customer.primary_email,
-                       {"payment": payment, "invoice": invoice, "link": link}, customer=customer)
+                       {"payment": payment, "invoice": invoice, "paid_invoices": paid, "link": link},
+                       customer=customer)
 
 
 # --- Hand-recorded payments (PAY-1) ---------------------------------------------------------------------
