@@ -46,3 +46,16 @@ def sandbox_intents(sandbox: dict) -> list[dict]:
                      headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10)
     r.raise_for_status()
     return sorted(r.json()["data"], key=lambda pi: (pi["created"], pi["id"]))
+
+
+def staff_logs_in(page, live_server: str, email: str) -> None:
+    """Through the staff login page in the browser, landing on the dashboard."""
+    from playwright.sync_api import expect
+
+    from tests.factories import PASSWORD
+
+    page.goto(f"{live_server}/admin/login")
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{live_server}/admin/")

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import factories
-from tests.helpers import wait_for_email
+from tests.helpers import staff_logs_in, wait_for_email
 
 STAFF_EMAIL = "admin.e2e@brightair.test"
 STAFF_NAME = "Erin Admin"
@@ -28,11 +28,7 @@ def test_staff_invite_customer_opens_portal_link(app, smtp, live_server, page):
         factories.make_staff(role="admin", email=STAFF_EMAIL, name=STAFF_NAME)
 
     # 1. Staff login → dashboard.
-    page.goto(f"{live_server}/admin/login")
-    page.get_by_label("Email", exact=True).fill(STAFF_EMAIL)
-    page.get_by_label("Password", exact=True).fill(factories.PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{live_server}/admin/")
+    staff_logs_in(page, live_server, STAFF_EMAIL)
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Good day, {STAFF_NAME}")
 
     # 2. Customers → New customer → save.

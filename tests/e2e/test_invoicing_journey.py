@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
-from tests.helpers import fill_card_element, sandbox_intents
+from tests.helpers import fill_card_element, sandbox_intents, staff_logs_in
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 CARD_NUMBER = "4242424242424242"
@@ -62,11 +62,7 @@ def test_monthly_auto_invoicing_email_then_customer_pays_all_with_new_card(app, 
     expected_total = 15_000 + 9_500
 
     # 1. Staff: log in, the client card, monthly automatic invoicing, then finish both jobs
-    page.goto(f"{live_server}/admin/login")
-    page.get_by_label("Email", exact=True).fill(STAFF_EMAIL)
-    page.get_by_label("Password", exact=True).fill(factories.PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{live_server}/admin/")
+    staff_logs_in(page, live_server, STAFF_EMAIL)
 
     card_url = f"{live_server}/admin/customers/{customer.id}"
     page.goto(card_url)

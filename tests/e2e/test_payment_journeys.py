@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
-from tests.helpers import fill_card_element, wait_for_email
+from tests.helpers import fill_card_element, staff_logs_in, wait_for_email
 
 CARD_NUMBER = "4242424242424242"
 STAFF_EMAIL = "admin.pay.e2e@brightair.test"
@@ -143,11 +143,7 @@ def test_admin_charges_saved_card_and_refunds_part(app, smtp, stripe_sandbox, li
         factories.make_card(customer.id)
         invoice = factories.make_invoice(customer, 30_000)
 
-    page.goto(f"{live_server}/admin/login")
-    page.get_by_label("Email", exact=True).fill(STAFF_EMAIL)
-    page.get_by_label("Password", exact=True).fill(factories.PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{live_server}/admin/")
+    staff_logs_in(page, live_server, STAFF_EMAIL)
 
     page.goto(f"{live_server}/admin/customers/{customer.id}")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Carl Charge")

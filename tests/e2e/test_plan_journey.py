@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
-from tests.helpers import fill_card_element, sandbox_intents
+from tests.helpers import fill_card_element, sandbox_intents, staff_logs_in
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -105,11 +105,7 @@ def test_plan_accepted_with_new_card_then_staff_charge_outstanding_with_new_card
         (3_000, "requires_payment_method")] * 3 + [(3_000, "succeeded")]
 
     # 3. Staff: the banner, "View details", "Update card" with a new card, charge everything outstanding
-    page.goto(f"{live_server}/admin/login")
-    page.get_by_label("Email", exact=True).fill(STAFF_EMAIL)
-    page.get_by_label("Password", exact=True).fill(factories.PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{live_server}/admin/")
+    staff_logs_in(page, live_server, STAFF_EMAIL)
 
     card_url = f"{live_server}/admin/customers/{customer.id}"
     page.goto(card_url)

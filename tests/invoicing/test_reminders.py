@@ -22,6 +22,7 @@ from portal.extensions import db
 from portal.models import Customer, Invoice, InvoiceReminder, Job, QueuedEmail
 from portal.money import format_money
 from portal.services import autopay, charges, gateway, invoices, jobs, reminders, settings
+from tests.conftest import SMTPServer
 from tests.factories import make_card, make_customer, make_invoice, make_job, make_staff
 from tests.helpers import csrf_token_from
 
@@ -99,7 +100,7 @@ def check_reminder(app, msg, who, *, days_overdue: int, balance_cents: int = TOT
     """A reminder as the customer gets it: subject, both parts, the overdue days and balance, and a magic link
     (INV-7) that logs the customer in on the invoice in the portal."""
     assert str(msg["Subject"]) == subject_of(who.number)
-    text, html = SMTP.text(msg), SMTP.html(msg)
+    text, html = SMTPServer.text(msg), SMTPServer.html(msg)
     unit = "day" if days_overdue == 1 else "days"
     for part in (text, html):
         assert f"invoice {who.number} from Bright Air was due {days_overdue} {unit} ago." in part, part
@@ -132,16 +133,6 @@ class Browser:
     def post(self, *args, **kwargs):
         with self.app.app_context():
             return self.client.post(*args, **kwargs)
-
-
-class SMTP:  # the capture server's parsers, usable without the fixture object
-    @staticmethod
-    def text(msg) -> str:
-        return msg.get_body(preferencelist=("plain",)).get_content()
-
-    @staticmethod
-    def html(msg) -> str:
-        return msg.get_body(preferencelist=("html",)).get_content()
 
 
 def sweep(app, smtp, people, *, days=SWEEP, skip=(), actions=None, check=True) -> dict[str, list[int]]:
