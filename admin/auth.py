@@ -7,7 +7,7 @@ from flask_login import current_user, login_user, logout_user
 from admin import bp
 from admin.forms import SetPasswordForm, StaffLoginForm
 from portal.extensions import db, limiter
-from portal.services import staff as staff_service
+from portal.services.platform import staff as staff_service
 from portal.services.errors import ValidationError
 
 FAILED = "That email and password do not match an active staff account."

@@ -11,7 +11,11 @@ from admin.forms import AutoPayForm, AutomationsForm, BatchSendForm, CadenceForm
 from portal.blueprints.actions import run_action
 from portal.extensions import db
 from portal.models import Invoice
-from portal.services import auto_invoicing, autopay, invoices, reminders, settings
+from portal.services.billing import auto_invoicing
+from portal.services.billing import autopay
+from portal.services.billing import invoices
+from portal.services.billing import reminders
+from portal.services.platform import settings
 from portal.services.errors import ValidationError
 
 

@@ -12,7 +12,10 @@ from admin.forms import (ConfirmForm, ContactForm, CustomFieldEditForm, CustomFi
 from portal import clock
 from portal.extensions import db
 from portal.models.activity import ACTIVITY_TYPES
-from portal.services import crm, custom_fields, customer_card, invoices
+from portal.services.crm import records
+from portal.services.crm import custom_fields
+from portal.services.overview import client_card
+from portal.services.billing import invoices
 from portal.services.errors import ServiceError
 
 
@@ -40,7 +43,7 @@ def customer_note(customer_id: int):
     if not form.validate_on_submit():
         flash("The note is too long or the form expired.", "error")
         return _back(customer, "notes")
-    return _run(lambda: crm.add_note(customer, current_user, form.body.data), "Note added.", "notes", customer)
+    return _run(lambda: records.add_note(customer, current_user, form.body.data), "Note added.", "notes", customer)
 
 
 @bp.post("/customers/<int:customer_id>/contacts")
@@ -50,7 +53,7 @@ def customer_contact(customer_id: int):
     if not form.validate_on_submit():
         flash("Check the contact's date and channel.", "error")
         return _back(customer, "contacts")
-    return _run(lambda: crm.log_contact(customer, current_user, channel=form.channel.data,
+    return _run(lambda: records.log_contact(customer, current_user, channel=form.channel.data,
                                         outcome=form.outcome.data, contacted_at=clock.from_local(form.contacted_at.data)),
                 "Contact logged.", "contacts", customer)
 
@@ -63,7 +66,7 @@ def customer_task(customer_id: int):
         flash("Enter the next contact's date and time as shown.", "error")
         return _back(customer, "task")
     assignee = form_id(form.assignee_id.data)
-    return _run(lambda: crm.set_task(customer, current_user, due_at=clock.from_local(form.due_at.data),
+    return _run(lambda: records.set_task(customer, current_user, due_at=clock.from_local(form.due_at.data),
                                      note=form.note.data, assignee_id=assignee),
                 "Next contact scheduled.", "task", customer)
 
@@ -73,7 +76,7 @@ def customer_task_done(customer_id: int, task_id: int):
     customer = _customer_or_404(customer_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    return _run(lambda: crm.complete_task(customer, current_user, task_id), "Task done.", "task", customer)
+    return _run(lambda: records.complete_task(customer, current_user, task_id), "Task done.", "task", customer)
 
 
 @bp.post("/customers/<int:customer_id>/fields")
@@ -105,7 +108,7 @@ def customer_reassign(customer_id: int):
     if not form.validate_on_submit():
         abort(400)
     manager = form_id(form.manager_id.data)
-    return _run(lambda: crm.reassign(customer, current_user, manager), "Manager changed.", "general", customer)
+    return _run(lambda: records.reassign(customer, current_user, manager), "Manager changed.", "general", customer)
 
 
 @bp.post("/customers/<int:customer_id>/archive")
@@ -114,8 +117,8 @@ def customer_archive(customer_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     if request.form.get("restore"):
-        return _run(lambda: crm.restore(customer, current_user), "Customer restored.", "general", customer)
-    return _run(lambda: crm.archive(customer, current_user),
+        return _run(lambda: records.restore(customer, current_user), "Customer restored.", "general", customer)
+    return _run(lambda: records.archive(customer, current_user),
                 "Customer archived: hidden from lists, history kept.", "general", customer)
 
 
@@ -130,7 +133,7 @@ def customer_delete(customer_id: int):
         return _back(customer, "danger")
     name = customer.display_name
     try:
-        crm.hard_delete(customer, current_user)
+        records.hard_delete(customer, current_user)
     except ServiceError as exc:
         db.session.rollback()
         flash(exc.message, "error")
@@ -159,7 +162,7 @@ def customer_invoice_all(customer_id: int):
 @bp.get("/customers/<int:customer_id>/activity")
 def customer_activity(customer_id: int):
     customer = _customer_or_404(customer_id)
-    result = customer_card.feed(customer, event_type=request.args.get("type") or None,
+    result = client_card.feed(customer, event_type=request.args.get("type") or None,
                                 page=request.args.get("page", 1, type=int) or 1)
     return render_template("admin/customers/activity.html", customer=customer, feed=result, types=ACTIVITY_TYPES)
 

@@ -15,11 +15,19 @@ from portal import clock
 from portal.extensions import db
 from portal.models import ActivityEvent, Customer, CustomerPlan, Invoice
 from portal.models.customers import CUSTOMER_STATUSES
-from portal.services import auto_invoicing, plan_reports, cards, crm, custom_fields, customer_card, ledger, settings, work
-from portal.services import estimates as estimate_service
-from portal.services import customers as customer_service
-from portal.services import magic_links
-from portal.services import staff as staff_service
+from portal.services.billing import auto_invoicing
+from portal.services.plans import reports as plan_reports
+from portal.services.payments import cards
+from portal.services.crm import records
+from portal.services.crm import custom_fields
+from portal.services.overview import client_card
+from portal.services.payments import ledger
+from portal.services.platform import settings
+from portal.services.work import work_orders
+from portal.services.work import estimates as estimate_service
+from portal.services.crm import customers as customer_service
+from portal.services.platform import magic_links
+from portal.services.platform import staff as staff_service
 from portal.services.errors import ServiceError, ValidationError
 
 
@@ -107,7 +115,7 @@ def customer_view(customer_id: int):
     if allowed(current_user.role, "admin.charge"):
         money = {"cards": cards.active_cards(customer), "invoices": ledger.open_invoices(customer, limit=10),
                  "history": ledger.customer_history(customer), "today": clock.today(),
-                 "financials": customer_card.financials(customer),
+                 "financials": client_card.financials(customer),
                  "all_invoices": db.session.scalars(select(Invoice).where(Invoice.customer_id == customer.id)
                                                     .order_by(Invoice.issue_date.desc(), Invoice.id.desc())
                                                     .limit(20)).all(),
@@ -126,15 +134,15 @@ def customer_view(customer_id: int):
     _staff_select(task_form.assignee_id, "— the customer's manager —")
     _staff_select(reassign_form.manager_id, "— nobody —")
     reassign_form.manager_id.data = str(customer.manager_id or "")
-    task = crm.open_task(customer)
+    task = records.open_task(customer)
     return render_template(
         "admin/customers/view.html", customer=customer, events=events, confirm=ConfirmForm(), money=money,
-        edit_card=EditCardForm(), remove_card=RemoveCardForm(), notes=crm.notes(customer, 10),
-        contacts=crm.contact_log(customer, 10), task=task, task_overdue=crm.is_overdue(task),
-        fields=custom_fields.values_for(customer), jobs=work.jobs_of(customer),
+        edit_card=EditCardForm(), remove_card=RemoveCardForm(), notes=records.notes(customer, 10),
+        contacts=records.contact_log(customer, 10), task=task, task_overdue=records.is_overdue(task),
+        fields=custom_fields.values_for(customer), jobs=work_orders.jobs_of(customer),
         estimates=estimate_service.staff_list(customer=customer, limit=20), note_form=NoteForm(formdata=None),
         contact_form=ContactForm(formdata=None), task_form=task_form, reassign_form=reassign_form,
-        delete_form=DeleteCustomerForm(formdata=None), can_delete=not crm.has_financial_records(customer),
+        delete_form=DeleteCustomerForm(formdata=None), can_delete=not records.has_financial_records(customer),
         edit_form=edit_form)
 
 

@@ -10,7 +10,8 @@ from admin import allowed, bp
 from portal import clock
 from portal.extensions import db
 from portal.models import ContactTask, Customer, Estimate, Invoice, QueuedEmail
-from portal.services import charges, work
+from portal.services.payments import charges
+from portal.services.work import work_orders
 
 
 @bp.get("/")
@@ -24,7 +25,7 @@ def dashboard():
         .where(ContactTask.assignee_id == me.id, ContactTask.done_at.is_(None), ContactTask.due_at < clock.now(),
                Customer.status != "archived")
         .options(selectinload(ContactTask.customer)).order_by(ContactTask.due_at).limit(50)).all()
-    visits = work.visits_on(clock.today(), technician=me if me.role == "technician" else None)
+    visits = work_orders.visits_on(clock.today(), technician=me if me.role == "technician" else None)
     money = None
     if allowed(me.role, "admin.invoice_list"):
         open_q = select(Invoice).where(Invoice.status.in_(charges.PAYABLE_INVOICE))

@@ -10,7 +10,7 @@ from wtforms.validators import (DataRequired, Email, EqualTo, InputRequired, Len
                                 StopValidation, ValidationError)
 
 from portal.models.customers import CATEGORIES, CONTACT_CHANNELS, CUSTOMER_STATUSES, LANGUAGES
-from portal.services.custom_fields import TYPE_LABELS as CUSTOM_FIELD_TYPE_LABELS
+from portal.services.crm.custom_fields import TYPE_LABELS as CUSTOM_FIELD_TYPE_LABELS
 from portal.models.staff import ROLES
 
 PHONE_RE = re.compile(r"^\+?[0-9 ()./-]{7,25}$")

@@ -8,7 +8,7 @@ from admin import bp
 from admin.forms import ConfirmForm, ReplyForm
 from portal.extensions import db
 from portal.models import MessageRequest
-from portal.services import messages
+from portal.services.crm import messages
 from portal.services.errors import ServiceError, ValidationError
 
 

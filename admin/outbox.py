@@ -10,7 +10,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import QueuedEmail
 from portal.models.mail import EMAIL_STATUSES
-from portal.services import mailer
+from portal.services.platform import mailer
 
 
 @bp.get("/outbox")

@@ -13,7 +13,13 @@ from portal.blueprints.actions import run_action
 from portal.extensions import db
 from portal.models import Invoice, Payment
 from portal.money import MoneyError, format_money, parse_amount
-from portal.services import cards, charges, gateway, invoices, ledger, refunds, reminders
+from portal.services.payments import cards
+from portal.services.payments import charges
+from portal.services.payments import gateway
+from portal.services.billing import invoices
+from portal.services.payments import ledger
+from portal.services.payments import refunds
+from portal.services.billing import reminders
 from portal.services.errors import NotFound, ServiceError, ValidationError
 
 

@@ -18,7 +18,13 @@ from portal.labels import label
 from portal.models import ActivityEvent, ChargeAttempt, CustomerPlan, PlanPayment, PlanTemplate
 from portal.models.plans import FREQUENCIES
 from portal.money import MoneyError, format_money, parse_amount
-from portal.services import cards, charges, once, plan_billing, plan_reports, plan_setup, refunds
+from portal.services.payments import cards
+from portal.services.payments import charges
+from portal.services.platform import once
+from portal.services.plans import billing as plan_billing
+from portal.services.plans import reports as plan_reports
+from portal.services.plans import lifecycle as plan_setup
+from portal.services.payments import refunds
 from portal.services.errors import ServiceError, ValidationError
 
 

@@ -10,7 +10,8 @@ from flask import Response, render_template, request
 from admin import bp
 from portal import clock
 from portal.money import to_decimal
-from portal.services import ledger, settings
+from portal.services.payments import ledger
+from portal.services.platform import settings
 
 
 def _date(raw: str | None, default: date) -> tuple[date, str | None]:

@@ -9,7 +9,7 @@ from flask import flash, redirect, render_template, request, url_for
 from admin import bp
 from admin.forms import BusinessForm, PaymentSettingsForm
 from portal.extensions import db
-from portal.services import settings
+from portal.services.platform import settings
 from portal.services.errors import ValidationError
 
 

@@ -9,7 +9,7 @@ from admin import bp
 from admin.forms import ConfirmForm, StaffInviteForm, StaffRoleForm
 from portal.extensions import db
 from portal.models import StaffUser
-from portal.services import staff as staff_service
+from portal.services.platform import staff as staff_service
 from portal.services.errors import ServiceError, ValidationError
 
 

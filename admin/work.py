@@ -16,8 +16,15 @@ from portal import clock
 from portal.extensions import db
 from portal.models import Estimate, Invoice, Job, Visit
 from portal.money import MoneyError, parse_amount
-from portal.services import charges, documents, plan_reports, estimates, invoices, line_items, once, work
-from portal.services import staff as staff_service
+from portal.services.payments import charges
+from portal.services.billing import documents
+from portal.services.plans import reports as plan_reports
+from portal.services.work import estimates
+from portal.services.billing import invoices
+from portal.services.work import line_items
+from portal.services.platform import once
+from portal.services.work import work_orders
+from portal.services.platform import staff as staff_service
 from portal.services.errors import ServiceError, ValidationError
 
 BLANK_ROWS = 3
@@ -156,7 +163,7 @@ def job_new(customer_id: int):
         return _job_form_page(form, customer, None, [], errors)
     return _create_once(
         form, "job", "admin.job_view", "job_id",
-        lambda rows: work.create_job(customer, current_user, title=form.title.data, description=form.description.data,
+        lambda rows: work_orders.create_job(customer, current_user, title=form.title.data, description=form.description.data,
                                      address=form.address.data, technician_id=_int_or_none(form.technician_id.data),
                                      lines=line_items.parse(rows, required=False)),
         "Job {number} created. Schedule its visits below.",
@@ -173,7 +180,7 @@ def job_edit(job_id: int):
         form.technician_id.data = str(job.technician_id or "")
         return _job_form_page(form, job.customer, job, _lines_of(job.line_items), errors)
     rows = line_items.from_form(request.form)
-    if _attempt(form, errors, lambda: work.update_job(
+    if _attempt(form, errors, lambda: work_orders.update_job(
             job, current_user, title=form.title.data, description=form.description.data, address=form.address.data,
             technician_id=_int_or_none(form.technician_id.data), lines=line_items.parse(rows, required=False))):
         flash("Job saved.", "success")
@@ -189,7 +196,7 @@ def _job_page(job: Job, visit_form: VisitForm | None = None, status: int = 200):
     invoice_rows = db.session.execute(
         select(Invoice).join(Invoice.jobs).where(Job.id == job.id).order_by(Invoice.id)).scalars().all()
     return render_template("admin/work/job.html", job=job, customer=job.customer, visit_form=visit_form,
-                           status_form=StatusForm(), confirm=ConfirmForm(), transitions=work.TRANSITIONS,
+                           status_form=StatusForm(), confirm=ConfirmForm(), transitions=work_orders.TRANSITIONS,
                            invoices=invoice_rows, show_money=current_user.role != "technician",
                            plan_tiles=plan_reports.tiles(job.customer_id, job.plan_id)
                            if current_user.role != "technician" else []), status
@@ -209,8 +216,8 @@ def job_status(job_id: int):
     back = url_for("admin.job_view", job_id=job.id)
     if not form.validate_on_submit():
         return redirect(back)
-    return _act(lambda: work.set_status(job, current_user, form.status.data or ""), back,
-                lambda _: f"Job {job.number} is now {work.STATUS_WORDS[job.status]}.")
+    return _act(lambda: work_orders.set_status(job, current_user, form.status.data or ""), back,
+                lambda _: f"Job {job.number} is now {work_orders.STATUS_WORDS[job.status]}.")
 
 
 @bp.post("/jobs/<int:job_id>/visits")
@@ -222,7 +229,7 @@ def job_visit_add(job_id: int):
         form.day.errors = list(form.day.errors) or ["Check the date."]
         return _job_page(job, form, 400)
     try:
-        work.add_visit(job, current_user, day=form.day.data, start=form.start.data, end=form.end.data,
+        work_orders.add_visit(job, current_user, day=form.day.data, start=form.start.data, end=form.end.data,
                        technician_id=_int_or_none(form.technician_id.data))
     except ValidationError as exc:
         db.session.rollback()
@@ -250,7 +257,7 @@ def visit_status(visit_id: int):
     back = url_for("admin.job_view", job_id=job.id)
     if not form.validate_on_submit():
         return redirect(back)
-    return _act(lambda: work.set_visit_status(visit, current_user, form.status.data or ""), back,
+    return _act(lambda: work_orders.set_visit_status(visit, current_user, form.status.data or ""), back,
                 lambda _: "Visit updated.")
 
 
@@ -382,7 +389,7 @@ def invoice_new(customer_id: int):
     form = InvoiceForm()
     errors: dict = {}
     if request.method == "GET":
-        from portal.services import settings
+        from portal.services.platform import settings
 
         form.issue_date.data = clock.today()
         form.discount_percent.data = f"{customer.discount_bp / 100:g}"

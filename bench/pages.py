@@ -29,7 +29,7 @@ def main() -> int:
     from portal import create_app
     from portal.extensions import db
     from portal.models import ActivityEvent, Customer, StaffUser
-    from portal.services import magic_links
+    from portal.services.platform import magic_links
     from tests.factories import make_customer, make_estimate, make_invoice, make_job, make_plan, make_staff
 
     folder = tempfile.mkdtemp(prefix="portal-bench-")

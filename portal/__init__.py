@@ -40,7 +40,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.session_protection = "basic"
 
     from portal import models  # noqa: F401  (every table registered on the metadata)
-    from portal.services import staff as staff_service
+    from portal.services import wiring
+
+    wiring.connect()
+    from portal.services.platform import staff as staff_service
 
     login_manager.user_loader(staff_service.load_from_session)
 
@@ -136,7 +139,7 @@ def _select_locale():
 def _init_mail_after_request(app: Flask) -> None:
     """Rule 3: emails queued by a request are delivered after it committed."""
     from portal.extensions import db
-    from portal.services import mailer
+    from portal.services.platform import mailer
 
     @app.after_request
     def deliver_queued_email(response):

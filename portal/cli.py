@@ -19,14 +19,14 @@ jobs_cli = AppGroup("jobs", help="Scheduled work (Q-3).")
 @click.option("--as-of", "as_of", default=None, help="Run as if it were this ISO date/time (business time zone).")
 def jobs_run(as_of: str | None):
     """Run every rule that is due now (or at --as-of)."""
-    from portal.services import jobs
+    from portal.services.platform import scheduler
 
     try:
         when = clock.parse_as_of(as_of) if as_of else None
     except ValueError:
         raise click.BadParameter("use an ISO date or date-time, like 2026-12-01 or 2026-12-01T00:30",
                                  param_hint="--as-of") from None
-    results = jobs.run_due(when)
+    results = scheduler.run_due(when)
     click.echo(json.dumps(results, indent=2, default=str))
 
 
@@ -38,7 +38,7 @@ def jobs_run(as_of: str | None):
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def create_staff(email: str, name: str, role: str, password: str):
     """Create a staff account with a password."""
-    from portal.services import staff
+    from portal.services.platform import staff
     from portal.services.errors import ValidationError
 
     try:
@@ -59,7 +59,7 @@ def stripe_sandbox(port: int | None, quiet: bool):
 
     port = port or current_app.config["STRIPE_SANDBOX_PORT"]
     data = os.path.join(current_app.instance_path, "stripe-sandbox.pickle")
-    from portal.services import gateway
+    from portal.services.payments import gateway
 
     hook = current_app.config["BASE_URL"].rstrip("/") + "/webhooks/stripe"
     click.echo(f"Stripe sandbox on http://127.0.0.1:{port} (data: {data}); webhooks → {hook}")
@@ -94,7 +94,7 @@ def demo_info():
 
 def _print_demo_info(email: str, password: str) -> None:
     from portal.demo import demo_customer
-    from portal.services import magic_links
+    from portal.services.platform import magic_links
 
     base = current_app.config["BASE_URL"].rstrip("/")
     customer = demo_customer()

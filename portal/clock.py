@@ -6,10 +6,16 @@ calendar rules use the business time zone.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
+from flask import has_app_context
+
 _frozen: datetime | None = None
+_fixed_tz: ZoneInfo | None = None
+_tz_name: Callable[[], str | None] | None = None
 
 
 def now() -> datetime:
@@ -27,15 +33,29 @@ def set_now(when: datetime | None) -> None:
     _frozen = when.astimezone(timezone.utc) if when is not None else None
 
 
+def use_time_zone(name: Callable[[], str | None]) -> None:
+    """Where the business time zone's name comes from (the settings, wired by the app factory); the clock itself
+    imports nothing of the application, so models and services can all use it."""
+    global _tz_name
+    _tz_name = name
+
+
 def business_tz() -> ZoneInfo:
-    from flask import has_app_context
-
-    name = None
-    if has_app_context():
-        from portal.services import settings
-
-        name = settings.timezone_name()
+    if _fixed_tz is not None:
+        return _fixed_tz
+    name = _tz_name() if _tz_name is not None and has_app_context() else None
     return ZoneInfo(name or "UTC")
+
+
+@contextmanager
+def fixed_time_zone(tz: ZoneInfo) -> Iterator[ZoneInfo]:
+    """Read the business time zone once for a whole run (the scheduler): no settings query per rule or row."""
+    global _fixed_tz
+    previous, _fixed_tz = _fixed_tz, tz
+    try:
+        yield tz
+    finally:
+        _fixed_tz = previous
 
 
 def local_now(tz: ZoneInfo | None = None) -> datetime:

@@ -14,7 +14,7 @@ from portal.models import (ActivityEvent, Address, ContactLog, ContactTask, Cust
                            CustomerPhone, CustomerPlan, Estimate, EstimateLineItem, Invoice, InvoiceLineItem, Job,
                            JobLineItem, Payment, PaymentAllocation, PlanPayment, PlanPaymentLine, PlanTemplate, StaffUser, Tag,
                            Visit)
-from portal.services import settings
+from portal.services.platform import settings
 
 DEMO_ADMIN_EMAIL = "owner@demo.test"
 DEMO_PASSWORD = "demo-password-1"
@@ -148,7 +148,7 @@ def seed() -> None:
                             price_yearly_cents=21900)
     db.session.add(template)
     db.session.flush()
-    from portal.services.plan_billing import add_period
+    from portal.services.plans.billing import add_period
 
     last_due = today - timedelta(days=5)
     first_due = add_period(last_due, "monthly", last_due.day, -2)

@@ -7,7 +7,7 @@ from flask import Flask, current_app, url_for
 from flask_babel import format_date, format_datetime, format_time, get_locale
 
 from portal import clock, labels, money
-from portal.services import settings
+from portal.services.platform import settings
 
 
 def _money(cents: int | None, currency: str | None = None) -> str:

@@ -274,7 +274,7 @@ def login_staff(client):
 def login_customer(app, client):
     def _login(customer, c=None):
         from portal.models import Customer
-        from portal.services import magic_links
+        from portal.services.platform import magic_links
 
         c = c or client
         with app.app_context():

@@ -78,7 +78,8 @@ def sandbox_card(customer_id: int, number: str = "4242424242424242", exp_month: 
     Returns the SetupIntent id (what our server receives). Call inside an app context."""
     import requests
 
-    from portal.services import cards, gateway
+    from portal.services.payments import cards
+    from portal.services.payments import gateway
 
     customer = db.session.get(Customer, customer_id)
     secret = cards.start_setup(customer, purpose=purpose)
@@ -100,7 +101,7 @@ def sandbox_card(customer_id: int, number: str = "4242424242424242", exp_month: 
 def make_card(customer_id: int, number: str = "4242424242424242", **kwargs):
     """A card on file saved through the sandbox exactly as the wallet does it."""
     from portal.models import Card
-    from portal.services import cards
+    from portal.services.payments import cards
 
     seti = sandbox_card(customer_id, number, **kwargs)
     card = cards.save_from_setup_intent(db.session.get(Customer, customer_id), seti, added_by="customer")

@@ -8,7 +8,8 @@ from sqlalchemy import event
 
 from portal.extensions import db
 from portal.models import Customer, StaffUser
-from portal.services import crm, work
+from portal.services.crm import records
+from portal.services.work import work_orders
 from tests.factories import make_customer, make_estimate, make_invoice, make_job, make_plan, make_staff
 
 
@@ -36,10 +37,10 @@ def _grow(customer_id: int, staff_ids: list[int], n: int) -> None:
         job = make_job(customer, f"Job {i}", visit_in_days=i + 1, technician=staff)
         make_invoice(customer, 1_000 + i)
         make_estimate(customer)
-        crm.add_note(customer, staff, f"note {i}")
-        crm.log_contact(customer, staff, channel="call", outcome=f"call {i}", contacted_at=None)
+        records.add_note(customer, staff, f"note {i}")
+        records.log_contact(customer, staff, channel="call", outcome=f"call {i}", contacted_at=None)
         if i % 2:
-            work.set_status(db.session.get(type(job), job.id), staff, "finished")
+            work_orders.set_status(db.session.get(type(job), job.id), staff, "finished")
         db.session.commit()
 
 

@@ -7,7 +7,8 @@ from flask_babel import gettext as _
 from portal.blueprints.messages import message_form, message_limit, post_message
 from portal import clock
 from portal.blueprints.portal_session import current_customer
-from portal.services import appointments, settings
+from portal.services.work import appointments
+from portal.services.platform import settings
 
 bp = Blueprint("appointments", __name__)
 

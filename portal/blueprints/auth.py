@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from portal.blueprints import portal_session
 from portal.extensions import db, limiter
 from portal.forms.auth import RequestLinkForm
-from portal.services import magic_links
+from portal.services.platform import magic_links
 
 bp = Blueprint("auth", __name__)
 

@@ -10,7 +10,9 @@ from portal.blueprints.wallet import (authenticate_page, back_from_bank, card_ch
 from portal.extensions import db
 from portal.forms.pages import ApproveEstimateForm, DeclineEstimateForm
 from portal.models import ChargeAttempt
-from portal.services import charges, estimates, settings
+from portal.services.payments import charges
+from portal.services.work import estimates
+from portal.services.platform import settings
 from portal.services.errors import NotFound, ServiceError, ValidationError
 
 bp = Blueprint("estimates", __name__)

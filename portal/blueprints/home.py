@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 
 from portal.blueprints.portal_session import current_customer
-from portal.services import portal_home
+from portal.services.overview import portal_home
 
 bp = Blueprint("home", __name__)
 

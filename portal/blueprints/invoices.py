@@ -13,7 +13,10 @@ from portal.extensions import db
 from portal.forms.payments import PayAllForm, PayInvoiceForm
 from portal.models import ChargeAttempt, Invoice, Payment, PaymentAllocation, Refund
 from portal.money import MoneyError, parse_amount
-from portal.services import charges, documents, invoices, settings
+from portal.services.payments import charges
+from portal.services.billing import documents
+from portal.services.billing import invoices
+from portal.services.platform import settings
 from portal.services.errors import NotFound, ServiceError, ValidationError
 
 bp = Blueprint("invoices", __name__)

@@ -8,7 +8,7 @@ from portal.blueprints.portal_session import current_customer
 from portal.extensions import limiter
 from portal.forms.pages import MessageForm
 from portal.models import MessageRequest, Visit
-from portal.services import messages
+from portal.services.crm import messages
 from portal.services.errors import ValidationError
 
 bp = Blueprint("messages", __name__)

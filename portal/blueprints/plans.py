@@ -12,7 +12,9 @@ from portal.forms.payments import AcceptPlanForm, PlanCardForm
 from portal.labels import label
 from portal.models import ChargeAttempt
 from portal.money import format_money
-from portal.services import charges, plan_billing, plans
+from portal.services.payments import charges
+from portal.services.plans import billing as plan_billing
+from portal.services.plans import customer_view as plans
 from portal.services.errors import NotFound, ServiceError, ValidationError
 
 bp = Blueprint("plans", __name__)

@@ -15,7 +15,7 @@ from werkzeug.local import LocalProxy
 from portal import clock
 from portal.extensions import db
 from portal.models import Customer
-from portal.services import magic_links
+from portal.services.platform import magic_links
 
 KEY = "portal"
 PUBLIC_ENDPOINTS = {"portal.auth.login", "portal.auth.magic", "portal.auth.sent", "portal.auth.logout"}

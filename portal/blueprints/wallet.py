@@ -11,7 +11,9 @@ from portal.blueprints.portal_session import current_customer
 from portal.extensions import db
 from portal.forms.payments import AddCardForm, CardActionForm
 from portal.models import Card, ChargeAttempt
-from portal.services import cards, charges, gateway
+from portal.services.payments import cards
+from portal.services.payments import charges
+from portal.services.payments import gateway
 from portal.services.errors import ServiceError, ValidationError
 
 bp = Blueprint("wallet", __name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from portal.extensions import csrf, limiter
-from portal.services import webhooks
+from portal.services.payments import webhooks
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 

@@ -100,8 +100,8 @@ def test_technicians_start_and_finish_only_their_jobs_and_see_no_money(app, clie
         theirs = make_job(c, "Their job", technician=other)
         db.session.get(Customer, c.id).discount_bp = 1500
         db.session.commit()
-        from portal.services import invoices
-        from portal.services.line_items import Line
+        from portal.services.billing import invoices
+        from portal.services.work.line_items import Line
         invoices.create(db.session.get(Customer, c.id), db.session.get(StaffUser, other.id),
                         lines=[Line("Secret price line", 1, 77_777)])
         db.session.commit()

@@ -238,7 +238,7 @@ def _pdf_text(data: bytes) -> str:
 
 def _email_contexts(ids: dict, link: str) -> dict:
     """A context that renders each customer email template (read off portal/templates/email/)."""
-    from portal.services import declines
+    from portal.services.payments import declines
 
     invoice, estimate = db.session.get(Invoice, ids["invoice"]), db.session.get(Estimate, ids["estimate"])
     payment = db.session.get(Payment, ids["payment"])
@@ -271,7 +271,9 @@ def _email_contexts(ids: dict, link: str) -> dict:
 
 
 def test_internal_notes_never_reach_the_portal_or_customer_emails(app, as_staff, login_customer, smtp):
-    from portal.services import charges, mailer, messages
+    from portal.services.payments import charges
+    from portal.services.platform import mailer
+    from portal.services.crm import messages
 
     with app.app_context():
         admin = make_staff("admin", name="Ada Admin")
@@ -447,7 +449,7 @@ def test_invoice_all_unpaid_work_bills_each_finished_uninvoiced_job_once(app, as
 # --- 4. Archive and delete (C-2) --------------------------------------------------------------------------
 
 def test_archive_hides_from_the_list_keeps_history_and_restores(app, as_staff):
-    from portal.services import charges
+    from portal.services.payments import charges
 
     with app.app_context():
         admin = make_staff("admin", name="Ada Admin")
@@ -487,7 +489,7 @@ def test_archive_hides_from_the_list_keeps_history_and_restores(app, as_staff):
 
 
 def test_hard_delete_only_without_financial_records_by_an_admin_who_types_the_name(app, as_staff):
-    from portal.services import charges
+    from portal.services.payments import charges
 
     with app.app_context():
         admin = make_staff("admin")
@@ -599,7 +601,7 @@ def _feed_items(html: str) -> list[tuple[str, str, str]]:
 
 def test_activity_feed_newest_first_by_type_with_actors_and_pages(app, as_staff, frozen_clock):
     from portal import demo
-    from portal.services import crm
+    from portal.services.crm import records
 
     with app.app_context():
         demo.seed()
@@ -658,7 +660,7 @@ def test_activity_feed_newest_first_by_type_with_actors_and_pages(app, as_staff,
         staff = db.session.get(type(admin), admin.id)
         customer = db.session.get(Customer, cid)
         for i in range(60):
-            crm.add_note(customer, staff, f"Bulk note {i:02d}")
+            records.add_note(customer, staff, f"Bulk note {i:02d}")
         db.session.commit()
     total = len(expected) + 60
     page1 = a.get(card + "/activity").get_data(True)

@@ -118,7 +118,7 @@ def test_list_searches_name_email_phone_tag_and_manager_and_hides_archived(app, 
         make_customer("Ana", "Diaz", email="ana@example.com", phone="(555) 111-2222", manager_id=manager.id)
         make_customer("Ben", "Brown", email="ben@example.com", phone="(555) 333-4444")
         make_customer("Cleo", "Archived", email="cleo@example.com", status="archived")
-        from portal.services import customers
+        from portal.services.crm import customers
         c = db.session.scalars(select(Customer).where(Customer.first_name == "Ben")).one()
         c.tags = customers._tags(["gold"])
         db.session.commit()

@@ -113,7 +113,8 @@ def test_request_card_on_file_emails_a_wallet_link(app, client, login_staff, smt
 
 
 def test_transactions_csv_rows_and_totals(app, client, login_staff, stripe_sandbox, frozen_clock):
-    from portal.services import charges, refunds
+    from portal.services.payments import charges
+    from portal.services.payments import refunds
 
     with app.app_context():
         admin = make_staff("admin")
@@ -158,7 +159,8 @@ def test_transactions_csv_rows_and_totals(app, client, login_staff, stripe_sandb
 
 
 def test_fees_and_refund_window_are_configurable(app, client, login_staff, stripe_sandbox):
-    from portal.services import charges, settings
+    from portal.services.payments import charges
+    from portal.services.platform import settings
 
     with app.app_context():
         admin, office = make_staff("admin"), make_staff("office")

@@ -62,7 +62,7 @@ _n = iter(range(1, 10_000))
 
 
 def _set_terms(app, *, due_days: int = 21, tax_bp: int = 0) -> None:
-    from portal.services import settings
+    from portal.services.platform import settings
 
     with app.app_context():
         row = settings.ensure()
@@ -370,7 +370,7 @@ def test_invoice_by_hand_discount_tax_terms_send_and_resend(app, client, login_s
 
 def test_invoice_statuses_follow_payments_void_edit_list_and_pdf(app, client, login_staff, smtp, frozen_clock):
     from portal.models import Customer, StaffUser
-    from portal.services import charges
+    from portal.services.payments import charges
 
     staff = _staff(app)
     with app.app_context():
@@ -619,10 +619,10 @@ def test_invoice_list_queries_do_not_grow_with_rows(app, client, login_staff, fr
 def test_estimate_deposit_is_credited_on_the_jobs_invoice(app, client, login_staff, stripe_sandbox):
     """The deposit paid with the approval counts toward the invoice of the job the estimate became."""
     from portal.models import Customer, Estimate, Invoice, Job, StaffUser
-    from portal.services import charges
-    from portal.services import estimates as estimate_service
-    from portal.services import invoices as invoice_service
-    from portal.services import work
+    from portal.services.payments import charges
+    from portal.services.work import estimates as estimate_service
+    from portal.services.billing import invoices as invoice_service
+    from portal.services.work import work_orders
     from tests.factories import make_card, make_customer, make_estimate, make_staff
 
     with app.app_context():
@@ -637,7 +637,7 @@ def test_estimate_deposit_is_credited_on_the_jobs_invoice(app, client, login_sta
         actor = db.session.get(StaffUser, staff.id)
         job = estimate_service.convert_to_job(db.session.get(Estimate, est.id), actor)
         db.session.commit()
-        work.set_status(job, actor, "finished")
+        work_orders.set_status(job, actor, "finished")
         invoice = invoice_service.from_job(db.session.get(Job, job.id), actor)
         db.session.commit()
         invoice = db.session.get(Invoice, invoice.id)

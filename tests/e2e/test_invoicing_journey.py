@@ -48,7 +48,7 @@ def test_monthly_auto_invoicing_email_then_customer_pays_all_with_new_card(app, 
         Payment,
         PaymentAllocation,
     )
-    from portal.services import jobs
+    from portal.services.platform import scheduler
 
     frozen_clock.set(datetime(2026, 3, 2, 9, 0, tzinfo=LA))
     with app.app_context():
@@ -97,11 +97,11 @@ def test_monthly_auto_invoicing_email_then_customer_pays_all_with_new_card(app, 
 
     # 2. The job runner on the next cadence date: one email, both invoices attached
     with app.app_context():
-        jobs.run_due(datetime(2026, 3, 31, 8, 0, tzinfo=LA))  # the day before: not yet
+        scheduler.run_due(datetime(2026, 3, 31, 8, 0, tzinfo=LA))  # the day before: not yet
         db.session.remove()
     assert smtp.messages == []
     with app.app_context():
-        result = jobs.run_due(datetime(2026, 4, 1, 8, 0, tzinfo=LA))
+        result = scheduler.run_due(datetime(2026, 4, 1, 8, 0, tzinfo=LA))
         assert result["auto_invoicing"] == {"sent": 1}, result
         db.session.remove()
     frozen_clock.set(datetime(2026, 4, 1, 8, 5, tzinfo=LA))  # the customer reads it a few minutes later

@@ -27,7 +27,7 @@ def _wait_for_email(smtp, address: str, subject_part: str, timeout: float = 10.0
 def _portal_login(app, page, live_server: str, customer_id: int) -> None:
     from portal.extensions import db
     from portal.models import Customer
-    from portal.services import magic_links
+    from portal.services.platform import magic_links
 
     with app.app_context():
         link = magic_links.portal_link(db.session.get(Customer, customer_id))

@@ -38,7 +38,8 @@ def test_plan_accepted_with_new_card_then_staff_charge_outstanding_with_new_card
     from portal import clock
     from portal.extensions import db
     from portal.models import Card, ChargeAttempt, CustomerPlan, PlanPayment
-    from portal.services import jobs, magic_links
+    from portal.services.platform import scheduler
+    from portal.services.platform import magic_links
 
     with app.app_context():
         factories.make_staff(role="admin", email=STAFF_EMAIL, name="Pia Planner")
@@ -89,7 +90,7 @@ def test_plan_accepted_with_new_card_then_staff_charge_outstanding_with_new_card
     for _ in range(2):
         with app.app_context():
             due = db.session.get(CustomerPlan, plan_id).next_billing_date
-            jobs.run_due(datetime(due.year, due.month, due.day, 10, 0, tzinfo=LA))
+            scheduler.run_due(datetime(due.year, due.month, due.day, 10, 0, tzinfo=LA))
             db.session.remove()
     frozen_clock.set(datetime(due.year, due.month, due.day, 11, 0, tzinfo=LA))
     with app.app_context():

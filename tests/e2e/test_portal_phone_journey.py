@@ -95,7 +95,7 @@ def _setup(app):
 def test_customer_portal_journey_on_a_phone(app, smtp, live_server, browser):
     from portal.extensions import db
     from portal.models import Customer, Estimate, MessageRequest
-    from portal.services import messages
+    from portal.services.crm import messages
 
     ARTIFACTS.mkdir(exist_ok=True)
     ids = _setup(app)

@@ -60,7 +60,7 @@ def test_staff_journey_from_new_customer_to_invoice_in_portal(app, smtp, live_se
     from portal.extensions import db
     from portal.models import (ContactLog, ContactTask, Customer, CustomerNote, CustomFieldValue, Invoice, Job,
                                StaffUser)
-    from portal.services import custom_fields
+    from portal.services.crm import custom_fields
 
     ARTIFACTS.mkdir(exist_ok=True)
 

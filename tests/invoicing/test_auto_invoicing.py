@@ -1,5 +1,5 @@
 """INV-3 automatic invoicing, driven the way it runs in production: staff set the cadence on the client card,
-work is finished on the job page with the moved clock, and `jobs.run_due` (what `flask jobs run` runs) is called
+work is finished on the job page with the moved clock, and `scheduler.run_due` (what `flask jobs run` runs) is called
 every morning at 08:00 business time. What is asserted is what people see: the emails the SMTP server received
 (subjects, text and HTML parts, PDF attachments read back with pypdf, links that log the customer in), the client
 card and its flash messages, the outbox, the activity feed and the invoice rows.
@@ -19,7 +19,10 @@ from sqlalchemy import select
 from portal import clock
 from portal.extensions import db
 from portal.models import ActivityEvent, Customer, Invoice, Job, QueuedEmail, StaffUser
-from portal.services import charges, invoices, jobs, work
+from portal.services.payments import charges
+from portal.services.billing import invoices
+from portal.services.platform import scheduler
+from portal.services.work import work_orders
 from tests.factories import make_customer, make_job, make_staff
 from tests.helpers import csrf_token_from
 
@@ -94,7 +97,7 @@ def run_morning(app, smtp, day: date) -> list:
     """`flask jobs run` at 08:00 business time; returns the automatic-invoice emails it delivered."""
     before = len(smtp.messages)
     with app.app_context():
-        jobs.run_due(datetime(day.year, day.month, day.day, 8, 0, tzinfo=LA))
+        scheduler.run_due(datetime(day.year, day.month, day.day, 8, 0, tzinfo=LA))
     return [m for m in smtp.messages[before:] if str(m["Subject"]) == SUBJECT]
 
 
@@ -156,7 +159,7 @@ def backlog(app, customer, office) -> tuple[str, int]:
         job = make_job(customer, "Old furnace repair", visit_in_days=None)
         loose = make_job(customer, "Old duct cleaning", visit_in_days=None)
         for j in (job, loose):
-            work.set_status(db.session.get(Job, j.id), staff, "finished")
+            work_orders.set_status(db.session.get(Job, j.id), staff, "finished")
         db.session.commit()
         invoice = invoices.from_job(db.session.get(Job, job.id), staff)
         db.session.commit()
@@ -342,7 +345,7 @@ def test_runner_down_over_cadence_dates_sends_one_email_then_the_schedule_contin
     at(d(17), 10)
     finish_job(app, login_staff, office, c)
     with app.app_context():
-        jobs.run_due(datetime.combine(d(17), datetime.min.time(), LA) + timedelta(hours=15))
+        scheduler.run_due(datetime.combine(d(17), datetime.min.time(), LA) + timedelta(hours=15))
     assert [m for m in smtp.messages if str(m["Subject"]) == SUBJECT] == emails
     for day in (d(18), d(19), d(20)):
         assert run_morning(app, smtp, day) == []

@@ -1,5 +1,5 @@
 """INV-6 AutoPay (and D-8 for AutoPay cards), as staff and customers meet it: enrolment on the client card, the
-Settings › Automations switch, the nightly window run by `jobs.run_due` (what `flask jobs run` runs) with the moved
+Settings › Automations switch, the nightly window run by `scheduler.run_due` (what `flask jobs run` runs) with the moved
 clock and a server whose own time zone is not the business's, the PaymentIntents that reached the localstripe
 sandbox, the emails the SMTP server received, the AutoPay page and the portal wallet.
 """
@@ -20,7 +20,11 @@ from sqlalchemy import select
 from portal import clock
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, Customer, Invoice, InvoiceReminder, StaffUser
-from portal.services import charges, gateway, invoices, jobs, mailer
+from portal.services.payments import charges
+from portal.services.payments import gateway
+from portal.services.billing import invoices
+from portal.services.platform import scheduler
+from portal.services.platform import mailer
 from tests.factories import make_card, make_customer, make_invoice, make_staff
 from tests.helpers import csrf_token_from
 
@@ -58,7 +62,7 @@ def at(day: date, hour: int = 10, minute: int = 0) -> datetime:
 
 def run_at(app, day: date, hour: int, minute: int = 0) -> dict:
     with app.app_context():
-        return jobs.run_due(local(day, hour, minute))
+        return scheduler.run_due(local(day, hour, minute))
 
 
 def intents() -> list[dict]:

@@ -19,7 +19,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import (ChargeAttempt, ChargeAttemptInvoice, Customer, Invoice, Payment, PaymentAllocation,
                            QueuedEmail, StaffUser)
-from portal.services import charges
+from portal.services.payments import charges
 from tests.factories import make_card, make_customer, make_invoice, make_staff, sandbox_card
 from tests.helpers import csrf_token_from, wait_for_email
 
@@ -100,7 +100,7 @@ def pay_all_form(c, url: str) -> tuple[str, dict]:
 
 
 def portal_client(app, customer):
-    from portal.services import magic_links
+    from portal.services.platform import magic_links
 
     c = app.test_client()
     with app.app_context():
@@ -251,7 +251,7 @@ def test_pay_all_with_another_customers_invoice_is_404_and_charges_nothing(app, 
     with app.app_context():
         other = make_customer("Omar", "Other", email="omar@example.com")
         theirs = make_invoice(other, 5_000, number="INV-7999")
-        from portal.services import invoices
+        from portal.services.billing import invoices
         invoices.send(fresh(Invoice, theirs.id), db.session.get(StaffUser, admin.id))
         for inv in (a, b):
             invoices.send(fresh(Invoice, inv.id), db.session.get(StaffUser, admin.id))

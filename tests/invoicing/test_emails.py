@@ -30,8 +30,17 @@ from portal import clock
 from portal.extensions import db
 from portal.models import (ActivityEvent, Card, ChargeAttempt, Customer, Estimate, Invoice, PlanPayment, QueuedEmail,
                            StaffUser)
-from portal.services import (cards, charges, declines, estimates, invoices, magic_links, mailer, messages,
-                             plan_billing, plan_setup, refunds)
+from portal.services.payments import cards
+from portal.services.payments import charges
+from portal.services.payments import declines
+from portal.services.work import estimates
+from portal.services.billing import invoices
+from portal.services.platform import magic_links
+from portal.services.platform import mailer
+from portal.services.crm import messages
+from portal.services.plans import billing as plan_billing
+from portal.services.plans import lifecycle as plan_setup
+from portal.services.payments import refunds
 from tests.factories import make_customer, make_estimate, make_invoice, make_plan, make_staff
 from tests.helpers import csrf_token_from
 

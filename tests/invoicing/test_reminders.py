@@ -1,6 +1,6 @@
 """INV-5 invoice reminders (and INV-7 links in them, N-2 logging) with the moved clock.
 
-The job runner (`jobs.run_due`, what `flask jobs run` runs) is run at 09:00 business time on each day around an
+The job runner (`scheduler.run_due`, what `flask jobs run` runs) is run at 09:00 business time on each day around an
 invoice's due date D; the tests read which days reminder emails reach the real SMTP capture server, what they say,
 where their magic link leads, the InvoiceReminder rows, the AutoPay charges in the Stripe sandbox (localstripe),
 and the pages staff use (Settings › Automations, the invoice page's Resend button, the outbox, the activity feed).
@@ -21,7 +21,13 @@ from portal import clock
 from portal.extensions import db
 from portal.models import Customer, Invoice, InvoiceReminder, Job, QueuedEmail
 from portal.money import format_money
-from portal.services import autopay, charges, gateway, invoices, jobs, reminders, settings
+from portal.services.billing import autopay
+from portal.services.payments import charges
+from portal.services.payments import gateway
+from portal.services.billing import invoices
+from portal.services.platform import scheduler
+from portal.services.billing import reminders
+from portal.services.platform import settings
 from tests.conftest import SMTPServer
 from tests.factories import make_card, make_customer, make_invoice, make_job, make_staff
 from tests.helpers import csrf_token_from
@@ -44,7 +50,7 @@ def at(day: int, hour: int = 9, minute: int = 0) -> datetime:
 
 def run_at(when: datetime) -> dict:
     clock.set_now(when)
-    return jobs.run_due()
+    return scheduler.run_due()
 
 
 def subject_of(number: str) -> str:

@@ -8,7 +8,9 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, Customer, Invoice, Payment
-from portal.services import cards, charges, gateway
+from portal.services.payments import cards
+from portal.services.payments import charges
+from portal.services.payments import gateway
 from portal.services.errors import ValidationError
 from tests.factories import make_card, make_customer, make_invoice, make_staff, sandbox_card
 

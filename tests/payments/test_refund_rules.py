@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 from portal.extensions import db
 from portal.models import (Adjustment, Customer, CustomerPlan, Invoice, Payment, PaymentAllocation, PlanPayment,
                            Refund, StaffUser)
-from portal.services import charges, mailer, refunds
+from portal.services.payments import charges
+from portal.services.platform import mailer
+from portal.services.payments import refunds
 from portal.services.errors import ServiceError, ValidationError
 from tests.factories import make_card, make_customer, make_invoice, make_staff
 

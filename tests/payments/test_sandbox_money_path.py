@@ -4,7 +4,10 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import ActivityEvent, Card, ChargeAttempt, Customer, Invoice, Payment, Refund
-from portal.services import cards, charges, mailer, refunds
+from portal.services.payments import cards
+from portal.services.payments import charges
+from portal.services.platform import mailer
+from portal.services.payments import refunds
 from tests.factories import make_card, make_customer, make_invoice, make_staff
 
 

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import ChargeAttempt, Customer, Invoice, Payment, ProcessedWebhookEvent
-from portal.services import charges, gateway
+from portal.services.payments import charges
+from portal.services.payments import gateway
 from tests.factories import make_card, make_customer, make_invoice
 
 

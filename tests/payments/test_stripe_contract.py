@@ -20,7 +20,10 @@ from werkzeug.wrappers import Request, Response
 from portal.extensions import db
 from portal.models import (ActivityEvent, Card, ChargeAttempt, Customer, Invoice, Payment, PaymentAllocation,
                            QueuedEmail, StaffUser)
-from portal.services import charges, declines, jobs, mailer
+from portal.services.payments import charges
+from portal.services.payments import declines
+from portal.services.platform import scheduler
+from portal.services.platform import mailer
 from portal.services.errors import ServiceError
 from tests.factories import make_card, make_customer, make_invoice, make_staff
 
@@ -261,7 +264,7 @@ def test_reconciler_finds_the_charge_by_metadata_and_never_creates_another(app, 
                                                        "has_more": False, "next_page": None,
                                                        "data": [intent_json("pi_found", 10_000, key)]})
         frozen_clock.advance(minutes=6)
-        results = jobs.run_due()  # what `flask jobs run` does
+        results = scheduler.run_due()  # what `flask jobs run` does
         assert results["charge_reconciler"]["succeeded"] == 1
 
         attempt = db.session.get(ChargeAttempt, outcome.attempt.id)
@@ -274,7 +277,7 @@ def test_reconciler_finds_the_charge_by_metadata_and_never_creates_another(app, 
         assert (invoice.paid_cents, invoice.status) == (10_000, "paid")
 
         # a second run finds nothing open and asks Stripe nothing
-        assert jobs.run_due()["charge_reconciler"] == {"succeeded": 0, "failed": 0, "still_open": 0, "errors": 0}
+        assert scheduler.run_due()["charge_reconciler"] == {"succeeded": 0, "failed": 0, "still_open": 0, "errors": 0}
         assert count(Payment) == 1
     calls = [(r.method, r.path) for r, _ in stripe_api.log]
     assert calls == [("POST", PI_PATH), ("GET", SEARCH_PATH)]  # exactly ONE create, then only the lookup

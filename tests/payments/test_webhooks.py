@@ -21,7 +21,9 @@ from sqlalchemy import func, select
 from portal import clock
 from portal.extensions import db
 from portal.models import ChargeAttempt, Customer, Invoice, Payment, ProcessedWebhookEvent
-from portal.services import charges, gateway, mailer
+from portal.services.payments import charges
+from portal.services.payments import gateway
+from portal.services.platform import mailer
 from tests.factories import make_card, make_customer, make_invoice
 from tests.helpers import csrf_token_from
 

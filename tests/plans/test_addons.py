@@ -11,7 +11,10 @@ from sqlalchemy import func, select
 from portal import clock
 from portal.extensions import db
 from portal.models import Customer, CustomerPlan, PlanAddon, PlanPayment, PlanPaymentLine, StaffUser
-from portal.services import charges, jobs, plan_billing, plan_setup
+from portal.services.payments import charges
+from portal.services.platform import scheduler
+from portal.services.plans import billing as plan_billing
+from portal.services.plans import lifecycle as plan_setup
 from portal.services.errors import ValidationError
 from tests.factories import make_card, make_customer, make_staff
 
@@ -73,7 +76,7 @@ def run_monthly(plan_id: int, since: date = BILLS[0], through: date = BILLS[-1])
         if not since <= day <= through:
             continue
         at(day)
-        jobs.run_due()
+        scheduler.run_due()
     return bills(plan_id)
 
 
@@ -223,7 +226,7 @@ def test_installments_on_a_card_plan_are_paid_when_the_last_installment_bill_is_
     seen = []
     for day in BILLS[:4]:
         at(day)
-        jobs.run_due()
+        scheduler.run_due()
         db.session.expire_all()
         seen.append(db.session.get(PlanAddon, split.id).status)
     assert seen == ["receivable", "receivable", "paid", "paid"]

@@ -15,7 +15,13 @@ from portal import clock
 from portal.extensions import db
 from portal.models import (Card, ChargeAttempt, Customer, CustomerPlan, Payment, PaymentAllocation, PlanPayment,
                            Refund, StaffUser)
-from portal.services import charges, declines, gateway, jobs, plan_billing, plan_setup, refunds
+from portal.services.payments import charges
+from portal.services.payments import declines
+from portal.services.payments import gateway
+from portal.services.platform import scheduler
+from portal.services.plans import billing as plan_billing
+from portal.services.plans import lifecycle as plan_setup
+from portal.services.payments import refunds
 from portal.services.errors import ServiceError, ValidationError
 from tests.factories import make_active_plan, make_card, make_customer, make_staff
 
@@ -134,7 +140,7 @@ def test_a_year_of_monthly_billing_on_the_31st_with_a_card_change_midway(ctx, st
             after = fresh_plan(plan.id)
             assert (after.billing_anchor_day, after.next_billing_date) == (31, date(2026, 6, 30))
         at(day)
-        jobs.run_due()
+        scheduler.run_due()
         billed = rows(plan.id)
         # a bill exists for every due date reached, and each is paid the day it is due
         assert [r.due_date for r in billed] == [d for d in expected if d <= day], day
@@ -170,10 +176,10 @@ def test_running_the_jobs_twice_at_the_same_moment_charges_and_emails_once(ctx, 
     bad = make_card(c2.id, DECLINED)
     plan2 = active_card_plan(c2, bad, date(2026, 3, 2))
 
-    jobs.run_due()
+    scheduler.run_due()
     first = (len(intents()), len(smtp.messages))
     assert first[0] == 2
-    jobs.run_due()
+    scheduler.run_due()
     assert (len(intents()), len(smtp.messages)) == first
     assert [r.status for r in rows(plan.id)] == ["paid"]
     assert [r.status for r in rows(plan2.id)] == ["failed"]
@@ -196,7 +202,7 @@ def test_a_declined_card_bill_is_failed_and_an_uncollected_cash_bill_is_overdue_
     cash_plan = new_plan(cash_customer, staff, method="cash")
     plan_setup.activate_offline(cash_plan, "monthly", None, staff_user(staff))
 
-    jobs.run_due()
+    scheduler.run_due()
     (card_row,) = rows(card_plan.id)
     assert card_row.status == "failed" and card_row.method == "card"
     assert card_row.failure_code == "card_declined"
@@ -205,11 +211,11 @@ def test_a_declined_card_bill_is_failed_and_an_uncollected_cash_bill_is_overdue_
     assert (cash_row.status, cash_row.method, cash_row.due_date) == ("scheduled", "cash", due)
 
     at(due, 23, 59)  # late on the due day: not overdue yet
-    jobs.run_due()
+    scheduler.run_due()
     assert rows(cash_plan.id)[0].status == "scheduled"
 
     at(due + timedelta(days=1), 0, 0)  # local midnight
-    jobs.run_due()
+    scheduler.run_due()
     (cash_row,) = rows(cash_plan.id)
     assert cash_row.status == "overdue"
     assert cash_row.failure_message == "Not collected by the end of the due day"
@@ -227,7 +233,7 @@ def _two_failed_payments(staff):
     plan = active_card_plan(c, bad, date(2026, 3, 2))
     for day in days(date(2026, 3, 2), date(2026, 4, 2)):
         at(day)
-        jobs.run_due()
+        scheduler.run_due()
     outstanding = rows(plan.id)
     assert [(r.due_date, r.status) for r in outstanding] == [(date(2026, 3, 2), "failed"),
                                                              (date(2026, 4, 2), "failed")]
@@ -280,7 +286,7 @@ def test_sp10_outstanding_payments_charged_at_once_or_marked_paid(ctx, stripe_sa
     # the April bill's retry slot passes: nothing is charged again
     count_now = len(intents())
     at(date(2026, 4, 3), 11)
-    jobs.run_due()
+    scheduler.run_due()
     assert len(intents()) == count_now
     assert {r.status for r in rows(plan.id)} == ({"paid"} if choice == "charge_new_card" else {"marked_paid"})
 
@@ -326,7 +332,7 @@ def test_a_declined_first_payment_leaves_the_plan_pending_and_is_never_retried(c
     start = clock.now()
     for hours in (1, 24, 48, 72, 24 * 31):
         clock.set_now(start + timedelta(hours=hours))
-        jobs.run_due()
+        scheduler.run_due()
     assert len(intents()) == 1 and count(ChargeAttempt) == 1
     assert fresh_plan(plan.id).status == "pending" and rows(plan.id) == []
     assert not any("did not go through" in s for s in subjects(smtp, "hal.declined@example.com"))
@@ -374,7 +380,7 @@ def test_cancel_a_card_plan_keeps_paid_payments_and_refunds_the_last_one_in_the_
     card = make_card(c.id, GOOD)
     plan = accepted_plan(c, staff, card)
     at(date(2026, 2, 15))
-    jobs.run_due()
+    scheduler.run_due()
     jan, feb = rows(plan.id)
     assert (jan.status, feb.status) == ("paid", "paid")
 
@@ -392,7 +398,7 @@ def test_cancel_a_card_plan_keeps_paid_payments_and_refunds_the_last_one_in_the_
 
     for day in (date(2026, 3, 15), date(2026, 4, 15)):  # nothing is billed after cancelling
         at(day)
-        jobs.run_due()
+        scheduler.run_due()
     assert len(rows(plan.id)) == 2 and len(intents()) == 2
     assert sum("refund" in s.lower() for s in subjects(smtp, "jo.leaves@example.com")) == 1
 
@@ -423,7 +429,7 @@ def test_cancel_a_cash_plan_cancels_the_waiting_bill_and_its_payments_are_not_re
     assert fresh_plan(plan.id).status == "active"
 
     at(date(2026, 4, 2))
-    jobs.run_due()
+    scheduler.run_due()
     assert [r.status for r in rows(plan.id)] == ["paid", "scheduled"]
     plan_setup.cancel(fresh_plan(plan.id), "Sold the house", staff_user(staff))
     plan = fresh_plan(plan.id)
@@ -431,9 +437,9 @@ def test_cancel_a_cash_plan_cancels_the_waiting_bill_and_its_payments_are_not_re
     assert [(r.due_date, r.status) for r in rows(plan.id)] == [(date(2026, 3, 2), "paid"),
                                                                (date(2026, 4, 2), "cancelled")]
     at(date(2026, 4, 3), 1)
-    jobs.run_due()  # a cancelled bill never turns overdue, and no new bills come
+    scheduler.run_due()  # a cancelled bill never turns overdue, and no new bills come
     at(date(2026, 5, 2))
-    jobs.run_due()
+    scheduler.run_due()
     assert [r.status for r in rows(plan.id)] == ["paid", "cancelled"]
     assert len(intents()) == 0
 
@@ -444,7 +450,7 @@ def test_cancelling_a_plan_in_dunning_stops_its_retries(ctx, stripe_sandbox, smt
     at(date(2026, 3, 2))
     bad = make_card(c.id, DECLINED)
     plan = active_card_plan(c, bad, date(2026, 3, 2))
-    jobs.run_due()
+    scheduler.run_due()
     (row,) = rows(plan.id)
     assert row.status == "failed" and row.next_retry_at is not None
 
@@ -454,6 +460,6 @@ def test_cancelling_a_plan_in_dunning_stops_its_retries(ctx, stripe_sandbox, smt
     assert (row.status, row.next_retry_at) == ("failed", None)  # still owed, no longer retried
     for day in (date(2026, 3, 3), date(2026, 3, 4), date(2026, 3, 5), date(2026, 4, 2)):
         at(day)
-        jobs.run_due()
+        scheduler.run_due()
     assert len(intents()) == 1 and len(rows(plan.id)) == 1
     assert sum("did not go through" in s for s in subjects(smtp, "lea.stops@example.com")) == 1

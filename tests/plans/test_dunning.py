@@ -24,7 +24,10 @@ from werkzeug.wrappers import Request, Response
 from portal import clock
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, CustomerPlan, PlanPayment
-from portal.services import declines, gateway, jobs, plan_billing
+from portal.services.payments import declines
+from portal.services.payments import gateway
+from portal.services.platform import scheduler
+from portal.services.plans import billing as plan_billing
 from tests.factories import make_active_plan, make_card, make_customer, make_staff
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
@@ -45,7 +48,7 @@ def intents() -> list[dict]:
 
 def run_at(when: datetime) -> dict:
     clock.set_now(when)
-    return jobs.run_due()
+    return scheduler.run_due()
 
 
 def row_of(plan_id: int) -> PlanPayment:
@@ -154,7 +157,7 @@ def test_retries_count_from_the_first_failure_when_the_runner_was_down(ctx, stri
 
 
 def test_the_retry_schedule_is_configurable(ctx, stripe_sandbox, smtp):
-    from portal.services import settings
+    from portal.services.platform import settings
 
     settings.ensure().dunning_retry_hours = "6, 30"
     db.session.commit()

@@ -30,7 +30,8 @@ from sqlalchemy import func, select
 from portal import clock
 from portal.extensions import db
 from portal.models import ChargeAttempt, CustomerPlan, Payment, PaymentAllocation, PlanPayment
-from portal.services import gateway, plan_billing
+from portal.services.payments import gateway
+from portal.services.plans import billing as plan_billing
 from tests.conftest import BACKEND, REPO, running_sandbox
 from tests.factories import make_card, make_customer
 

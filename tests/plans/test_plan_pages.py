@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from portal import clock
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, CustomerPlan, Payment, PlanPayment, PlanTemplate, Refund
-from portal.services import jobs
+from portal.services.platform import scheduler
 from tests.factories import make_card, make_customer, make_invoice, make_job, make_staff, sandbox_card
 from tests.helpers import csrf_token_from, wait_for_email
 
@@ -203,7 +203,7 @@ def test_template_to_plan_sent_and_accepted_in_the_portal(app, client, login_sta
     assert [(pi["amount"], pi["status"]) for pi in intents(stripe_sandbox)] == [(2_900, "requires_payment_method")]
     frozen_clock.advance(days=2)
     with app.app_context():
-        jobs.run_due()
+        scheduler.run_due()
     assert len(intents(stripe_sandbox)) == 1  # D-4: a declined first payment is never retried
 
     # two days later (the portal session has gone idle) the same link logs in again and the plan is still waiting
@@ -260,7 +260,7 @@ def test_banner_sums_failed_and_overdue_plans_until_everything_is_paid(app, clie
         quiet = add_plan(single, method="cash", prices={"monthly": 1_000}, next_billing=TODAY + timedelta(days=5),
                          name="Silver Club")
         job = make_job(both, "Spring tune-up", plan_id=card_plan.id)
-        jobs.run_due()
+        scheduler.run_due()
         assert [r.status for r in plan_rows(card_plan.id)] == ["failed"]
         assert [r.status for r in plan_rows(cash_plan.id)] == ["overdue"]
         assert [r.status for r in plan_rows(owing.id)] == ["overdue"]
@@ -475,7 +475,7 @@ def test_customer_new_card_pays_everything_owed_and_staff_hear_of_replacements(a
         assert fresh(CustomerPlan, no_card.id).card_id == new.id
         assert fresh(CustomerPlan, waiting.id).card_id == new.id
         assert fresh(CustomerPlan, waiting.id).status == "pending"
-        jobs.run_due()  # delivers anything still queued
+        scheduler.run_due()  # delivers anything still queued
     assert not [m for m in smtp.messages if "changed a card" in str(m["Subject"])]
     assert len(intents(stripe_sandbox)) == 1
 
@@ -492,7 +492,7 @@ def test_overdue_dashboard_buckets_reasons_dunning_and_card_flags(app, client, l
         add_plan(cash_customer, method="cash", frequency="yearly", prices={"yearly": 12_000}, next_billing=cash_due,
                  name="Cash Club")
         at(cash_due + timedelta(days=1))
-        jobs.run_due()
+        scheduler.run_due()
         # 45 days before: a yearly card plan declined on its due date and on every retry (D-1, D-3)
         exhausted_due = TODAY - timedelta(days=45)
         at(exhausted_due, 9)
@@ -502,7 +502,7 @@ def test_overdue_dashboard_buckets_reasons_dunning_and_card_flags(app, client, l
                  name="Late Club")
         for hours in (0, 24, 48, 72):
             at(exhausted_due)
-            jobs.run_due(clock.now() + timedelta(hours=hours, minutes=5))
+            scheduler.run_due(clock.now() + timedelta(hours=hours, minutes=5))
         # yesterday: a monthly card plan declined once, next retry 24 h after
         fresh_due = TODAY - timedelta(days=1)
         at(fresh_due, 9)
@@ -510,7 +510,7 @@ def test_overdue_dashboard_buckets_reasons_dunning_and_card_flags(app, client, l
         recent_card = make_card(recent.id, DECLINED)
         add_plan(recent, card=recent_card, prices={"monthly": 3_000}, next_billing=fresh_due, name="Recent Club")
         at(fresh_due)
-        jobs.run_due()
+        scheduler.run_due()
         # an invoice 10 days past due, and one not yet due (not listed)
         at(TODAY, 9)
         inv_customer = make_customer("Ivan", "Invoice", email="ivan@example.com")

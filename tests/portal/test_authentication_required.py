@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import ChargeAttempt, Customer, Invoice
-from portal.services import charges
+from portal.services.payments import charges
 from tests.factories import make_card, make_customer, make_invoice
 from tests.helpers import csrf_token_from
 
@@ -22,7 +22,7 @@ def test_off_session_charge_needing_authentication_fails_and_emails_a_portal_lin
                                       invoice=db.session.get(Invoice, invoice.id), off_session=True,
                                       initiated_by="system")
         assert outcome.attempt.status == "failed" and outcome.attempt.decline_code == "authentication_required"
-        from portal.services import mailer
+        from portal.services.platform import mailer
         mailer.deliver_pending()
     [msg] = smtp.to("ana@example.com")
     text = smtp.text(msg)

@@ -9,7 +9,7 @@ from pypdf import PdfReader
 
 from portal.extensions import db
 from portal.models import Customer, Invoice, StaffUser
-from portal.services import charges
+from portal.services.payments import charges
 from tests.factories import make_customer, make_invoice, make_job, make_staff
 
 

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from portal import clock
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, Estimate, Payment
-from portal.services import mailer, settings
+from portal.services.platform import mailer
+from portal.services.platform import settings
 from tests.factories import make_card, make_customer, make_estimate
 from tests.helpers import csrf_token_from
 
@@ -170,7 +171,7 @@ def test_missing_name_refused_before_any_card_is_saved(app, client, login_custom
 
 def test_deposit_settled_later_by_the_webhook_or_reconciler_approves_once(app, stripe_sandbox, smtp):
     """The charge's outcome was unknown in the request; when it settles later, the approval happens then."""
-    from portal.services import charges
+    from portal.services.payments import charges
 
     class _Intent(dict):  # what the library returns: attribute and item access
         __getattr__ = dict.__getitem__

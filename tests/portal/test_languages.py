@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Customer, Invoice, StaffUser
-from portal.services import invoices, mailer
+from portal.services.billing import invoices
+from portal.services.platform import mailer
 from tests.factories import make_customer, make_invoice, make_staff
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -57,7 +57,7 @@ def test_login_sets_a_httponly_lax_session_cookie(app, client, login_customer):
 
 
 def test_expired_link_emails_a_fresh_one_once_per_ten_minutes(app, client, smtp, frozen_clock):
-    from portal.services import magic_links
+    from portal.services.platform import magic_links
 
     with app.app_context():
         customer = make_customer("Ana", "Diaz", email="ana.diaz@example.com")
@@ -90,7 +90,7 @@ def test_expired_link_emails_a_fresh_one_once_per_ten_minutes(app, client, smtp,
 
 
 def test_tampered_or_foreign_tokens_show_the_error_page_with_a_request_form(app, client):
-    from portal.services import magic_links
+    from portal.services.platform import magic_links
 
     with app.app_context():
         customer = make_customer()
@@ -145,7 +145,7 @@ def test_bad_addresses_on_the_login_form_get_a_message(client):
 
 
 def test_revoking_links_logs_out_open_sessions_and_kills_old_links(app, client, login_customer, login_staff):
-    from portal.services import magic_links
+    from portal.services.platform import magic_links
 
     with app.app_context():
         customer = make_customer()
@@ -166,7 +166,7 @@ def test_revoking_links_logs_out_open_sessions_and_kills_old_links(app, client, 
 
 
 def test_archived_and_blacklisted_customers_cannot_log_in(app):
-    from portal.services import magic_links
+    from portal.services.platform import magic_links
 
     with app.app_context():
         archived = make_customer(status="archived")
@@ -224,7 +224,7 @@ def test_tokens_carry_128_random_bits_and_never_reach_the_logs(app, caplog):
     import logging
 
     from portal import _RedactTokens
-    from portal.services import magic_links
+    from portal.services.platform import magic_links
 
     with app.app_context():
         customer = make_customer()

@@ -5,7 +5,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import ActivityEvent, MessageRequest
-from portal.services import settings
+from portal.services.platform import settings
 from tests.factories import make_customer, make_job, make_staff
 from tests.helpers import csrf_token_from
 

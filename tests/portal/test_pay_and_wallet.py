@@ -46,7 +46,7 @@ def test_bad_input_charges_nothing(app, client, login_customer, stripe_sandbox):
         mine = make_card(a.id)
         spare = make_card(a.id, "5555555555554444")
         theirs = make_card(b.id)
-        from portal.services import cards
+        from portal.services.payments import cards
         cards.remove(db.session.get(Customer, a.id), spare.id)
         db.session.commit()
     login_customer(a)

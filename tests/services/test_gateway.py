@@ -3,7 +3,7 @@ import requests
 
 from portal.extensions import db
 from portal.models import Customer
-from portal.services import gateway
+from portal.services.payments import gateway
 from tests.factories import make_customer
 
 

@@ -3,7 +3,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import ActivityEvent, Customer, QueuedEmail
-from portal.services import mailer
+from portal.services.platform import mailer
 from tests.helpers import csrf_token_from
 from tests.factories import make_customer, make_staff
 

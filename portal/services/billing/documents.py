@@ -1,0 +1,173 @@
+"""P-2, INV-2: invoice and receipt PDFs (fpdf2), in the customer's language.
+
+Cyrillic needs a Unicode font: DejaVu Sans (Debian's fonts-dejavu-core, installed by `.ci/run`) is used
+when present; without it the PDF falls back to the built-in Helvetica and non-Latin letters become "?".
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask_babel import force_locale, gettext as _
+from fpdf import FPDF
+from fpdf.enums import XPos, YPos
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.labels import label
+from portal.models import Customer, Invoice, Payment, PaymentAllocation, Refund
+from portal.services.payments import ledger
+from portal.services.platform import mailer, settings
+from portal.money import format_money
+from flask_babel import format_date
+
+FONT_DIRS = [os.environ.get("PORTAL_PDF_FONT_DIR", ""), "/usr/share/fonts/truetype/dejavu",
+             "/usr/share/fonts/dejavu", "/usr/local/share/fonts"]
+
+
+def _font_file(name: str) -> Path | None:
+    for folder in FONT_DIRS:
+        if folder and (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return None
+
+
+class _Doc(FPDF):
+    def __init__(self, title: str):
+        super().__init__(format="Letter")
+        self.set_title(title)
+        self.set_creator("Customer portal")
+        self.set_auto_page_break(True, margin=18)
+        regular, bold = _font_file("DejaVuSans.ttf"), _font_file("DejaVuSans-Bold.ttf")
+        if regular and bold:
+            self.add_font("Body", "", str(regular))
+            self.add_font("Body", "B", str(bold))
+            self.family_name, self.unicode = "Body", True
+        else:
+            self.family_name, self.unicode = "helvetica", False
+        self.add_page()
+
+    def text_of(self, value) -> str:
+        value = str(value)
+        return value if self.unicode else value.encode("latin-1", "replace").decode("latin-1")
+
+    def para(self, text, *, size=10, bold=False, h=5.5, align="L"):
+        self.set_font(self.family_name, "B" if bold else "", size)
+        self.multi_cell(0, h, self.text_of(text), align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    def row(self, cells, widths, *, bold=False, fill=False):
+        self.set_font(self.family_name, "B" if bold else "", 9.5)
+        if fill:
+            self.set_fill_color(238, 241, 245)
+        for i, (cell, width) in enumerate(zip(cells, widths)):
+            self.cell(width, 7, self.text_of(cell), border="B", align="L" if i == 0 else "R", fill=fill)
+        self.ln(7)
+
+
+def _money(cents: int, currency: str, lang: str) -> str:
+    return format_money(cents, currency, locale="en_US" if lang == "en" else lang)
+
+
+def _date(value, lang: str) -> str:
+    return format_date(value, "medium") if value else "—"
+
+
+def _header(doc: _Doc, title: str, customer: Customer) -> None:
+    business = settings.get()
+    doc.para(business.name, size=16, bold=True, h=8)
+    for part in (business.address, business.phone, business.email):
+        if part:
+            doc.para(part, size=9, h=4.5)
+    doc.ln(6)
+    doc.para(title, size=14, bold=True, h=7)
+    doc.ln(2)
+    doc.para(_("Bill to"), size=9, bold=True, h=4.5)
+    doc.para(customer.display_name, size=10)
+    address = customer.address_of("billing") or customer.address_of("service")
+    if address:
+        doc.para(address.one_line(), size=9, h=4.5)
+    if customer.primary_email:
+        doc.para(customer.primary_email, size=9, h=4.5)
+    doc.ln(4)
+
+
+def invoice_pdf(invoice: Invoice, language: str | None = None) -> bytes:
+    customer = db.session.get(Customer, invoice.customer_id)
+    lang = language or customer.preferred_language or "en"
+    with force_locale(lang):
+        cur = invoice.currency
+        doc = _Doc(_("Invoice %(n)s", n=invoice.number))
+        _header(doc, _("Invoice %(n)s", n=invoice.number), customer)
+        doc.para(f"{_('Status')}: {label(invoice.status)}", size=10)
+        doc.para(f"{_('Date')}: {_date(invoice.issue_date, lang)}", size=10)
+        doc.para(f"{_('Due')}: {_date(invoice.due_date, lang)}", size=10)
+        doc.ln(4)
+        widths = (100, 18, 36, 36)
+        doc.row((_("Description"), _("Qty"), _("Price"), _("Amount")), widths, bold=True, fill=True)
+        for li in invoice.line_items:
+            doc.row((li.description[:70], li.quantity, _money(li.unit_price_cents, cur, lang),
+                     _money(li.amount_cents, cur, lang)), widths)
+        doc.ln(2)
+        totals = [(_("Subtotal"), invoice.subtotal_cents)]
+        if invoice.discount_cents:
+            totals.append((_("Discount"), -invoice.discount_cents))
+        if invoice.tax_cents:
+            totals.append((_("Tax"), invoice.tax_cents))
+        totals += [(_("Total"), invoice.total_cents), (_("Paid"), invoice.paid_cents),
+                   (_("Balance due"), invoice.balance_cents)]
+        for name, cents in totals:
+            doc.row((name, "", "", _money(cents, cur, lang)), widths, bold=name in (_("Total"), _("Balance due")))
+        history = [e for e in ledger.invoice_history(invoice) if e.type in ("payment", "deposit", "refund")]
+        if history:
+            doc.ln(4)
+            doc.para(_("Payments"), size=11, bold=True, h=6)
+            for entry in history:
+                amount = _money(entry.amount_cents, cur, lang)
+                what = _("Refund") if entry.type == "refund" else _("Payment")
+                doc.para(f"{_date(entry.when.date(), lang)} · {what} · {amount}", size=9.5)
+        if invoice.notes:
+            doc.ln(4)
+            doc.para(invoice.notes, size=9.5)
+        return bytes(doc.output())
+
+
+def receipt_pdf(payment: Payment, language: str | None = None) -> bytes:
+    customer = db.session.get(Customer, payment.customer_id)
+    lang = language or customer.preferred_language or "en"
+    with force_locale(lang):
+        cur = payment.currency
+        doc = _Doc(_("Receipt P-%(n)s", n=payment.id))
+        _header(doc, _("Receipt P-%(n)s", n=payment.id), customer)
+        paid_with = (f"{(payment.card_brand or 'card').title()} •••• {payment.card_last4}" if payment.method == "card"
+                     else label(payment.method) + (f" ({payment.reference})" if payment.reference else ""))
+        for name, value in ((_("Date"), _date(payment.received_at.date(), lang)),
+                            (_("Amount"), _money(payment.amount_cents, cur, lang)), (_("Paid with"), paid_with)):
+            doc.para(f"{name}: {value}", size=10.5)
+        rows = db.session.execute(select(Invoice.number, PaymentAllocation.amount_cents).join(PaymentAllocation)
+                                  .where(PaymentAllocation.payment_id == payment.id)).all()
+        if rows:
+            doc.ln(3)
+            for number, cents in rows:
+                doc.para(f"{_('Invoice %(n)s', n=number)}: {_money(cents, cur, lang)}", size=10)
+        refunds = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id,
+                                                          Refund.status != "failed")).all()
+        for refund in refunds:
+            doc.para(f"{_('Refund')} {_date(refund.created_at.date(), lang)}: −{_money(refund.amount_cents, cur, lang)}",
+                     size=10)
+        doc.ln(4)
+        doc.para(_("Thank you!"), size=11, bold=True)
+        return bytes(doc.output())
+
+
+def _invoice_attachment(invoice_id: int, language: str) -> tuple[str, bytes] | None:
+    invoice = db.session.get(Invoice, invoice_id)
+    return (f"invoice-{invoice.number}.pdf", invoice_pdf(invoice, language)) if invoice is not None else None
+
+
+def _invoice_filenames(ids: list[int]) -> dict[int, str]:
+    rows = db.session.execute(select(Invoice.id, Invoice.number).where(Invoice.id.in_(ids))).all() if ids else []
+    return {ident: f"invoice-{number}.pdf" for ident, number in rows}
+
+
+INVOICE_PDF = mailer.AttachmentKind(build=_invoice_attachment, filenames=_invoice_filenames)
+"""An invoice attached to an email as its PDF (INV-4), rendered in the email's language at delivery."""

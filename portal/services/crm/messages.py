@@ -1,0 +1,153 @@
+"""P-6, P-4: messages from customers (and reschedule requests tied to a visit), the staff inbox, replies."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask_babel import gettext as _
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
+
+from portal import clock
+from portal.extensions import db
+from portal.models import Customer, Job, MessageRequest, StaffUser, Visit
+from portal.services.platform import activity
+from portal.services.platform import mailer
+from portal.services.platform import magic_links
+from portal.services.platform import settings
+from portal.services.errors import ServiceError, ValidationError
+
+MAX_BODY = 5000
+MAX_NAME = 160
+MAX_PHONE = 32
+PAGE_SIZE = 25
+
+
+def _clean(value: str | None) -> str:
+    return (value or "").strip()
+
+
+def validate(name: str | None, phone: str | None, body: str | None) -> tuple[str, str | None, str]:
+    """Raises ValidationError(field, message) for the first problem; returns cleaned values."""
+    name, phone, body = _clean(name), _clean(phone), _clean(body)
+    if not name:
+        raise ValidationError("name", _("Enter your name."))
+    if len(name) > MAX_NAME:
+        raise ValidationError("name", _("Keep the name under %(n)d characters.", n=MAX_NAME))
+    if len(phone) > MAX_PHONE:
+        raise ValidationError("phone", _("Keep the phone number under %(n)d characters.", n=MAX_PHONE))
+    if phone and not any(ch.isdigit() for ch in phone):
+        raise ValidationError("phone", _("Enter a phone number with digits, or leave it empty."))
+    if not body:
+        raise ValidationError("body", _("Write your message."))
+    if len(body) > MAX_BODY:
+        raise ValidationError("body", _("Keep the message under %(n)d characters.", n=MAX_BODY))
+    return name, phone or None, body
+
+
+def staff_recipients(customer: Customer) -> list[str]:
+    """The customer's manager; else the business address; else every active admin."""
+    manager = customer.manager
+    if manager is not None and manager.is_active_account:
+        return [manager.email]
+    business = settings.get()
+    if business.email:
+        return [business.email]
+    return list(db.session.scalars(select(StaffUser.email).where(StaffUser.role == "admin",
+                                                                 StaffUser.is_active_account.is_(True))))
+
+
+def send(customer: Customer, *, name: str | None, phone: str | None, body: str | None,
+         visit: Visit | None = None) -> MessageRequest:
+    """The customer writes to the business. Commits."""
+    name, phone, body = validate(name, phone, body)
+    if visit is not None and visit.job.customer_id != customer.id:
+        raise ValidationError("body", _("That visit is not yours."))
+    message = MessageRequest(customer_id=customer.id, visit_id=visit.id if visit else None,
+                             kind="reschedule" if visit is not None else "message", name=name, phone=phone, body=body,
+                             status="new", created_at=clock.now())
+    db.session.add(message)
+    db.session.flush()
+    what = "Reschedule request" if visit is not None else "Message"
+    activity.record(customer.id, "message", f"{what} from the portal: {body[:200]}", actor_kind="customer")
+    for address in staff_recipients(customer):
+        mailer.queue_email("message_received", address, {"message": message, "visit": visit, "sender": customer,
+                                                       "subject_args": {"name": customer.display_name}},
+                           language="en", log_activity=False)
+    db.session.commit()
+    return message
+
+
+def sent_by(customer: Customer) -> list[MessageRequest]:
+    return list(db.session.scalars(select(MessageRequest).where(MessageRequest.customer_id == customer.id)
+                                   .options(selectinload(MessageRequest.visit))
+                                   .order_by(MessageRequest.created_at.desc(), MessageRequest.id.desc())))
+
+
+@dataclass
+class Inbox:
+    messages: list[MessageRequest]
+    page: int
+    pages: int
+    counts: dict[str, int]
+
+
+def inbox(status: str = "new", page: int = 1) -> Inbox:
+    counts = dict(db.session.execute(select(MessageRequest.status, func.count()).group_by(MessageRequest.status)).all())
+    q = select(MessageRequest)
+    if status in ("new", "handled"):
+        q = q.where(MessageRequest.status == status)
+    total = db.session.scalar(select(func.count()).select_from(q.subquery()))
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    page = min(max(page, 1), pages)
+    rows = db.session.scalars(
+        q.options(selectinload(MessageRequest.customer).selectinload(Customer.emails),
+                  selectinload(MessageRequest.visit).selectinload(Visit.job),
+                  selectinload(MessageRequest.handled_by), selectinload(MessageRequest.replied_by))
+        .order_by(MessageRequest.created_at.desc(), MessageRequest.id.desc())
+        .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    return Inbox(list(rows), page, pages, {"new": counts.get("new", 0), "handled": counts.get("handled", 0)})
+
+
+def mark_handled(message: MessageRequest, staff: StaffUser) -> bool:
+    """Once: a second click (or a colleague at the same time) changes nothing. Commits."""
+    result = db.session.execute(update(MessageRequest).where(MessageRequest.id == message.id,
+                                                             MessageRequest.status == "new")
+                                .values(status="handled", handled_by_id=staff.id, handled_at=clock.now())
+                                .execution_options(synchronize_session=False))
+    if result.rowcount:
+        activity.record(message.customer_id, "message", f"Message marked handled by {staff.name}", staff=staff)
+    db.session.commit()
+    db.session.refresh(message)
+    return bool(result.rowcount)
+
+
+def reply(message: MessageRequest, staff: StaffUser, body: str | None) -> None:
+    """Reply by email; the message counts as handled. Commits."""
+    body = _clean(body)
+    if not body:
+        raise ValidationError("body", "Write the reply.")
+    if len(body) > MAX_BODY:
+        raise ValidationError("body", f"Keep the reply under {MAX_BODY} characters.")
+    customer = message.customer
+    if not customer.primary_email:
+        raise ServiceError("This customer has no email address; call them instead.")
+    link = magic_links.portal_link(customer, "/portal/messages") if customer.can_log_in else None
+    mailer.queue_email("message_reply", customer.primary_email,
+                       {"message": message, "reply": body, "staff_name": staff.name, "link": link},
+                       customer=customer, actor=staff)
+    now = clock.now()
+    message.reply_body = body
+    message.replied_at = now
+    message.replied_by_id = staff.id
+    if message.status == "new":
+        message.status, message.handled_by_id, message.handled_at = "handled", staff.id, now
+    activity.record(customer.id, "message", f"Reply sent by {staff.name}: {body[:200]}", staff=staff)
+    db.session.commit()
+
+
+def visit_of(customer: Customer, visit_id) -> Visit | None:
+    try:
+        visit_id = int(visit_id)
+    except (TypeError, ValueError):
+        return None
+    return db.session.scalars(select(Visit).join(Job).where(Visit.id == visit_id, Job.customer_id == customer.id)).first()

@@ -1,0 +1,533 @@
+"""PAY-1 … PAY-7: charging cards on file and recording other payments.
+
+Every card charge is a `ChargeAttempt` row committed *before* Stripe is called; its idempotency key
+comes from that row. The outcome is recorded with a conditional UPDATE (pending/unknown → final), so
+the request, the webhook and the reconciler can all try to settle one attempt and exactly one wins.
+A timeout or a crash leaves the attempt `pending`/`unknown`; `reconcile()` (in `flask jobs run`)
+looks it up at Stripe and settles it without ever creating a second PaymentIntent.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from portal import clock
+from portal.extensions import db
+from portal.labels import label
+from portal.models import (Card, ChargeAttempt, ChargeAttemptInvoice, Customer, Invoice, Payment, PaymentAllocation,
+                           StaffUser)
+from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money, percent_of
+from portal.services.platform import activity
+from portal.services.payments import declines
+from portal.services.payments import gateway
+from portal.services.platform import magic_links
+from portal.services.platform import mailer
+from portal.services.platform import once
+from portal.services.platform import settings
+from portal.services import events
+from portal.services.errors import NotFound, ServiceError, ValidationError
+
+OPEN = ("pending", "unknown")
+PAYABLE_INVOICE = ("open", "partially_paid")
+MANUAL_METHODS = ("cash", "check", "other")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def new_token() -> str:
+    """A one-time form key: the same form submitted twice is one charge."""
+    return secrets.token_urlsafe(18)
+
+
+def fee_for(amount_cents: int) -> int:
+    """PAY-5: percentage + fixed fee per successful card transaction (configurable)."""
+    s = settings.get()
+    return percent_of(amount_cents, s.fee_percent_bp) + s.fee_fixed_cents
+
+
+def check_amount(amount_cents: int, balance_cents: int | None = None) -> None:
+    """PAY-4 limits, and never more than what is owed."""
+    currency = settings.currency()
+    if amount_cents < MIN_CHARGE_CENTS:
+        raise ValidationError("amount", _("The smallest card payment is %(min)s.",
+                                          min=format_money(MIN_CHARGE_CENTS, currency)))
+    if amount_cents > MAX_CHARGE_CENTS:
+        raise ValidationError("amount", _("The largest card payment is %(max)s.",
+                                          max=format_money(MAX_CHARGE_CENTS, currency)))
+    if balance_cents is not None and amount_cents > balance_cents:
+        raise ValidationError("amount", _("That is more than the balance of %(balance)s.",
+                                          balance=format_money(balance_cents, currency)))
+
+
+def invoice_of(customer: Customer, invoice_id) -> Invoice:
+    try:
+        invoice = db.session.get(Invoice, int(invoice_id))
+    except (TypeError, ValueError):
+        invoice = None
+    if invoice is None or invoice.customer_id != customer.id:
+        raise NotFound(_("Invoice not found."))
+    return invoice
+
+
+def lock_invoice(invoice_id: int) -> Invoice:
+    """The invoice row, locked until commit on PostgreSQL (SQLite serialises writers anyway), re-read fresh:
+    balance checks and paid-amount changes of concurrent requests, webhooks and jobs queue up behind it."""
+    return db.session.scalars(select(Invoice).where(Invoice.id == invoice_id).with_for_update()
+                              .execution_options(populate_existing=True)).one()
+
+
+def open_attempt_for(invoice: Invoice) -> ChargeAttempt | None:
+    """The unsettled charge for this invoice: its own, or a "Pay all" charge (INV-4) that includes it."""
+    shared = select(ChargeAttemptInvoice.attempt_id).where(ChargeAttemptInvoice.invoice_id == invoice.id)
+    return db.session.scalars(select(ChargeAttempt).where(
+        (ChargeAttempt.invoice_id == invoice.id) | ChargeAttempt.id.in_(shared),
+        ChargeAttempt.status.in_(OPEN)).order_by(ChargeAttempt.id)).first()
+
+
+@dataclass
+class Outcome:
+    attempt: ChargeAttempt
+    payment: Payment | None = None
+    explanation: declines.Explanation | None = None
+    client_secret: str | None = None  # on-session 3-D Secure: the page finishes it with Stripe.js
+    duplicate: bool = False
+
+    @property
+    def status(self) -> str:
+        return "requires_action" if self.client_secret else self.attempt.status
+
+
+# --- Charging -----------------------------------------------------------------------------------------
+
+def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str | None, invoice: Invoice | None = None,
+                purpose: str = "invoice", off_session: bool, initiated_by: str, actor: StaffUser | None = None,
+                plan_payment_id: int | None = None, estimate_id: int | None = None, plan_id: int | None = None,
+                plan_payment_ids: list[int] | None = None, key: str | None = None,
+                invoices: list[Invoice] | None = None) -> Outcome:
+    """Charge a card on file. Commits: the attempt before Stripe is called, the outcome after.
+    `key`: a caller-made idempotency key (scheduled plan charges: one per payment and attempt number).
+    `invoices`: INV-4 "Pay all": one charge of exactly their balances, allocated to each when it succeeds."""
+    if key is None:
+        token = token if token and _TOKEN.match(token) else new_token()
+        key = f"charge_{token}"
+    existing = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.idempotency_key == key)).first()
+    if existing is not None:
+        if existing.customer_id != customer.id:
+            raise NotFound(_("Choose one of the cards on file."))
+        return _outcome_of(existing, duplicate=True)  # the same form submitted twice
+    if card.customer_id != customer.id:
+        raise NotFound(_("Choose one of the cards on file."))
+    if card.removed_at is not None:
+        raise ValidationError("card_id", _("That card was removed; choose another card."))
+    if invoice is not None:
+        if invoice.customer_id != customer.id:
+            raise NotFound(_("Invoice not found."))
+        invoice = lock_invoice(invoice.id)
+        _release_abandoned(invoice)
+        if invoice.status not in PAYABLE_INVOICE:
+            raise ValidationError("amount", _("This invoice is not open for payment (%(status)s).",
+                                              status=label(invoice.status)))
+        _refuse_if_busy(invoice)
+    shares = _lock_shares(customer, invoices, amount_cents) if invoices else []
+    check_amount(amount_cents, invoice.balance_cents if invoice is not None else None)
+    attempt = ChargeAttempt(idempotency_key=key, customer_id=customer.id, card_id=card.id, amount_cents=amount_cents,
+                            currency=settings.currency(), status="pending", purpose=purpose, off_session=off_session,
+                            invoice_id=invoice.id if invoice else None, plan_payment_id=plan_payment_id,
+                            estimate_id=estimate_id, plan_id=plan_id,
+                            plan_payment_ids=",".join(str(i) for i in plan_payment_ids) if plan_payment_ids else None,
+                            initiated_by=initiated_by,
+                            initiated_by_staff_id=actor.id if actor else None, created_at=clock.now())
+    attempt.invoice_shares = shares
+    db.session.add(attempt)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        existing = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.idempotency_key == key)).first()
+        if existing is not None:
+            return _outcome_of(existing, duplicate=True)
+        raise ServiceError(_("A payment for this is already being processed. Wait a minute and reload "
+                             "the page before trying again.")) from None
+    return send(attempt)
+
+
+def _refuse_if_busy(invoice: Invoice) -> None:
+    if open_attempt_for(invoice) is not None:
+        raise ServiceError(_("A payment for this is already being processed. Wait a minute and reload "
+                             "the page before trying again."))
+
+
+def _lock_shares(customer: Customer, invoices: list[Invoice], amount_cents: int) -> list[ChargeAttemptInvoice]:
+    """INV-4: lock the invoices (in id order, so two payers never deadlock), check each is this customer's,
+    open and not being paid already, and that the amount is exactly their balances together."""
+    shares = []
+    for invoice_id in sorted({i.id for i in invoices}):
+        invoice = lock_invoice(invoice_id)
+        if invoice.customer_id != customer.id:
+            raise NotFound(_("Invoice not found."))
+        _release_abandoned(invoice)
+        if invoice.status not in PAYABLE_INVOICE or invoice.balance_cents <= 0:
+            raise ValidationError("invoices", _("Invoice %(n)s is not open for payment (%(status)s).",
+                                                n=invoice.number, status=label(invoice.status)))
+        _refuse_if_busy(invoice)
+        shares.append(ChargeAttemptInvoice(invoice_id=invoice.id, amount_cents=invoice.balance_cents))
+    if sum(s.amount_cents for s in shares) != amount_cents:
+        raise ValidationError("invoices", _("The balances changed; check the invoices and pay again."))
+    return shares
+
+
+def send(attempt: ChargeAttempt) -> Outcome:
+    """Call Stripe for a committed attempt and record what it said."""
+    customer = db.session.get(Customer, attempt.customer_id)
+    card = db.session.get(Card, attempt.card_id)
+    metadata = {"attempt_key": attempt.idempotency_key, "attempt_id": str(attempt.id),
+                "portal_customer_id": str(customer.id)}
+    if attempt.invoice_id:
+        metadata["invoice_id"] = str(attempt.invoice_id)
+    if attempt.plan_id:
+        metadata["plan_id"] = str(attempt.plan_id)
+    try:
+        stripe_customer = gateway.ensure_customer(customer)
+        intent = gateway.create_payment_intent(
+            amount=attempt.amount_cents, currency=attempt.currency, stripe_customer_id=stripe_customer,
+            payment_method_id=card.stripe_payment_method_id, off_session=attempt.off_session,
+            metadata=metadata, idempotency_key=attempt.idempotency_key)
+    except gateway.StripeError as exc:
+        failure = gateway.classify(exc)
+        if failure.outcome == "unknown":
+            mark_unknown(attempt, failure)
+        else:
+            settle_failed(attempt, failure.code, failure.message, failure.payment_intent_id)
+        db.session.commit()
+        return _outcome_of(attempt)
+    outcome = record_intent(attempt, intent)
+    db.session.commit()
+    return outcome
+
+
+def record_intent(attempt: ChargeAttempt, intent, *, reconciling: bool = False) -> Outcome:
+    """Apply what Stripe says about the attempt's PaymentIntent. Caller commits."""
+    if attempt.stripe_payment_intent_id is None and attempt.status in OPEN:
+        attempt.stripe_payment_intent_id = intent.id
+    status = intent.status
+    if status == "succeeded":
+        settle_succeeded(attempt, intent)
+    elif status == "requires_action":
+        if attempt.off_session or reconciling:
+            # PAY-7: an off-session charge that needs the customer's bank is failed, and they get a link.
+            give_up(attempt, intent.id, "The bank asked the cardholder to authenticate.")
+        else:
+            db.session.flush()
+            return Outcome(attempt, client_secret=intent.client_secret)
+    elif status in ("requires_payment_method", "canceled"):
+        error = gateway.get(intent, "last_payment_error")
+        code = gateway.get(error, "decline_code") or gateway.get(error, "code") or "card_declined"
+        settle_failed(attempt, code, gateway.get(error, "message") or "The card was declined.", intent.id)
+    # processing / requires_confirmation: still open; the webhook or the reconciler settles it.
+    return _outcome_of(attempt)
+
+
+def _release_abandoned(invoice: Invoice) -> None:
+    release_if_abandoned(open_attempt_for(invoice))
+    db.session.refresh(invoice)
+
+
+def release_if_abandoned(attempt: ChargeAttempt | None) -> None:
+    """A payment left waiting for the bank's confirmation (3-D Secure) does not block a new try: it is
+    cancelled at Stripe first (or recorded, if it went through after all)."""
+    if attempt is None or attempt.off_session or not attempt.stripe_payment_intent_id:
+        return
+    try:
+        intent = gateway.retrieve_payment_intent(attempt.stripe_payment_intent_id)
+    except gateway.StripeError:
+        return
+    if intent.status in ("requires_action", "requires_payment_method", "requires_confirmation"):
+        give_up(attempt, intent.id, "Left unconfirmed; the customer started a new payment.")
+    elif intent.status == "succeeded":
+        settle_succeeded(attempt, intent)
+    db.session.flush()
+
+
+def give_up(attempt: ChargeAttempt, payment_intent_id: str, message: str) -> None:
+    """Fail an attempt waiting for 3-D Secure, but only once Stripe confirms the cancel: if the customer
+    finished authenticating meanwhile, the money was taken and the payment is recorded instead."""
+    try:
+        intent = gateway.cancel_payment_intent(payment_intent_id)
+    except gateway.StripeError:
+        try:
+            intent = gateway.retrieve_payment_intent(payment_intent_id)
+        except gateway.StripeError:
+            return  # still open; the reconciler asks again later
+    if intent.status == "succeeded":
+        settle_succeeded(attempt, intent)
+    elif intent.status == "canceled":
+        settle_failed(attempt, "authentication_required", message, payment_intent_id)
+
+
+def _outcome_of(attempt: ChargeAttempt, duplicate: bool = False) -> Outcome:
+    payment = db.session.scalars(select(Payment).where(Payment.charge_attempt_id == attempt.id)).first()
+    explanation = declines.explain(attempt.decline_code) if attempt.status in ("failed", "unknown") else None
+    return Outcome(attempt, payment=payment, explanation=explanation, duplicate=duplicate)
+
+
+def _claim(attempt: ChargeAttempt, status: str, *, from_statuses=OPEN) -> bool:
+    """Move the attempt to a final state once: exactly one settler wins (request, webhook, reconciler)."""
+    now = clock.now()
+    result = db.session.execute(
+        update(ChargeAttempt).where(ChargeAttempt.id == attempt.id, ChargeAttempt.status.in_(from_statuses))
+        .values(status=status, settled_at=now if status in ("succeeded", "failed") else None)
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        db.session.refresh(attempt)
+        return False
+    attempt.status = status
+    if status in ("succeeded", "failed"):
+        attempt.settled_at = now
+    return True
+
+
+def settle_succeeded(attempt: ChargeAttempt, intent, *, late: bool = False) -> Payment | None:
+    """`late`: Stripe says succeeded for an attempt we had settled as failed; the money was taken, so
+    the payment is recorded (the invoice may end up overpaid; staff are told on the feed)."""
+    if not _claim(attempt, "succeeded", from_statuses=OPEN + (("failed",) if late else ())):
+        return None
+    if late:
+        activity.record(attempt.customer_id, "failure", "Stripe reported a charge we had recorded as failed as "
+                        "succeeded; the payment is recorded now. Check the invoice for an overpayment.",
+                        invoice_id=attempt.invoice_id)
+    attempt.stripe_payment_intent_id = attempt.stripe_payment_intent_id or intent.id
+    attempt.stripe_charge_id = gateway.id_of(gateway.get(intent, "latest_charge"))
+    attempt.decline_code = attempt.failure_message = None
+    card = db.session.get(Card, attempt.card_id)
+    amount = int(gateway.get(intent, "amount") or attempt.amount_cents)
+    fee = fee_for(amount)
+    payment = Payment(customer_id=attempt.customer_id, kind="deposit" if attempt.purpose == "deposit" else "payment",
+                      method="card", status="succeeded", amount_cents=amount, fee_cents=fee, net_cents=amount - fee,
+                      refunded_cents=0, currency=attempt.currency, card_id=card.id if card else None,
+                      card_brand=card.brand if card else None, card_last4=card.last4 if card else None,
+                      charge_attempt_id=attempt.id, recorded_by_id=attempt.initiated_by_staff_id,
+                      received_at=clock.now(), created_at=clock.now())
+    db.session.add(payment)
+    db.session.flush()
+    invoice = db.session.get(Invoice, attempt.invoice_id) if attempt.invoice_id else None
+    if invoice is not None:
+        allocate(payment, invoice, amount)
+    actor = db.session.get(StaffUser, attempt.initiated_by_staff_id) if attempt.initiated_by_staff_id else None
+    what = f" for invoice {invoice.number}" if invoice else ""
+    if attempt.invoice_shares:
+        what = f" for invoices {_allocate_shares(attempt, payment)}"
+    if attempt.purpose == "autopay":
+        what += " (AutoPay)"
+    events.charge_succeeded.send(attempt, payment=payment)  # deposits approve estimates, plan bills are paid
+    if attempt.estimate_id:
+        what = " (estimate deposit)"
+    if attempt.plan_id:
+        what = " (service plan)"
+    activity.record(attempt.customer_id, "payment",
+                    f"Card payment {format_money(amount, attempt.currency)}{what} "
+                    f"({payment.card_brand or 'card'} •••• {payment.card_last4 or '????'}), fee "
+                    f"{format_money(fee, attempt.currency)}", staff=actor,
+                    actor_kind="staff" if actor else attempt.initiated_by, invoice_id=invoice.id if invoice else None,
+                    plan_id=attempt.plan_id)
+    send_receipt(payment, invoice)
+    return payment
+
+
+def settle_failed(attempt: ChargeAttempt, code: str | None, message: str | None, payment_intent_id: str | None = None
+                  ) -> bool:
+    if not _claim(attempt, "failed"):
+        return False
+    attempt.decline_code = (code or "card_declined")[:60]
+    attempt.failure_message = message
+    if payment_intent_id and not attempt.stripe_payment_intent_id:
+        attempt.stripe_payment_intent_id = payment_intent_id
+    explanation = declines.explain(attempt.decline_code)
+    actor = db.session.get(StaffUser, attempt.initiated_by_staff_id) if attempt.initiated_by_staff_id else None
+    card = db.session.get(Card, attempt.card_id)
+    invoice = db.session.get(Invoice, attempt.invoice_id) if attempt.invoice_id else None
+    activity.record(attempt.customer_id, "failure",
+                    f"Card payment of {format_money(attempt.amount_cents, attempt.currency)} declined "
+                    f"({card.label if card else 'card'}): {explanation.reason}",
+                    detail=f"{attempt.decline_code}: {message or ''}", staff=actor,
+                    actor_kind="staff" if actor else attempt.initiated_by, invoice_id=invoice.id if invoice else None,
+                    plan_id=attempt.plan_id)
+    if attempt.off_session and not attempt.plan_id:  # plan charges are explained by the plan's dunning
+        notify_failure(attempt, explanation, invoice)
+    events.charge_failed.send(attempt, explanation=explanation, invoice=invoice)  # dunning, AutoPay
+    return True
+
+
+def mark_unknown(attempt: ChargeAttempt, failure: gateway.Failure) -> None:
+    if not _claim(attempt, "unknown", from_statuses=("pending",)):
+        return
+    attempt.decline_code = failure.code
+    attempt.failure_message = failure.message
+    activity.record(attempt.customer_id, "failure",
+                    f"Card payment of {format_money(attempt.amount_cents, attempt.currency)}: outcome not known yet "
+                    f"({failure.message}); it is checked with Stripe automatically", detail=failure.code,
+                    invoice_id=attempt.invoice_id)
+
+
+def notify_failure(attempt: ChargeAttempt, explanation: declines.Explanation, invoice: Invoice | None) -> None:
+    """PAY-6/PAY-7: the customer learns why and gets a link to pay (and authenticate) in the portal."""
+    customer = db.session.get(Customer, attempt.customer_id)
+    if not customer.primary_email or not customer.can_log_in:
+        return
+    target = f"/portal/invoices/{invoice.id}/pay" if invoice is not None else "/portal/wallet"
+    mailer.queue_email("payment_failed", customer.primary_email,
+                       {"link": magic_links.portal_link(customer, target), "amount_cents": attempt.amount_cents,
+                        "currency": attempt.currency, "invoice": invoice, "explanation": explanation,
+                        "card": db.session.get(Card, attempt.card_id)},
+                       customer=customer)
+
+
+# --- Allocation and receipts ----------------------------------------------------------------------------
+
+def allocate(payment: Payment, invoice: Invoice, amount_cents: int) -> None:
+    db.session.add(PaymentAllocation(payment_id=payment.id, invoice_id=invoice.id, amount_cents=amount_cents))
+    invoice = lock_invoice(invoice.id)
+    invoice.paid_cents += amount_cents
+    refresh_invoice_status(invoice)
+
+
+def _allocate_shares(attempt: ChargeAttempt, payment: Payment) -> str:
+    """INV-4: the one "Pay all" payment goes to each invoice, in this one transaction. A share larger than what
+    an invoice still owes (it changed meanwhile) stays on the customer's account. Returns the numbers."""
+    numbers = []
+    for share in attempt.invoice_shares:
+        invoice = lock_invoice(share.invoice_id)
+        amount = min(share.amount_cents, invoice.balance_cents) if invoice.status in PAYABLE_INVOICE else 0
+        if amount > 0:
+            allocate(payment, invoice, amount)
+        if amount < share.amount_cents:
+            activity.record(attempt.customer_id, "payment", f"{format_money(share.amount_cents - amount)} of a "
+                            f"“Pay all” payment was not needed on invoice {invoice.number}; it stays on the "
+                            "customer's account", invoice_id=invoice.id)
+        numbers.append(invoice.number)
+    return ", ".join(numbers)
+
+
+def refresh_invoice_status(invoice: Invoice) -> None:
+    """INV-7: statuses follow payments and refunds."""
+    if invoice.status in ("void", "draft"):
+        return
+    if invoice.paid_cents >= invoice.total_cents and invoice.total_cents > 0:
+        invoice.status = "paid"
+    elif invoice.paid_cents > 0:
+        invoice.status = "partially_paid"
+    else:
+        invoice.status = "open"
+
+
+def send_receipt(payment: Payment, invoice: Invoice | None) -> None:
+    customer = db.session.get(Customer, payment.customer_id)
+    if not customer.primary_email:
+        return
+    link = magic_links.portal_link(customer, f"/portal/payments/{payment.id}") if customer.can_log_in else None
+    paid = [] if invoice is not None else [db.session.get(Invoice, a.invoice_id) for a in payment.allocations
+                                              if a.invoice_id]  # INV-4: a "Pay all" payment names each invoice
+    mailer.queue_email("payment_receipt", customer.primary_email,
+                       {"payment": payment, "invoice": invoice, "paid_invoices": paid, "link": link},
+                       customer=customer)
+
+
+# --- Hand-recorded payments (PAY-1) ---------------------------------------------------------------------
+
+def record_manual(customer: Customer, *, method: str, amount_cents: int, reference: str | None, actor: StaffUser,
+                  invoice: Invoice | None = None, token: str | None = None, commit: bool = True) -> Payment:
+    """Cash, check or other, with a reference. Commits unless `commit` is False (the caller allocates it)."""
+    key = f"manual_{token}" if token and _TOKEN.match(token) else None
+    if key:
+        existing = db.session.scalars(select(Payment).where(Payment.form_key == key)).first()
+        if existing is not None:
+            return existing  # the same form submitted twice
+    if method not in MANUAL_METHODS:
+        raise ValidationError("method", "Choose cash, check or other.")
+    if amount_cents <= 0:
+        raise ValidationError("amount", "Enter an amount above zero.")
+    if amount_cents > MAX_CHARGE_CENTS:
+        raise ValidationError("amount", "The amount is too large.")
+    reference = (reference or "").strip()[:120] or None
+    if method == "check" and not reference:
+        raise ValidationError("reference", "Enter the check number.")
+    if invoice is not None:
+        if invoice.customer_id != customer.id:
+            raise NotFound("Invoice not found.")
+        invoice = lock_invoice(invoice.id)
+        if open_attempt_for(invoice) is not None:
+            raise ValidationError("amount", "A card payment for this invoice is still being confirmed with Stripe. "
+                                            "Wait until it settles (a few minutes) before recording another payment.")
+        if invoice.status not in PAYABLE_INVOICE:
+            raise ValidationError("amount", f"This invoice is not open for payment ({invoice.status}).")
+        if amount_cents > invoice.balance_cents:
+            raise ValidationError("amount", f"That is more than the balance of "
+                                            f"{format_money(invoice.balance_cents, invoice.currency)}.")
+    payment = Payment(customer_id=customer.id, kind="payment", method=method, status="succeeded",
+                      amount_cents=amount_cents, fee_cents=0, net_cents=amount_cents, refunded_cents=0,
+                      currency=settings.currency(), reference=reference, recorded_by_id=actor.id, form_key=key,
+                      received_at=clock.now(), created_at=clock.now())
+    found = once.add_or_existing(payment, Payment.form_key, key)
+    if found is not payment:
+        return found
+    if invoice is not None:
+        allocate(payment, invoice, amount_cents)
+    what = f" for invoice {invoice.number}" if invoice else ""
+    ref = f" (ref {reference})" if reference else ""
+    activity.record(customer.id, "payment", f"{method.title()} payment {format_money(amount_cents, payment.currency)}"
+                    f"{what}{ref} recorded", staff=actor, invoice_id=invoice.id if invoice else None)
+    send_receipt(payment, invoice)
+    if commit:
+        db.session.commit()
+    return payment
+
+
+# --- Reconciler (PAY-3, part of `flask jobs run`) -------------------------------------------------------
+
+AUTHENTICATION_WINDOW = timedelta(hours=1)
+
+
+def reconcile(batch_size: int = 100) -> dict:
+    """Settle attempts whose outcome we did not record, by asking Stripe. Never creates a charge."""
+    now = clock.now()
+    cutoff = now - timedelta(minutes=int(current_app.config["STRIPE_RECONCILE_AFTER_MINUTES"]))
+    done = {"succeeded": 0, "failed": 0, "still_open": 0, "errors": 0}
+    last_id = 0
+    while True:
+        ids = db.session.scalars(select(ChargeAttempt.id).where(ChargeAttempt.status.in_(OPEN),
+                                                                ChargeAttempt.created_at <= cutoff,
+                                                                ChargeAttempt.id > last_id)
+                                 .order_by(ChargeAttempt.id).limit(batch_size)).all()
+        if not ids:
+            return done
+        for attempt_id in ids:
+            last_id = attempt_id
+            attempt = db.session.get(ChargeAttempt, attempt_id)
+            if attempt is None or attempt.status not in OPEN:
+                continue
+            try:
+                if attempt.stripe_payment_intent_id:
+                    intent = gateway.retrieve_payment_intent(attempt.stripe_payment_intent_id)
+                else:
+                    customer = db.session.get(Customer, attempt.customer_id)
+                    intent = gateway.find_payment_intent(attempt.idempotency_key, customer.stripe_customer_id,
+                                                         int(attempt.created_at.timestamp()) - 300)
+            except gateway.StripeError:
+                db.session.rollback()
+                done["errors"] += 1
+                continue
+            if intent is None:
+                settle_failed(attempt, "not_submitted", "Stripe has no payment for this attempt; nothing was charged.")
+            elif intent.status == "requires_action":
+                # the customer may still be authenticating in the portal; after the window, give up
+                if attempt.created_at <= now - AUTHENTICATION_WINDOW:
+                    give_up(attempt, intent.id, "The payment was never confirmed with the bank.")
+            else:
+                record_intent(attempt, intent, reconciling=True)
+            db.session.commit()
+            done[attempt.status if attempt.status in ("succeeded", "failed") else "still_open"] += 1

@@ -1,0 +1,103 @@
+"""PAY-8: Stripe webhooks. Verified, stored by event id in the same transaction as their effect,
+processed once; objects are re-fetched from Stripe so a late or out-of-order event cannot undo a
+settled payment."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from portal import clock
+from portal.extensions import db
+from portal.models import Card, ChargeAttempt, Customer, ProcessedWebhookEvent
+from portal.services.payments import cards
+from portal.services.payments import charges
+from portal.services.payments import gateway
+from portal.services.payments import refunds
+
+
+class Rejected(Exception):
+    """Bad signature, wrong secret, stale timestamp or a body that is not an event: 400, nothing changes."""
+
+
+class TryLater(Exception):
+    """Stripe could not be reached to re-fetch the object: 503 so Stripe delivers the event again."""
+
+
+HANDLED = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
+           "charge.refunded", "charge.refund.updated", "setup_intent.succeeded", "payment_method.detached")
+
+
+def handle(payload: bytes, signature: str | None) -> str:
+    secret = gateway.webhook_secret()
+    if not secret:
+        raise Rejected("no webhook secret is configured")
+    try:
+        event = gateway.construct_event(payload, signature, secret)
+    except (ValueError, gateway.SignatureVerificationError) as exc:
+        raise Rejected(str(exc)) from None
+    if not getattr(event, "id", None):
+        raise Rejected("not an event")
+    db.session.add(ProcessedWebhookEvent(stripe_event_id=event.id, event_type=event.type, processed_at=clock.now()))
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        return "duplicate"
+    try:
+        if event.type in HANDLED:
+            _dispatch(event.type, event.data.object)
+    except gateway.StripeError as exc:
+        db.session.rollback()
+        raise TryLater(str(exc)) from None
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # the same event committed by a concurrent delivery
+        return "duplicate"
+    return "processed"
+
+
+def _dispatch(kind: str, obj) -> None:
+    if kind.startswith("payment_intent."):
+        intent = gateway.retrieve_payment_intent(obj.id)
+        attempt = _attempt_for(intent)
+        if attempt is not None and attempt.status in charges.OPEN:
+            charges.record_intent(attempt, intent)
+        elif attempt is not None and attempt.status == "failed" and intent.status == "succeeded":
+            charges.settle_succeeded(attempt, intent, late=True)  # money taken after all: record it
+    elif kind == "charge.refunded":
+        if gateway.get(obj, "payment_intent"):
+            for stripe_refund in gateway.list_refunds(gateway.id_of(gateway.get(obj, "payment_intent"))):
+                refunds.on_stripe_refund(stripe_refund)
+    elif kind == "charge.refund.updated":
+        refunds.on_stripe_refund(gateway.retrieve_refund(obj.id))
+    elif kind == "setup_intent.succeeded":
+        intent = gateway.retrieve_setup_intent(obj.id)
+        _save_wallet_card(intent)
+    elif kind == "payment_method.detached":
+        pm = gateway.retrieve_payment_method(obj.id)
+        if not pm.customer:
+            cards.mark_detached(pm.id)
+
+
+def _attempt_for(intent) -> ChargeAttempt | None:
+    attempt = db.session.scalars(select(ChargeAttempt).where(
+        ChargeAttempt.stripe_payment_intent_id == intent.id)).first()
+    key = gateway.get(intent, "metadata", "attempt_key")
+    if attempt is None and key:
+        attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.idempotency_key == key)).first()
+    return attempt
+
+
+def _save_wallet_card(intent) -> None:
+    """A wallet card whose page closed before it posted back still lands on file.
+    Cards entered to pay once (metadata purpose=payment) are left to the payment form."""
+    if gateway.get(intent, "metadata", "purpose") != "wallet" or intent.status != "succeeded":
+        return
+    customer = db.session.scalars(select(Customer).where(Customer.stripe_customer_id == intent.customer)).first()
+    pm_id = gateway.id_of(gateway.get(intent, "payment_method"))
+    if customer is None or not pm_id:
+        return
+    if db.session.scalars(select(Card.id).where(Card.stripe_payment_method_id == pm_id)).first():
+        return
+    cards.save_from_setup_intent(customer, intent.id, added_by=gateway.get(intent, "metadata", "added_by") or "customer")

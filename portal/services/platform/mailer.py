@@ -1,0 +1,223 @@
+"""N-2, N-3: emails are rendered and queued in the business transaction, delivered after commit.
+
+An SMTP failure never rolls back the action that queued the email and never loses it:
+the row stays `queued` with its error and `flask jobs run` tries again.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app, g, has_request_context, render_template
+from flask_babel import force_locale, lazy_gettext as _l
+from flask_mail import Message
+from sqlalchemy import or_, select, update
+
+from portal import clock
+from portal.extensions import db, mail
+from portal.models import Customer, QueuedEmail, StaffUser
+from portal.services.platform import activity
+from portal.services.platform import settings
+
+SUBJECTS = {
+    "portal_invitation": _l("Your customer portal at %(business)s"),
+    "portal_login_link": _l("Your login link for %(business)s"),
+    "portal_new_link": _l("Your new login link for %(business)s"),
+    "staff_invitation": _l("You're invited to %(business)s staff admin"),
+    "card_request": _l("Please add a card on file with %(business)s"),
+    "payment_receipt": _l("Payment receipt from %(business)s"),
+    "payment_failed": _l("Your payment to %(business)s did not go through"),
+    "refund_receipt": _l("Refund from %(business)s"),
+    "invoice_sent": _l("Invoice %(number)s from %(business)s"),
+    "message_reply": _l("Reply from %(business)s"),
+    "estimate_sent": _l("Estimate %(number)s from %(business)s"),
+    "plan_sent": _l("Your service plan “%(plan)s” from %(business)s"),
+    "plan_payment_failed": _l("Your payment for “%(plan)s” did not go through"),
+    "card_expiring": _l("Your card on file with %(business)s expires soon"),
+    "invoices_sent": _l("Your invoices from %(business)s"),
+    "invoice_reminder": _l("Reminder: invoice %(number)s from %(business)s is past due"),
+    # staff emails (English)
+    "message_received": _l("New message from %(name)s"),
+    "estimate_answered": _l("Estimate %(number)s %(answer)s by %(name)s"),
+    "plan_payment_failed_staff": _l("Plan payment %(what)s: %(name)s, “%(plan)s”"),
+    "card_changed_staff": _l("%(name)s changed a card that backs a plan or AutoPay"),
+    "payment_failed_staff": _l("AutoPay payment failed: %(name)s, invoice %(number)s"),
+}
+
+@dataclass(frozen=True)
+class AttachmentKind:
+    """How to rebuild one kind of attachment at delivery: `build(id, language)` → (filename, PDF bytes) or None
+    when the record is gone; `filenames(ids)` → {id: filename} for the outbox, in one query."""
+    build: Callable[[int, str], tuple[str, bytes] | None]
+    filenames: Callable[[list[int]], dict[int, str]]
+
+
+_attachment_kinds: dict[str, AttachmentKind] = {}
+
+STALE_CLAIM = timedelta(minutes=15)
+BATCH_SIZE = 100
+
+
+def queue_email(template: str, to: str, context: dict | None = None, *, customer: Customer | None = None,
+                staff: StaffUser | None = None, language: str | None = None, actor: StaffUser | None = None,
+                log_activity: bool = True, attachments: list[tuple[str, int]] | None = None) -> QueuedEmail:
+    """Render `email/<template>.{txt,html}` in the recipient's language and store it. Caller commits.
+    `attachments`: (kind, record id) pairs, each built by its registered `AttachmentKind` in the email's language
+    when it is sent (e.g. ("invoice_pdf", invoice.id))."""
+    business = settings.get()
+    lang = language or (customer.preferred_language if customer is not None else "en")
+    ctx = {"business": business, "customer": customer, "staff": staff, **(context or {})}
+    with force_locale(lang):
+        subject = str(SUBJECTS[template] % {"business": business.name, **ctx.get("subject_args", {})})
+        body_text = render_template(f"email/{template}.txt", subject=subject, **ctx)
+        body_html = render_template(f"email/{template}.html", subject=subject, **ctx)
+    email = QueuedEmail(template=template, to_address=to, subject=subject, body_text=body_text,
+                        body_html=body_html, language=lang, customer_id=customer.id if customer else None,
+                        staff_id=staff.id if staff else None, status="queued", attempts=0,
+                        attachments_spec=json.dumps([{kind: ident} for kind, ident in attachments])
+                        if attachments else None,
+                        next_attempt_at=clock.now(), created_at=clock.now())
+    db.session.add(email)
+    db.session.flush()
+    if customer is not None and log_activity:
+        activity.record(customer.id, "email", f"Email: {subject} → {to}", staff=actor, email_id=email.id)
+    if has_request_context():
+        g.setdefault("queued_email_ids", []).append(email.id)
+    return email
+
+
+def _smtp_configured() -> bool:
+    return bool(current_app.config.get("MAIL_SERVER"))
+
+
+def _claim(email_id: int) -> bool:
+    """Take one email for sending; False if another runner has it or it is done."""
+    now = clock.now()
+    result = db.session.execute(
+        update(QueuedEmail)
+        .where(QueuedEmail.id == email_id,
+               or_(QueuedEmail.status == "queued",
+                   (QueuedEmail.status == "sending") & (QueuedEmail.claimed_at < now - STALE_CLAIM)))
+        .values(status="sending", claimed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def register_attachment(kind: str, builder: AttachmentKind) -> None:
+    """A domain tells the mailer how to build one kind of attachment (wired in `portal.services.wiring`)."""
+    _attachment_kinds[kind] = builder
+
+
+def _specs(email: QueuedEmail) -> list[tuple[str, int]]:
+    return [(kind, ident) for spec in json.loads(email.attachments_spec or "[]") for kind, ident in spec.items()
+            if kind in _attachment_kinds]
+
+
+def attachments(email: QueuedEmail) -> list[tuple[str, bytes]]:
+    """(filename, PDF) for each attachment of the email, built now from the stored records."""
+    files = []
+    for kind, ident in _specs(email):
+        built = _attachment_kinds[kind].build(ident, email.language)
+        if built is not None:
+            files.append(built)
+    return files
+
+
+def attachment_names(email: QueuedEmail) -> list[str]:
+    specs = _specs(email)
+    names: list[str] = []
+    for kind in dict.fromkeys(k for k, _ in specs):
+        found = _attachment_kinds[kind].filenames([i for k, i in specs if k == kind])
+        names.extend(found[i] for k, i in specs if k == kind and i in found)
+    return names
+
+
+def _send_one(email: QueuedEmail, connection) -> None:
+    msg = Message(subject=email.subject, recipients=[email.to_address], body=email.body_text,
+                  html=email.body_html, sender=current_app.config["MAIL_DEFAULT_SENDER"])
+    for filename, data in attachments(email):
+        msg.attach(filename, "application/pdf", data)
+    connection.send(msg)
+
+
+def due_email_ids(limit: int = BATCH_SIZE) -> list[int]:
+    now = clock.now()
+    return list(db.session.scalars(
+        select(QueuedEmail.id)
+        .where(or_((QueuedEmail.status == "queued") & (or_(QueuedEmail.next_attempt_at.is_(None),
+                                                           QueuedEmail.next_attempt_at <= now)),
+                   (QueuedEmail.status == "sending") & (QueuedEmail.claimed_at < now - STALE_CLAIM)))
+        .order_by(QueuedEmail.id).limit(limit)))
+
+
+def deliver(ids: list[int]) -> dict:
+    """Send the given queued emails; each is committed on its own. Returns counts."""
+    counts = {"sent": 0, "failed": 0, "console": 0}
+    if not ids:
+        return counts
+    retry_after = timedelta(minutes=current_app.config["MAIL_RETRY_MINUTES"])
+    if not _smtp_configured():
+        for email_id in ids:
+            if not _claim(email_id):
+                continue
+            email = db.session.get(QueuedEmail, email_id)
+            print(f"\n--- email #{email.id} to {email.to_address}: {email.subject}\n{email.body_text}\n---",
+                  file=sys.stdout, flush=True)
+            email.status = "console"
+            email.last_error = "SMTP is not configured: the email was printed to the console only."
+            db.session.commit()
+            counts["console"] += 1
+        return counts
+
+    connection = None
+    for email_id in ids:
+        if not _claim(email_id):
+            continue
+        email = db.session.get(QueuedEmail, email_id)
+        email.attempts += 1
+        try:
+            if connection is None:
+                connection = mail.connect().__enter__()
+            _send_one(email, connection)
+        except Exception as exc:  # any SMTP/socket failure: keep it queued with the reason
+            email.status = "queued"
+            email.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            email.next_attempt_at = clock.now() + retry_after
+            db.session.commit()
+            counts["failed"] += 1
+            _close(connection)
+            connection = None
+            continue
+        email.status = "sent"
+        email.sent_at = clock.now()
+        email.last_error = None
+        db.session.commit()
+        counts["sent"] += 1
+    _close(connection)
+    return counts
+
+
+def _close(connection) -> None:
+    if connection is not None:
+        try:
+            connection.__exit__(None, None, None)
+        except Exception:
+            pass
+
+
+def deliver_pending(limit: int = BATCH_SIZE) -> dict:
+    """Deliver everything due, in batches (the job runner's rule)."""
+    totals = {"sent": 0, "failed": 0, "console": 0}
+    seen: set[int] = set()
+    while True:
+        ids = [i for i in due_email_ids(limit) if i not in seen]
+        if not ids:
+            return totals
+        seen.update(ids)
+        for k, v in deliver(ids).items():
+            totals[k] += v
