@@ -35,7 +35,9 @@ def messages_inbox():
 def message_handled(message_id: int):
     message = _message(message_id)
     if ConfirmForm().validate_on_submit():
-        if messages.mark_handled(message, current_user):
+        handled = messages.mark_handled(message, current_user)
+        db.session.commit()
+        if handled:
             flash(f"Message from {message.name} marked handled.", "success")
         else:
             flash("That message was already handled.", "error")
@@ -51,6 +53,7 @@ def message_reply(message_id: int):
         return _inbox(message.id, form, 400)
     try:
         messages.reply(message, current_user, form.body.data)
+        db.session.commit()
     except ValidationError as exc:
         form.body.errors = [exc.message]
         return _inbox(message.id, form, 400)

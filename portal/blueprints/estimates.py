@@ -60,6 +60,7 @@ def approve(estimate_id: int):
     if not estimate.deposit_cents:
         try:
             estimates.approve(estimate, form.name.data, request.remote_addr)
+            db.session.commit()
         except ValidationError as exc:
             form.name.errors = [exc.message]
             return _page(estimate, approve=form, status=400)
@@ -131,6 +132,7 @@ def decline(estimate_id: int):
         return _page(estimate, decline=form, status=400)
     try:
         estimates.decline(estimate, form.reason.data)
+        db.session.commit()
     except ValidationError as exc:
         form.reason.errors = [exc.message]
         return _page(estimate, decline=form, status=400)

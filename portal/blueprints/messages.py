@@ -5,7 +5,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 
 from portal.blueprints.portal_session import current_customer
-from portal.extensions import limiter
+from portal.extensions import db, limiter
 from portal.forms.pages import MessageForm
 from portal.models import MessageRequest, Visit
 from portal.services.crm import messages
@@ -38,11 +38,13 @@ def post_message(form: MessageForm, visit: Visit | None = None) -> MessageReques
         form.form_errors.append(_("The form expired. Please try again."))
         return None
     try:
-        return messages.send(current_customer, name=form.name.data, phone=form.phone.data, body=form.body.data,
-                             visit=visit)
+        message = messages.send(current_customer, name=form.name.data, phone=form.phone.data,
+                                body=form.body.data, visit=visit)
     except ValidationError as exc:
         getattr(form, exc.field, form.body).errors = [exc.message]
         return None
+    db.session.commit()
+    return message
 
 
 @bp.get("/messages")

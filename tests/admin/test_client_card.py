@@ -22,7 +22,7 @@ from portal.models import (ActivityEvent, ContactLog, ContactTask, Customer, Cus
                            QueuedEmail)
 from tests.factories import (make_card, make_customer, make_estimate, make_invoice, make_job, make_plan,
                              make_staff)
-from tests.helpers import csrf_token_from
+from tests.helpers import csrf_token_from, staff_client
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
@@ -30,12 +30,7 @@ from tests.helpers import csrf_token_from
 @pytest.fixture
 def as_staff(app, login_staff):
     """A fresh browser logged in as `user`, carrying a CSRF token for its POSTs."""
-    def _as(user):
-        c = app.test_client()
-        login_staff(user, c=c)
-        c.csrf = csrf_token_from(c.get("/admin/").get_data(True))
-        return c
-    return _as
+    return lambda user: staff_client(app, login_staff, user)
 
 
 def _post(c, url: str, data: dict | None = None, follow: bool = False):
@@ -286,6 +281,7 @@ def test_internal_notes_never_reach_the_portal_or_customer_emails(app, as_staff,
                                         reference=None, actor=admin, invoice=db.session.get(Invoice, invoice.id))
         message = messages.send(db.session.get(Customer, cust.id), name="Nora", phone=None,
                                 body="Could you come earlier in the day?")
+        db.session.commit()
         ids = {"customer": cust.id, "invoice": invoice.id, "estimate": estimate.id, "job": job.id,
                "visit": job.visits[0].id, "plan": plan.id, "payment": payment.id, "message": message.id}
     a = as_staff(admin)

@@ -24,7 +24,7 @@ from portal.services.billing import invoices
 from portal.services.platform import scheduler
 from portal.services.work import work_orders
 from tests.factories import make_customer, make_job, make_staff
-from tests.helpers import csrf_token_from
+from tests.helpers import csrf_token_from, set_clock, staff_client
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 SUBJECT = "Your invoices from Bright Air"
@@ -33,13 +33,6 @@ LAST_DAY = ENABLED_ON + timedelta(days=62)  # 2026-05-05
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
-
-def at(day: date, hour: int = 10, minute: int = 0) -> datetime:
-    """Move the clock to a business-local time."""
-    when = datetime(day.year, day.month, day.day, hour, minute, tzinfo=LA)
-    clock.set_now(when)
-    return when
-
 
 CADENCE_WORDS = {"weekly": "weekly", "biweekly": "every 2 weeks", "semimonthly": "twice a month (1st and 15th)",
                  "monthly": "monthly (on the 1st)"}
@@ -57,14 +50,6 @@ def make_customer_in(app, first: str, last: str, **kwargs):
         return make_customer(first, last, **kwargs)
 
 
-def office_client(app, login_staff, user):
-    """A fresh browser logged in now (the staff session goes idle after 12 h of moved clock)."""
-    c = app.test_client()
-    login_staff(user, c=c)
-    c.csrf = csrf_token_from(c.get("/admin/").get_data(True))
-    return c
-
-
 def page_text(r) -> str:
     return htmllib.unescape(r.get_data(True))
 
@@ -76,7 +61,7 @@ def flashes(html: str) -> list[tuple[str, str]]:
 
 def set_cadence(app, login_staff, office, customer_id: int, cadence: str):
     """Staff pick a cadence on the client card and press the button; returns the client card they land on."""
-    c = office_client(app, login_staff, office)
+    c = staff_client(app, login_staff, office)
     r = c.post(f"/admin/customers/{customer_id}/auto-invoicing",
                data={"csrf_token": c.csrf, "cadence": cadence}, follow_redirects=True)
     assert r.status_code == 200, r.status_code
@@ -85,7 +70,7 @@ def set_cadence(app, login_staff, office, customer_id: int, cadence: str):
 
 def finish_job(app, login_staff, office, job_id: int) -> None:
     """Staff mark the job finished on its page (finished_at comes from the clock)."""
-    c = office_client(app, login_staff, office)
+    c = staff_client(app, login_staff, office)
     r = c.post(f"/admin/jobs/{job_id}/status", data={"csrf_token": c.csrf, "status": "finished"})
     assert r.status_code == 302, r.status_code
     with app.app_context():
@@ -153,7 +138,7 @@ def new_job(app, customer, title: str) -> int:
 def backlog(app, customer, office) -> tuple[str, int]:
     """Before automatic invoicing is on: a finished job invoiced and sent by hand (the backlog invoice, unpaid),
     and a finished job nobody invoiced. Returns the backlog invoice number and the uninvoiced job id."""
-    at(ENABLED_ON - timedelta(days=10), 11)
+    set_clock(ENABLED_ON - timedelta(days=10), 11)
     with app.app_context():
         staff = db.session.get(StaffUser, office.id)
         job = make_job(customer, "Old furnace repair", visit_in_days=None)
@@ -164,6 +149,7 @@ def backlog(app, customer, office) -> tuple[str, int]:
         invoice = invoices.from_job(db.session.get(Job, job.id), staff)
         db.session.commit()
         invoices.send(invoice, staff)
+        db.session.commit()
         return invoice.number, loose.id
 
 
@@ -201,7 +187,7 @@ def test_two_months_of_automatic_invoicing(app, login_staff, stripe_sandbox, smt
     smtp.clear()
 
     # staff turn it on from the client card
-    at(ENABLED_ON, 10)
+    set_clock(ENABLED_ON, 10)
     r = set_cadence(app, login_staff, office, customer.id, cadence)
     first = min(EXPECTED[cadence])
     assert ("success", f"Automatic invoicing: {CADENCE_WORDS[cadence]}. Next email on {first.isoformat()} "
@@ -222,7 +208,7 @@ def test_two_months_of_automatic_invoicing(app, login_staff, stripe_sandbox, smt
             received[day] = attached_numbers(emails[0])
         for offset, job_id in job_ids.items():
             if d(offset) == day:
-                at(day, 14)
+                set_clock(day, 14)
                 finish_job(app, login_staff, office, job_id)
         day += timedelta(days=1)
 
@@ -254,22 +240,23 @@ def test_two_months_of_automatic_invoicing(app, login_staff, stripe_sandbox, smt
 def test_paid_and_hand_sent_invoices_are_left_out(app, login_staff, stripe_sandbox, smtp):
     office = make_staff_in(app, "office")
     customer = make_customer_in(app, "Paula", "Handsent")
-    at(ENABLED_ON, 9)
+    set_clock(ENABLED_ON, 9)
     set_cadence(app, login_staff, office, customer.id, "weekly")  # cadence dates d(7), d(14), …
 
     hand, paid, partial, auto1, auto2 = (new_job(app, customer, t) for t in
                                          ("Hand-sent", "Paid", "Part paid", "Auto one", "Auto two"))
     by_hand = {}
     for job_id, offset in ((hand, 1), (paid, 1), (partial, 1), (auto1, 3)):
-        at(d(offset), 14)
+        set_clock(d(offset), 14)
         finish_job(app, login_staff, office, job_id)
-    at(d(2), 11)
+    set_clock(d(2), 11)
     with app.app_context():  # staff invoice three of them and send them by hand after enabling
         staff = db.session.get(StaffUser, office.id)
         for job_id in (hand, paid, partial):
             inv = invoices.from_job(db.session.get(Job, job_id), staff)
             db.session.commit()
             invoices.send(inv, staff)
+            db.session.commit()
             by_hand[job_id] = (inv.id, inv.number)
 
     for day in (d(1), d(2), d(3), d(4), d(5), d(6)):
@@ -279,7 +266,7 @@ def test_paid_and_hand_sent_invoices_are_left_out(app, login_staff, stripe_sandb
     assert attached_numbers(email) == [auto1_number]  # the three sent by hand after enabling are not re-sent
 
     # before the next cadence date the customer pays one in full and one in part; another job is finished
-    at(d(9), 12)
+    set_clock(d(9), 12)
     with app.app_context():
         staff = db.session.get(StaffUser, office.id)
         cust = db.session.get(Customer, customer.id)
@@ -288,7 +275,7 @@ def test_paid_and_hand_sent_invoices_are_left_out(app, login_staff, stripe_sandb
         charges.record_manual(cust, method="cash", amount_cents=5_000, reference=None, actor=staff,
                               invoice=db.session.get(Invoice, by_hand[partial][0]))
         assert db.session.get(Invoice, by_hand[paid][0]).status == "paid"
-    at(d(10), 14)
+    set_clock(d(10), 14)
     finish_job(app, login_staff, office, auto2)
     for day in (d(8), d(9), d(10), d(11), d(12), d(13)):
         assert run_morning(app, smtp, day) == []
@@ -304,20 +291,21 @@ def test_paid_and_hand_sent_invoices_are_left_out(app, login_staff, stripe_sandb
 def test_an_invoice_sent_by_hand_between_two_automatic_emails_waits(app, login_staff, stripe_sandbox, smtp):
     office = make_staff_in(app, "office")
     customer = make_customer_in(app, "Hugo", "Between")
-    at(ENABLED_ON, 9)
+    set_clock(ENABLED_ON, 9)
     set_cadence(app, login_staff, office, customer.id, "weekly")
     first, second = new_job(app, customer, "First"), new_job(app, customer, "Second")
-    at(d(1), 14)
+    set_clock(d(1), 14)
     finish_job(app, login_staff, office, first)
     [email] = [m for day in (d(1), d(4), d(7)) for m in run_morning(app, smtp, day)]
-    at(d(8), 14)
+    set_clock(d(8), 14)
     finish_job(app, login_staff, office, second)
-    at(d(9), 9)
+    set_clock(d(9), 9)
     with app.app_context():  # staff invoice the second job and send it by hand after the last automatic email
         staff = db.session.get(StaffUser, office.id)
         inv = invoices.from_job(db.session.get(Job, second), staff)
         db.session.commit()
         invoices.send(inv, staff)
+        db.session.commit()
     assert run_morning(app, smtp, d(14)) == []  # sent since the last automatic email: nothing to send
 
 
@@ -327,12 +315,12 @@ def test_runner_down_over_cadence_dates_sends_one_email_then_the_schedule_contin
                                                                                   stripe_sandbox, smtp):
     office = make_staff_in(app, "office")
     customer = make_customer_in(app, "Rita", "Runner")
-    at(ENABLED_ON, 9)
+    set_clock(ENABLED_ON, 9)
     set_cadence(app, login_staff, office, customer.id, "weekly")
     a, b, c = (new_job(app, customer, t) for t in ("A", "B", "C"))
-    at(d(1), 14)
+    set_clock(d(1), 14)
     finish_job(app, login_staff, office, a)
-    at(d(9), 14)
+    set_clock(d(9), 14)
     finish_job(app, login_staff, office, b)
     # the runner is down from d(1) to d(17): cadence dates d(7) and d(14) pass without a run
     emails = run_morning(app, smtp, d(17))
@@ -342,7 +330,7 @@ def test_runner_down_over_cadence_dates_sends_one_email_then_the_schedule_contin
 
     # work finished right after the catch-up run waits for the next cadence date: the missed d(7) and d(14)
     # were both handled by that one run, neither is left over to carry it (a second run that day sends nothing)
-    at(d(17), 10)
+    set_clock(d(17), 10)
     finish_job(app, login_staff, office, c)
     with app.app_context():
         scheduler.run_due(datetime.combine(d(17), datetime.min.time(), LA) + timedelta(hours=15))
@@ -361,13 +349,13 @@ def test_runner_down_over_cadence_dates_sends_one_email_then_the_schedule_contin
 def test_the_email_its_links_the_outbox_and_the_activity_feed(app, login_staff, stripe_sandbox, smtp):
     office = make_staff_in(app, "office")
     customer = make_customer_in(app, "Elena", "Links", language="en")
-    at(ENABLED_ON, 9)
+    set_clock(ENABLED_ON, 9)
     set_cadence(app, login_staff, office, customer.id, "weekly")
     one, two = new_job(app, customer, "Tune-up"), new_job(app, customer, "Filter change")
-    at(d(2), 14)
+    set_clock(d(2), 14)
     finish_job(app, login_staff, office, one)
     finish_job(app, login_staff, office, two)
-    at(d(7), 8)
+    set_clock(d(7), 8)
     [email] = run_morning(app, smtp, d(7))
     assert str(email["To"]) == customer.primary_email
 
@@ -399,7 +387,7 @@ def test_the_email_its_links_the_outbox_and_the_activity_feed(app, login_staff, 
     assert all(n in page for n in nums) and "$300.00" in page
 
     # the outbox lists it (sent) and its page names the two PDFs; the activity feed has it
-    staff = office_client(app, login_staff, office)
+    staff = staff_client(app, login_staff, office)
     with app.app_context():
         queued = db.session.scalars(select(QueuedEmail).where(QueuedEmail.template == "invoices_sent")).one()
         assert queued.status == "sent" and queued.customer_id == customer.id
@@ -420,7 +408,7 @@ def test_the_email_its_links_the_outbox_and_the_activity_feed(app, login_staff, 
 def test_a_cadence_not_in_the_list_is_refused_with_a_message(app, login_staff, stripe_sandbox, smtp, bad):
     office = make_staff_in(app, "office")
     customer = make_customer_in(app, "Bea", "Badinput")
-    at(ENABLED_ON, 9)
+    set_clock(ENABLED_ON, 9)
     r = set_cadence(app, login_staff, office, customer.id, bad)
     raw = r.get_data(True)
     assert ("error", "Choose weekly, every 2 weeks, twice a month or monthly.") in flashes(raw)
@@ -436,7 +424,7 @@ def test_a_cadence_not_in_the_list_is_refused_with_a_message(app, login_staff, s
 def test_a_customer_without_email_cannot_get_automatic_invoices(app, login_staff, stripe_sandbox, smtp):
     office = make_staff_in(app, "office")
     customer = make_customer_in(app, "Noel", "Noemail", email=None)
-    at(ENABLED_ON, 9)
+    set_clock(ENABLED_ON, 9)
     r = set_cadence(app, login_staff, office, customer.id, "weekly")
     assert ("error", "This customer has no email address to send invoices to.") in flashes(r.get_data(True))
     with app.app_context():
@@ -446,12 +434,12 @@ def test_a_customer_without_email_cannot_get_automatic_invoices(app, login_staff
 def test_turning_it_off_stops_the_emails(app, login_staff, stripe_sandbox, smtp):
     office = make_staff_in(app, "office")
     customer = make_customer_in(app, "Otto", "Offswitch")
-    at(ENABLED_ON, 9)
+    set_clock(ENABLED_ON, 9)
     set_cadence(app, login_staff, office, customer.id, "weekly")
     job = new_job(app, customer, "Tune-up")
-    at(d(2), 14)
+    set_clock(d(2), 14)
     finish_job(app, login_staff, office, job)
-    at(d(3), 10)
+    set_clock(d(3), 10)
     r = set_cadence(app, login_staff, office, customer.id, "")
     assert ("success", "Automatic invoicing turned off.") in flashes(r.get_data(True))
     assert re.search(r"<dd data-auto-invoicing>off</dd>", r.get_data(True))

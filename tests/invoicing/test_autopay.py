@@ -26,7 +26,7 @@ from portal.services.billing import invoices
 from portal.services.platform import scheduler
 from portal.services.platform import mailer
 from tests.factories import make_card, make_customer, make_invoice, make_staff
-from tests.helpers import csrf_token_from
+from tests.helpers import csrf_token_from, sandbox_intents, set_clock, staff_client
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 GOOD, DECLINED = "4242424242424242", "4000000000000341"
@@ -54,28 +54,9 @@ def local(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=LA)
 
 
-def at(day: date, hour: int = 10, minute: int = 0) -> datetime:
-    when = local(day, hour, minute)
-    clock.set_now(when)
-    return when
-
-
 def run_at(app, day: date, hour: int, minute: int = 0) -> dict:
     with app.app_context():
         return scheduler.run_due(local(day, hour, minute))
-
-
-def intents() -> list[dict]:
-    """Every PaymentIntent the sandbox holds, oldest first."""
-    r = requests.get(f"{gateway.sandbox_url()}/v1/payment_intents?limit=1000",
-                     headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10)
-    r.raise_for_status()
-    return sorted(r.json()["data"], key=lambda pi: (pi["created"], pi["id"]))
-
-
-def sandbox_intents(app) -> list[dict]:
-    with app.app_context():
-        return intents()
 
 
 def subjects(smtp, address: str) -> list[str]:
@@ -85,13 +66,6 @@ def subjects(smtp, address: str) -> list[str]:
 def flashes(html: str) -> list[tuple[str, str]]:
     return [(cat, htmllib.unescape(msg).strip())
             for cat, msg in re.findall(r'<div class="flash (\w+)" role="\w+">(.*?)</div>', html, re.S)]
-
-
-def staff_client(app, login_staff, user):
-    c = app.test_client()
-    login_staff(user, c=c)
-    c.csrf = csrf_token_from(c.get("/admin/").get_data(True))
-    return c
 
 
 def enrol(c, customer_id: int, enabled: str = "1"):
@@ -123,6 +97,7 @@ def sent_invoice(app, customer, staff, *, total: int, due: date, paid: int = 0) 
     with app.app_context():
         invoice = make_invoice(customer, total_cents=total, status="draft", due_date=due)
         invoices.send(db.session.get(Invoice, invoice.id), db.session.get(StaffUser, staff.id))
+        db.session.commit()
         if paid:
             charges.record_manual(db.session.get(Customer, customer.id), method="cash", amount_cents=paid,
                                   reference=None, actor=db.session.get(StaffUser, staff.id),
@@ -186,7 +161,7 @@ def test_enrolment_needs_a_card_on_file(app, login_staff, stripe_sandbox, smtp, 
 
 def test_due_invoice_charged_once_in_the_business_night_window(app, login_staff, stripe_sandbox, smtp, people,
                                                                 tokyo_server):
-    at(DUE - timedelta(days=14), 10)
+    set_clock(DUE - timedelta(days=14), 10)
     switch_global(app, login_staff, people["admin"], True)
     customer, card = enrolled_customer(app, login_staff, people["office"], "Ines", "Nightly")
     invoice = sent_invoice(app, customer, people["office"], total=18_750, due=DUE, paid=5_000)
@@ -198,11 +173,11 @@ def test_due_invoice_charged_once_in_the_business_night_window(app, login_staff,
     for hour, minute in ((8, 30), (17, 30), (23, 30)):
         result = run_at(app, DUE - timedelta(days=1), hour, minute)
         assert result["autopay"] == {"charged": 0, "failed": 0}, (hour, result)
-    assert sandbox_intents(app) == []
+    assert sandbox_intents(stripe_sandbox) == []
 
     # 00:30 on the due date, business time: the balance is charged to the default card, once
     assert run_at(app, DUE, 0, 30)["autopay"] == {"charged": 1, "failed": 0}
-    [pi] = sandbox_intents(app)
+    [pi] = sandbox_intents(stripe_sandbox)
     assert pi["amount"] == 13_750 and pi["status"] == "succeeded"
     with app.app_context():
         assert pi["payment_method"] == db.session.get(Card, card.id).stripe_payment_method_id
@@ -214,16 +189,16 @@ def test_due_invoice_charged_once_in_the_business_night_window(app, login_staff,
     # still inside the window, and again the next night: nothing is charged twice
     run_at(app, DUE, 1, 30)
     run_at(app, DUE, 1, 59)
-    assert len(sandbox_intents(app)) == 1
+    assert len(sandbox_intents(stripe_sandbox)) == 1
     assert fresh_invoice(app, later.id).status == "open"  # due in two days: not tonight
 
     # the later invoice's due date: a run at 03:00 (and at 02:00 sharp) is outside the window
     for hour in (3, 2, 12):
         assert run_at(app, DUE + timedelta(days=2), hour)["autopay"] == {"charged": 0, "failed": 0}
-    assert len(sandbox_intents(app)) == 1 and fresh_invoice(app, later.id).status == "open"
+    assert len(sandbox_intents(stripe_sandbox)) == 1 and fresh_invoice(app, later.id).status == "open"
     # … and the next night's window catches it (it is still due)
     assert run_at(app, DUE + timedelta(days=3), 0, 5)["autopay"] == {"charged": 1, "failed": 0}
-    pis = sandbox_intents(app)
+    pis = sandbox_intents(stripe_sandbox)
     assert sorted(p["amount"] for p in pis) == [9_900, 13_750]
     assert fresh_invoice(app, later.id).status == "paid"
     assert subjects(smtp, customer.primary_email).count("Payment receipt from Bright Air") == 2
@@ -232,22 +207,22 @@ def test_due_invoice_charged_once_in_the_business_night_window(app, login_staff,
 
 
 def test_global_switch_off_charges_nothing(app, login_staff, stripe_sandbox, smtp, people, tokyo_server):
-    at(DUE - timedelta(days=14), 10)
+    set_clock(DUE - timedelta(days=14), 10)
     customer, _ = enrolled_customer(app, login_staff, people["office"], "Olga", "Switchoff")
     invoice = sent_invoice(app, customer, people["office"], total=12_000, due=DUE)
     for hour, minute in ((0, 10), (0, 45), (1, 30)):
         assert run_at(app, DUE, hour, minute)["autopay"] == {"charged": 0, "failed": 0}
-    assert sandbox_intents(app) == []
+    assert sandbox_intents(stripe_sandbox) == []
     assert fresh_invoice(app, invoice.id).status == "open"
     # the admin turns the switch on: the next night charges it
-    at(DUE, 10)
+    set_clock(DUE, 10)
     switch_global(app, login_staff, people["admin"], True)
     assert run_at(app, DUE + timedelta(days=1), 0, 30)["autopay"] == {"charged": 1, "failed": 0}
-    assert [p["amount"] for p in sandbox_intents(app)] == [12_000]
+    assert [p["amount"] for p in sandbox_intents(stripe_sandbox)] == [12_000]
 
 
 def test_invoice_due_tomorrow_is_not_charged_tonight(app, login_staff, stripe_sandbox, smtp, people, tokyo_server):
-    at(DUE - timedelta(days=14), 10)
+    set_clock(DUE - timedelta(days=14), 10)
     switch_global(app, login_staff, people["admin"], True)
     customer, _ = enrolled_customer(app, login_staff, people["office"], "Tom", "Tomorrow")
     invoice = sent_invoice(app, customer, people["office"], total=12_000, due=DUE + timedelta(days=1))
@@ -257,7 +232,7 @@ def test_invoice_due_tomorrow_is_not_charged_tonight(app, login_staff, stripe_sa
     theirs = sent_invoice(app, not_enrolled, people["office"], total=4_000, due=DUE)
     run_at(app, DUE, 0, 30)
     run_at(app, DUE, 1, 30)
-    assert sandbox_intents(app) == []
+    assert sandbox_intents(stripe_sandbox) == []
     assert fresh_invoice(app, invoice.id).status == "open" and fresh_invoice(app, theirs.id).status == "open"
 
 
@@ -265,14 +240,14 @@ def test_invoice_due_tomorrow_is_not_charged_tonight(app, login_staff, stripe_sa
 
 def test_declined_autopay_emails_both_sides_and_turns_reminders_back_on(app, login_staff, stripe_sandbox, smtp,
                                                                         people, tokyo_server):
-    at(DUE - timedelta(days=14), 10)
+    set_clock(DUE - timedelta(days=14), 10)
     switch_global(app, login_staff, people["admin"], True)  # reminders on too (1, 7, 14, 30 days)
     customer, card = enrolled_customer(app, login_staff, people["office"], "Dana", "Declined", DECLINED)
     invoice = sent_invoice(app, customer, people["office"], total=20_000, due=DUE)
     smtp.clear()
 
     assert run_at(app, DUE, 0, 30)["autopay"] == {"charged": 0, "failed": 1}
-    [pi] = sandbox_intents(app)
+    [pi] = sandbox_intents(stripe_sandbox)
     assert pi["amount"] == 20_000 and pi["status"] != "succeeded"
 
     [failed] = smtp.to(customer.primary_email)
@@ -280,7 +255,7 @@ def test_declined_autopay_emails_both_sides_and_turns_reminders_back_on(app, log
     body = smtp.text(failed)
     assert "$200.00" in body and invoice.number in body
     [link] = re.findall(r"http://portal\.test/portal/magic/\S+", body)
-    at(DUE, 7)  # the customer opens it in the morning
+    set_clock(DUE, 7)  # the customer opens it in the morning
     r = app.test_client().get(link.replace("http://portal.test", ""))
     assert r.status_code == 302 and r.headers["Location"] == f"/portal/invoices/{invoice.id}/pay"
 
@@ -297,27 +272,27 @@ def test_declined_autopay_emails_both_sides_and_turns_reminders_back_on(app, log
     smtp.clear()
     result = run_at(app, DUE + timedelta(days=1), 0, 30)
     assert result["autopay"] == {"charged": 0, "failed": 0}
-    assert len(sandbox_intents(app)) == 1
+    assert len(sandbox_intents(stripe_sandbox)) == 1
     assert subjects(smtp, customer.primary_email) == \
         [f"Reminder: invoice {invoice.number} from Bright Air is past due"]
     with app.app_context():
         assert len(db.session.scalars(select(InvoiceReminder).where(InvoiceReminder.invoice_id == invoice.id))
                    .all()) == 1
     run_at(app, DUE + timedelta(days=2), 0, 30)
-    assert len(sandbox_intents(app)) == 1 and len(smtp.to(customer.primary_email)) == 1
+    assert len(sandbox_intents(stripe_sandbox)) == 1 and len(smtp.to(customer.primary_email)) == 1
 
 
 def test_no_reminder_for_an_autopay_invoice_whose_charge_has_not_failed(app, login_staff, stripe_sandbox, smtp,
                                                                         people, tokyo_server):
     """The other side of the decline test: enrolled after the window, its past-due invoice gets no reminder
     before AutoPay has tried it (reminders are on); it is charged the next night instead."""
-    at(DUE - timedelta(days=14), 10)
+    set_clock(DUE - timedelta(days=14), 10)
     switch_global(app, login_staff, people["admin"], True)
     with app.app_context():
         customer = make_customer("Rosa", "Latecomer")
         make_card(customer.id, GOOD)
     invoice = sent_invoice(app, customer, people["office"], total=8_000, due=DUE)
-    at(DUE, 9)
+    set_clock(DUE, 9)
     assert autopay_shown(enrol(staff_client(app, login_staff, people["office"]), customer.id)) == "on"
     smtp.clear()
     run_at(app, DUE + timedelta(days=1), 0, 30)

@@ -21,21 +21,13 @@ from portal.models import (ChargeAttempt, ChargeAttemptInvoice, Customer, Invoic
                            QueuedEmail, StaffUser)
 from portal.services.payments import charges
 from tests.factories import make_card, make_customer, make_invoice, make_staff, sandbox_card
-from tests.helpers import csrf_token_from, wait_for_email
+from tests.helpers import csrf_token_from, log_in_customer, log_in_staff, sandbox_intents, wait_for_email
 
 GOOD, DECLINED, THREE_DS = "4242424242424242", "4000000000000341", "4000002500003155"
 BATCH_SUBJECT = "Your invoices from Bright Air"
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
-
-def intents(sandbox: dict) -> list[dict]:
-    """Every PaymentIntent the sandbox holds."""
-    r = requests.get(f"{sandbox['url']}/v1/payment_intents?limit=1000",
-                     headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10)
-    r.raise_for_status()
-    return r.json()["data"]
-
 
 def hidden(page: str, name: str) -> str:
     m = re.search(rf'name="{name}" type="hidden" value="([^"]*)"', page)
@@ -69,19 +61,12 @@ def people(app, *, balances=(12_000, 8_050), number_prefix="INV-71", card: str |
 def staff_send(app, admin, customer_id: int, invoice_ids: list, follow: bool = True):
     """Staff tick invoices on the client card and press "Send selected in one email"."""
     staff = app.test_client()
-    _login_staff(staff, admin)
+    log_in_staff(staff, admin)
     card = staff.get(f"/admin/customers/{customer_id}").get_data(True)
     r = staff.post(f"/admin/customers/{customer_id}/invoices/send",
                    data={"csrf_token": csrf_token_from(card), "invoice_id": [str(i) for i in invoice_ids]})
     assert r.status_code == 302, r.status_code
     return text_of(staff.get(r.headers["Location"]).get_data(True)) if follow else r
-
-
-def _login_staff(c, user):
-    page = c.get("/admin/login").get_data(True)
-    r = c.post("/admin/login", data={"email": user.email, "password": "correct horse battery",
-                                     "csrf_token": csrf_token_from(page)})
-    assert r.status_code == 302
 
 
 def follow_magic(c, link: str):
@@ -100,13 +85,7 @@ def pay_all_form(c, url: str) -> tuple[str, dict]:
 
 
 def portal_client(app, customer):
-    from portal.services.platform import magic_links
-
-    c = app.test_client()
-    with app.app_context():
-        token = magic_links.issue_token(db.session.get(Customer, customer.id))
-    assert c.get(f"/portal/magic/{token}").status_code == 302
-    return c
+    return log_in_customer(app, app.test_client(), customer)
 
 
 # --- 1. The whole journey: staff batch → one email → pay all with a saved card -----------------------------
@@ -146,7 +125,7 @@ def test_staff_batch_one_email_with_both_pdfs_and_pay_all_charges_once_for_the_s
     r = c.post("/portal/invoices/pay-all", data={**form, "card_id": str(card.id)})
     assert r.status_code == 302 and "/portal/payments/" in r.headers["Location"], r.get_data(True)[:500]
 
-    pis = intents(stripe_sandbox)
+    pis = sandbox_intents(stripe_sandbox)
     assert [(pi["amount"], pi["status"]) for pi in pis] == [(20_050, "succeeded")]
     with app.app_context():
         [payment] = db.session.scalars(select(Payment)).all()
@@ -185,7 +164,7 @@ def test_pay_all_with_a_new_card(app, stripe_sandbox, smtp):
         seti = sandbox_card(customer.id, purpose="payment")
     r = c.post("/portal/invoices/pay-all", data={**form, "card_id": "new", "setup_intent": seti, "save_card": "y"})
     assert r.status_code == 302 and "/portal/payments/" in r.headers["Location"], r.get_data(True)[:500]
-    assert [(pi["amount"], pi["status"]) for pi in intents(stripe_sandbox)] == [(10_500, "succeeded")]
+    assert [(pi["amount"], pi["status"]) for pi in sandbox_intents(stripe_sandbox)] == [(10_500, "succeeded")]
     with app.app_context():
         assert [fresh(Invoice, i.id).status for i in (a, b)] == ["paid", "paid"]
         [payment] = db.session.scalars(select(Payment)).all()
@@ -205,7 +184,7 @@ def test_declined_pay_all_leaves_both_invoices_open_and_nothing_allocated(app, s
     assert r.status_code == 402 and "The payment did not go through." in seen
     assert "INV-710" in seen and "Pay $200.50" in seen  # the page offers to try again for the same invoices
     assert hidden(r.get_data(True), "token") != form["token"]  # a new try is a new attempt
-    pis = intents(stripe_sandbox)
+    pis = sandbox_intents(stripe_sandbox)
     assert len(pis) == 1 and pis[0]["status"] != "succeeded"
     with app.app_context():
         assert count(Payment) == 0 and count(PaymentAllocation) == 0
@@ -253,8 +232,10 @@ def test_pay_all_with_another_customers_invoice_is_404_and_charges_nothing(app, 
         theirs = make_invoice(other, 5_000, number="INV-7999")
         from portal.services.billing import invoices
         invoices.send(fresh(Invoice, theirs.id), db.session.get(StaffUser, admin.id))
+        db.session.commit()
         for inv in (a, b):
             invoices.send(fresh(Invoice, inv.id), db.session.get(StaffUser, admin.id))
+            db.session.commit()
     c = portal_client(app, customer)
     assert c.get(f"/portal/invoices/pay-all?ids={a.id},{theirs.id}").status_code == 404
     assert c.get(f"/portal/invoices/pay-all?ids={theirs.id}").status_code == 404
@@ -263,7 +244,7 @@ def test_pay_all_with_another_customers_invoice_is_404_and_charges_nothing(app, 
     r = c.post("/portal/invoices/pay-all", data={**form, "ids": f"{a.id},{theirs.id}", "total": "17000",
                                                  "card_id": str(card.id)})
     assert r.status_code == 404
-    assert intents(stripe_sandbox) == []
+    assert sandbox_intents(stripe_sandbox) == []
     with app.app_context():
         assert count(ChargeAttempt) == 0 and fresh(Invoice, theirs.id).status == "open"
 
@@ -282,7 +263,7 @@ def test_an_invoice_paid_meanwhile_is_shown_as_paid_and_only_the_rest_is_charged
     assert "Pay $80.50" in seen and "Pay $200.50" not in seen and form["ids"] == str(b.id)
     r = c.post("/portal/invoices/pay-all", data={**form, "card_id": str(card.id)})
     assert r.status_code == 302, r.get_data(True)[:500]
-    assert [(pi["amount"], pi["status"]) for pi in intents(stripe_sandbox)] == [(8_050, "succeeded")]
+    assert [(pi["amount"], pi["status"]) for pi in sandbox_intents(stripe_sandbox)] == [(8_050, "succeeded")]
     with app.app_context():
         card_payment = db.session.scalars(select(Payment).where(Payment.method == "card")).one()
         assert [(x.invoice_id, x.amount_cents) for x in card_payment.allocations] == [(b.id, 8_050)]
@@ -308,14 +289,14 @@ def test_a_stale_total_is_refused_with_409_and_charges_nothing(app, stripe_sandb
     assert r.status_code == 409
     assert "The balances changed since you opened this page. Check the total and pay again." in seen
     assert "Pay $180.50" in seen  # the page now shows the new total
-    assert intents(stripe_sandbox) == []
+    assert sandbox_intents(stripe_sandbox) == []
     with app.app_context():
         assert count(ChargeAttempt) == 0
         assert fresh(Invoice, a.id).status == "open" and fresh(Invoice, b.id).status == "partially_paid"
     # a tampered total is the same: refused, nothing charged
     _, form = pay_all_form(c, f"/portal/invoices/pay-all?ids={a.id},{b.id}")
     r = c.post("/portal/invoices/pay-all", data={**form, "total": "100", "card_id": str(card.id)})
-    assert r.status_code == 409 and intents(stripe_sandbox) == []
+    assert r.status_code == 409 and sandbox_intents(stripe_sandbox) == []
 
 
 def test_the_same_pay_all_form_posted_twice_charges_once(app, stripe_sandbox, smtp):
@@ -340,7 +321,7 @@ def test_the_same_pay_all_form_posted_twice_charges_once(app, stripe_sandbox, sm
                                       initiated_by="customer")
         assert outcome.duplicate and outcome.attempt.id == attempt.id
         assert count(Payment) == 1 and count(PaymentAllocation) == 2
-    assert [(pi["amount"], pi["status"]) for pi in intents(stripe_sandbox)] == [(20_050, "succeeded")]
+    assert [(pi["amount"], pi["status"]) for pi in sandbox_intents(stripe_sandbox)] == [(20_050, "succeeded")]
     assert len([m for m in smtp.to("nina.park@example.com") if "Payment receipt" in str(m["Subject"])]) == 1
 
 
@@ -382,7 +363,7 @@ def test_an_open_pay_all_charge_blocks_paying_one_of_its_invoices_alone(app, str
         db.session.rollback()
         assert count(ChargeAttempt) == 1 and count(Payment) == 0
         assert [fresh(Invoice, i.id).status for i in (a, b)] == ["open", "open"]
-    assert intents(stripe_sandbox) == []
+    assert sandbox_intents(stripe_sandbox) == []
 
 
 def test_a_pay_all_waiting_for_3d_secure_is_cancelled_before_an_invoice_is_paid_alone(app, stripe_sandbox):
@@ -394,7 +375,7 @@ def test_a_pay_all_waiting_for_3d_secure_is_cancelled_before_an_invoice_is_paid_
     _, form = pay_all_form(c, f"/portal/invoices/pay-all?ids={a.id},{b.id}")
     r = c.post("/portal/invoices/pay-all", data={**form, "card_id": str(card.id)})
     assert r.status_code == 200 and "/portal/invoices/pay-all/" in r.get_data(True)  # the bank's window
-    [pi] = intents(stripe_sandbox)
+    [pi] = sandbox_intents(stripe_sandbox)
     assert pi["status"] == "requires_action" and pi["amount"] == 20_050
     with app.app_context():
         [pending] = db.session.scalars(select(ChargeAttempt)).all()
@@ -406,7 +387,7 @@ def test_a_pay_all_waiting_for_3d_secure_is_cancelled_before_an_invoice_is_paid_
                                                       "token": hidden(page, "token"), "amount": "80.50",
                                                       "card_id": str(card.id)})
     assert r.status_code == 200 and "Confirm the payment with your bank" in text_of(r.get_data(True))
-    pis = {p["id"]: p for p in intents(stripe_sandbox)}
+    pis = {p["id"]: p for p in sandbox_intents(stripe_sandbox)}
     assert pis.pop(pi["id"])["status"] == "canceled"  # the pay-all charge can no longer take the money
     assert [(p["amount"], p["status"]) for p in pis.values()] == [(8_050, "requires_action")]
     with app.app_context():
@@ -431,7 +412,7 @@ def test_a_partial_refund_of_a_pay_all_payment_reopens_the_latest_allocated_invo
         assert last.invoice_id == b.id  # allocated in invoice order: INV-711 last
 
     staff = app.test_client()
-    _login_staff(staff, admin)
+    log_in_staff(staff, admin)
 
     def refund(amount: str):
         page = staff.get(f"/admin/payments/{payment.id}").get_data(True)
@@ -454,7 +435,7 @@ def test_a_partial_refund_of_a_pay_all_payment_reopens_the_latest_allocated_invo
         a_row, b_row = fresh(Invoice, a.id), fresh(Invoice, b.id)
         assert (b_row.status, b_row.balance_cents) == ("open", 8_050)
         assert (a_row.status, a_row.balance_cents) == ("partially_paid", 6_950)
-    refunds = [pi for pi in intents(stripe_sandbox)]
+    refunds = [pi for pi in sandbox_intents(stripe_sandbox)]
     assert len(refunds) == 1  # refunds never create a charge
     r = requests.get(f"{stripe_sandbox['url']}/v1/refunds?limit=100",
                      headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10)

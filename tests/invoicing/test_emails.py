@@ -122,6 +122,7 @@ def queue_every_email(lang: str, manager_id: int) -> dict:
     @expect("invoice_sent")
     def _():
         invoices.send(single, staff)
+        db.session.commit()
 
     batch = [invoice(12_000), invoice(8_050)]
 
@@ -212,6 +213,7 @@ def queue_every_email(lang: str, manager_id: int) -> dict:
     @expect("message_received")
     def _():
         messages.send(customer, name=f"{first} {last}", phone=None, body=MESSAGE)
+        db.session.commit()
 
     assert set(emails) == set(CUSTOMER_EMAILS) | set(STAFF_EMAILS)
     return {"customer": c.id, "emails": emails,
@@ -471,6 +473,7 @@ def test_smtp_unreachable_the_action_commits_the_email_waits_with_its_error_and_
     try:
         with app.app_context():
             invoices.send(db.session.get(Invoice, invoice.id), db.session.get(StaffUser, staff.id))
+            db.session.commit()
             assert mailer.deliver_pending() == {"sent": 0, "failed": 1, "console": 0}
             db.session.remove()
         with app.app_context():

@@ -30,7 +30,7 @@ from portal.services.billing import reminders
 from portal.services.platform import settings
 from tests.conftest import SMTPServer
 from tests.factories import make_card, make_customer, make_invoice, make_job, make_staff
-from tests.helpers import csrf_token_from
+from tests.helpers import csrf_token_from, run_jobs_at, sandbox_intents
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 D = date(2026, 3, 20)  # every invoice's due date
@@ -48,24 +48,12 @@ def at(day: int, hour: int = 9, minute: int = 0) -> datetime:
     return datetime.combine(D + timedelta(days=day), time(hour, minute), LA)
 
 
-def run_at(when: datetime) -> dict:
-    clock.set_now(when)
-    return scheduler.run_due()
-
-
 def subject_of(number: str) -> str:
     return f"Reminder: invoice {number} from Bright Air is past due"
 
 
 def reminder_mails(smtp, who) -> list:
     return [m for m in smtp.to(who.email) if str(m["Subject"]).startswith("Reminder: invoice")]
-
-
-def intents() -> list[dict]:
-    r = requests.get(f"{gateway.sandbox_url()}/v1/payment_intents?limit=1000",
-                     headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10)
-    r.raise_for_status()
-    return r.json()["data"]
 
 
 def fresh(model, id_):
@@ -98,6 +86,7 @@ def billed(tag: str, *, job_status: str = "finished", send_on: int | None = -14,
     if send_on is not None:
         clock.set_now(at(send_on, 10))
         invoices.send(invoice, None)
+        db.session.commit()
     return SimpleNamespace(customer_id=customer.id, email=customer.primary_email, invoice_id=invoice.id,
                            number=invoice.number, job_id=job.id)
 
@@ -150,7 +139,7 @@ def sweep(app, smtp, people, *, days=SWEEP, skip=(), actions=None, check=True) -
     for day in days:
         if day not in skip:
             before = {tag: len(reminder_mails(smtp, who)) for tag, who in people.items()}
-            run_at(at(day))
+            run_jobs_at(at(day))
             for tag, who in people.items():
                 arrived = reminder_mails(smtp, who)[before[tag]:]
                 got[tag] += [day] * len(arrived)
@@ -247,6 +236,7 @@ def test_reminder_schedule(app, ctx, smtp, login_staff, name, send_on, setup, do
         def first_send():
             clock.set_now(at(send_on, 10))
             invoices.send(fresh(Invoice, who.invoice_id), None)
+            db.session.commit()
         actions[send_on] = first_send
     got = sweep(app, smtp, {"sched": who}, skip=down, actions=actions)
     assert got["sched"] == expected_days
@@ -264,7 +254,7 @@ def test_reminder_schedule(app, ctx, smtp, login_staff, name, send_on, setup, do
 def test_a_resend_email_arrives_and_the_next_reminder_date_moves(app, ctx, smtp, login_staff):
     """The resend itself (INV-2 email through SMTP) and `next_reminder` before and after it."""
     who = billed("moved")
-    run_at(at(1))
+    run_jobs_at(at(1))
     assert next_reminder(who) == D + timedelta(7)
     clock.set_now(at(5, 12))
     resend_on_admin_page(app, login_staff, who)
@@ -317,6 +307,7 @@ def _one_of_two_jobs_unfinished(tag):
     db.session.commit()
     clock.set_now(at(-14, 10))
     invoices.send(invoice, None)
+    db.session.commit()
     return who
 
 
@@ -327,6 +318,7 @@ def _no_due_date(tag):
     db.session.commit()
     clock.set_now(at(-14, 10))
     invoices.send(invoice, None)
+    db.session.commit()
     return who
 
 
@@ -401,8 +393,8 @@ def test_autopay_decline_on_the_due_date_turns_reminders_on(app, ctx, stripe_san
     assert fresh(Invoice, ana.invoice_id).autopay_failed_at is None
     assert next_reminder(ana) is None  # AutoPay will pay it: none planned
 
-    run_at(at(0, 0, 30))  # AutoPay's night
-    assert sorted((pi["amount"], pi["status"]) for pi in intents()) == \
+    run_jobs_at(at(0, 0, 30))  # AutoPay's night
+    assert sorted((pi["amount"], pi["status"]) for pi in sandbox_intents()) == \
         [(TOTAL, "requires_payment_method"), (TOTAL, "succeeded")]
     failed = fresh(Invoice, ana.invoice_id)
     assert failed.autopay_failed_at == at(0, 0, 30) and failed.status == "open"
@@ -417,8 +409,8 @@ def test_autopay_decline_on_the_due_date_turns_reminders_on(app, ctx, stripe_san
     for tag in people:
         got[tag] += later[tag]
     assert got == {"ana": DEFAULT_DAYS, "ben": [], "cleo": DEFAULT_DAYS}
-    run_at(at(1, 0, 30))  # the next night: AutoPay does not try again
-    assert len(intents()) == 2
+    run_jobs_at(at(1, 0, 30))  # the next night: AutoPay does not try again
+    assert len(sandbox_intents()) == 2
 
 
 def test_autopay_customer_gets_no_reminder_until_the_charge_fails(app, ctx, stripe_sandbox, smtp):
@@ -434,11 +426,11 @@ def test_autopay_customer_gets_no_reminder_until_the_charge_fails(app, ctx, stri
 
     got = sweep(app, smtp, people, days=range(-2, 10))
     assert got == {"ana": [], "cleo": [1, 7]}
-    assert intents() == []
+    assert sandbox_intents() == []
 
     before = len(reminder_mails(smtp, ana))
-    run_at(at(10, 0, 30))
-    assert [pi["status"] for pi in intents()] == ["requires_payment_method"]
+    run_jobs_at(at(10, 0, 30))
+    assert [pi["status"] for pi in sandbox_intents()] == ["requires_payment_method"]
     arrived = reminder_mails(smtp, ana)[before:]
     assert len(arrived) == 1
     check_reminder(app, arrived[0], ana, days_overdue=10)
@@ -452,7 +444,7 @@ def test_enrolled_customer_gets_reminders_while_autopay_is_off_for_the_business(
     assert settings.get().autopay_enabled is False
     got = sweep(app, smtp, {"ana": ana}, days=[-1, 0, 1, 2, 7, 14, 30], check=False)
     assert got == {"ana": DEFAULT_DAYS}
-    assert intents() == []
+    assert sandbox_intents() == []
 
 
 # --- 6: idempotence -------------------------------------------------------------------------------------------
@@ -461,10 +453,10 @@ def test_running_the_job_twice_sends_nothing_twice(app, ctx, smtp):
     who = billed("twice")
     for day in [-1, 0] + DEFAULT_DAYS + [31]:
         seen = len(reminder_mails(smtp, who))
-        first = run_at(at(day))["reminders"]
-        again = run_at(at(day))["reminders"]  # the same instant
-        minute_later = run_at(at(day, 9, 1))["reminders"]
-        hour_later = run_at(at(day, 10))["reminders"]
+        first = run_jobs_at(at(day))["reminders"]
+        again = run_jobs_at(at(day))["reminders"]  # the same instant
+        minute_later = run_jobs_at(at(day, 9, 1))["reminders"]
+        hour_later = run_jobs_at(at(day, 10))["reminders"]
         expected = 1 if day in DEFAULT_DAYS else 0
         assert (first, again, minute_later, hour_later) == ({"sent": expected}, {"sent": 0}, {"sent": 0},
                                                             {"sent": 0}), day
@@ -479,9 +471,9 @@ def test_the_reminder_day_is_the_business_day_not_the_servers(app, ctx, smtp):
     """At 23:30 on the due date in Los Angeles it is already the next day in UTC: still no reminder. Five
     minutes past midnight business time, the day-1 reminder goes."""
     who = billed("tz")
-    run_at(at(0, 23, 30))
+    run_jobs_at(at(0, 23, 30))
     assert reminder_mails(smtp, who) == []
-    run_at(at(1, 0, 5))
+    run_jobs_at(at(1, 0, 5))
     [msg] = reminder_mails(smtp, who)
     check_reminder(app, msg, who, days_overdue=1)
 

@@ -84,6 +84,7 @@ def test_customer_preference_russian_beats_the_browser_and_reaches_the_invoice_e
         assert text in page, text
     with app.app_context():
         invoices.send(db.session.get(Invoice, invoice.id), db.session.get(StaffUser, staff.id))
+        db.session.commit()
         mailer.deliver_pending()
     [msg] = smtp.to("olga@example.com")
     assert msg["Subject"] == "Счёт INV-88001 от Bright Air" or msg["Subject"].startswith("Счёт INV-88001")

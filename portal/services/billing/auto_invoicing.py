@@ -8,6 +8,8 @@ automatic email and not sent by hand since the last one. Finished work not on an
 job first. Nothing eligible → no email. A cadence date missed while the runner was down is handled once, at the
 next run; the customer row's "last cadence date" is claimed with a conditional UPDATE, so two runners never
 send the same date twice.
+
+Transactions: `run()` is a scheduler rule and commits per customer (the cadence date is claimed in that commit).
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from portal.services.payments import ledger
 
 
 def send(invoice: Invoice, actor: StaffUser | None) -> None:
-    """Send or resend. A draft becomes open; a resend restarts the reminder schedule (INV-5). Commits."""
+    """Send or resend. A draft becomes open; a resend restarts the reminder schedule (INV-5). Caller commits."""
     customer = db.session.get(Customer, invoice.customer_id)
     _check_sendable(invoice, customer)
     resend = _mark_sent(invoice)
@@ -35,7 +35,6 @@ def send(invoice: Invoice, actor: StaffUser | None) -> None:
                        customer=customer, actor=actor)
     activity.record(customer.id, "invoice", f"Invoice {invoice.number} {'resent' if resend else 'sent'}",
                     staff=actor, invoice_id=invoice.id)
-    db.session.commit()
 
 
 def _check_sendable(invoice: Invoice, customer: Customer) -> None:

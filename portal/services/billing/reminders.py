@@ -6,6 +6,8 @@ restarts the schedule). Paying or voiding stops them (the invoice leaves the que
 none unless the AutoPay charge of that invoice failed. Each run sends, per invoice, only the latest step due: a
 runner that was down sends one reminder, not a burst, and the unique (invoice, anchor, step) row means no step is
 ever sent twice, even by two runners at once.
+
+Transactions: `run()` is a scheduler rule and commits per invoice reminder.
 """
 from __future__ import annotations
 

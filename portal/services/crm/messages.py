@@ -58,7 +58,7 @@ def staff_recipients(customer: Customer) -> list[str]:
 
 def send(customer: Customer, *, name: str | None, phone: str | None, body: str | None,
          visit: Visit | None = None) -> MessageRequest:
-    """The customer writes to the business. Commits."""
+    """The customer writes to the business. Caller commits."""
     name, phone, body = validate(name, phone, body)
     if visit is not None and visit.job.customer_id != customer.id:
         raise ValidationError("body", _("That visit is not yours."))
@@ -73,7 +73,6 @@ def send(customer: Customer, *, name: str | None, phone: str | None, body: str |
         mailer.queue_email("message_received", address, {"message": message, "visit": visit, "sender": customer,
                                                        "subject_args": {"name": customer.display_name}},
                            language="en", log_activity=False)
-    db.session.commit()
     return message
 
 
@@ -109,20 +108,19 @@ def inbox(status: str = "new", page: int = 1) -> Inbox:
 
 
 def mark_handled(message: MessageRequest, staff: StaffUser) -> bool:
-    """Once: a second click (or a colleague at the same time) changes nothing. Commits."""
+    """Once: a second click (or a colleague at the same time) changes nothing. Caller commits."""
     result = db.session.execute(update(MessageRequest).where(MessageRequest.id == message.id,
                                                              MessageRequest.status == "new")
                                 .values(status="handled", handled_by_id=staff.id, handled_at=clock.now())
                                 .execution_options(synchronize_session=False))
     if result.rowcount:
         activity.record(message.customer_id, "message", f"Message marked handled by {staff.name}", staff=staff)
-    db.session.commit()
     db.session.refresh(message)
     return bool(result.rowcount)
 
 
 def reply(message: MessageRequest, staff: StaffUser, body: str | None) -> None:
-    """Reply by email; the message counts as handled. Commits."""
+    """Reply by email; the message counts as handled. Caller commits."""
     body = _clean(body)
     if not body:
         raise ValidationError("body", "Write the reply.")
@@ -142,7 +140,6 @@ def reply(message: MessageRequest, staff: StaffUser, body: str | None) -> None:
     if message.status == "new":
         message.status, message.handled_by_id, message.handled_at = "handled", staff.id, now
     activity.record(customer.id, "message", f"Reply sent by {staff.name}: {body[:200]}", staff=staff)
-    db.session.commit()
 
 
 def visit_of(customer: Customer, visit_id) -> Visit | None:

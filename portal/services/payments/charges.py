@@ -5,6 +5,10 @@ comes from that row. The outcome is recorded with a conditional UPDATE (pending/
 the request, the webhook and the reconciler can all try to settle one attempt and exactly one wins.
 A timeout or a crash leaves the attempt `pending`/`unknown`; `reconcile()` (in `flask jobs run`)
 looks it up at Stripe and settles it without ever creating a second PaymentIntent.
+
+Transactions: the documented exception to "services flush, the caller commits once". The attempt row is
+committed before Stripe is called (so a crash leaves a row the reconciler settles) and its settlement is
+committed with everything it causes (payment, allocations, receipt email, feed, event receivers).
 """
 from __future__ import annotations
 

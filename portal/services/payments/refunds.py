@@ -3,6 +3,9 @@
 A refund is claimed before Stripe is called: the Refund row (unique key from the form) and a
 conditional UPDATE that raises the payment's refunded amount only while it stays within the
 payment. Two submissions of one form, or two forms at once, cannot refund more than was paid.
+
+Transactions: like charges, a refund's claim is committed before Stripe is called and its outcome is committed
+with its effects; this module commits, its callers do not need to.
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """PAY-8: Stripe webhooks. Verified, stored by event id in the same transaction as their effect,
 processed once; objects are re-fetched from Stripe so a late or out-of-order event cannot undo a
-settled payment."""
+settled payment.
+Transactions: each event is committed with its effect (the stored event id makes it run once).
+"""
 from __future__ import annotations
 
 from sqlalchemy import select

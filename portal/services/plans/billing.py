@@ -11,6 +11,10 @@ Cash/check/other bills not collected by the end of their due day become `overdue
 Failed card bills are retried on the dunning schedule counted from the first failure (D-1); hard
 declines are retried only on another card (D-2); after the last retry the payment is "retries
 exhausted" (D-3). First payments are never retried (D-4).
+
+Transactions: charges go through `payments.charges`, which commits the attempt before Stripe is called, so
+`accept`, `pay_outstanding` and `record_cash` commit; `run()` is a scheduler rule and commits per plan payment.
+Everything else flushes and the caller commits.
 """
 from __future__ import annotations
 

@@ -184,7 +184,8 @@ def send(plan: CustomerPlan, actor: StaffUser) -> None:
 
 
 def activate_offline(plan: CustomerPlan, frequency: str | None, start: date | None, actor: StaffUser) -> None:
-    """A cash/check/other plan starts without the portal: its first bill is due on the start date. Commits."""
+    """A cash/check/other plan starts without the portal: its first bill is due on the start date.
+    Commits: the first bill is made by the billing run, which claims and commits per plan."""
     plan = plan_billing.lock_plan(plan.id)
     if plan.status not in ("draft", "pending"):
         raise ServiceError(f"This plan is already {plan.status}.")

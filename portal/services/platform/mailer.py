@@ -2,6 +2,9 @@
 
 An SMTP failure never rolls back the action that queued the email and never loses it:
 the row stays `queued` with its error and `flask jobs run` tries again.
+
+Transactions: `queue_email` only flushes (the caller's commit sends nothing until it happens); delivery
+(`deliver`, `deliver_pending`) claims and records each email in its own commit, after the business commit.
 """
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ def clean_name(name: str | None) -> str:
 
 
 def approve(estimate: Estimate, name: str | None, ip: str | None) -> None:
-    """An estimate without a deposit. Exactly once, even for two clicks at the same time. Commits."""
+    """An estimate without a deposit. Exactly once, even for two clicks at the same time. Caller commits."""
     name = clean_name(name)
     refuse_unless_open(estimate)
     if estimate.deposit_cents:
@@ -108,7 +108,6 @@ def approve(estimate: Estimate, name: str | None, ip: str | None) -> None:
         raise ServiceError(_("This estimate is already approved."))
     db.session.refresh(estimate)
     _answered(estimate)
-    db.session.commit()
 
 
 def approve_with_deposit(customer: Customer, estimate: Estimate, name: str | None, ip: str | None, card: Card,
@@ -153,7 +152,7 @@ def on_deposit_paid(attempt: ChargeAttempt, *, payment: Payment) -> None:
 
 
 def decline(estimate: Estimate, reason: str | None) -> None:
-    """Commits."""
+    """Caller commits."""
     reason = (reason or "").strip() or None
     if reason and len(reason) > MAX_REASON:
         raise ValidationError("reason", _("Keep the reason under %(n)d characters.", n=MAX_REASON))
@@ -175,7 +174,6 @@ def decline(estimate: Estimate, reason: str | None) -> None:
         raise ServiceError(_("This estimate cannot be answered now."))
     db.session.refresh(estimate)
     _answered(estimate)
-    db.session.commit()
 
 
 def _answered(estimate: Estimate, deposit: Payment | None = None) -> None:
