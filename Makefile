@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FLASK  := $(BIN)/flask --app wsgi
 PORT   ?= 5000
 
-.PHONY: run test venv migrate seed clean-db translations i18n-update
+.PHONY: run test lint venv migrate seed clean-db translations i18n-update
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,8 +39,13 @@ run: seed
 	trap 'kill $$sandbox 2>/dev/null || true' EXIT INT TERM; \
 	PORTAL_BASE_URL=http://127.0.0.1:$(PORT) $(FLASK) run --host 127.0.0.1 --port $(PORT)
 
+# Lint and types (pyproject: [tool.ruff], [tool.mypy]); `make test` runs it first.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 # The whole suite on SQLite, then on PostgreSQL when TEST_DATABASE_URL is set.
-test: translations
+test: lint translations
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== again on PostgreSQL ($$TEST_DATABASE_URL)"; \

@@ -1,4 +1,4 @@
-"""The staff admin, /admin. Access is checked once, here (ARCHITECTURE rule 7)."""
+"""The staff admin, /admin. Access is checked once, here (docs/architecture.md)."""
 from __future__ import annotations
 
 from flask import Blueprint, Flask, abort, redirect, request, url_for

@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """Config layers: defaults → instance/config.py → PORTAL_* env → test_config (ARCHITECTURE rule 6)."""
+    """Config layers: defaults → instance/config.py → PORTAL_* env → test_config (docs/architecture.md)."""
     instance_path = os.environ.get("PORTAL_INSTANCE_PATH") or str(REPO_ROOT / "instance")
     app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
     app.config.from_object("portal.config.Defaults")

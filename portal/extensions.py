@@ -1,4 +1,4 @@
-"""Extensions, created unbound (ARCHITECTURE rule 5)."""
+"""Extensions, created unbound (docs/architecture.md)."""
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address

@@ -42,8 +42,5 @@ class StaffUser(UserMixin, db.Model):
     def rotate_session_token(self) -> None:
         self.session_token = secrets.token_hex(16)
 
-    def has_role(self, *roles: str) -> bool:
-        return self.role in roles
-
     def __repr__(self) -> str:
         return f"<StaffUser {self.email} {self.role}>"

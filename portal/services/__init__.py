@@ -1,1 +1,1 @@
-"""Business rules. No Flask request objects in here (ARCHITECTURE rule 1)."""
+"""Business rules. No Flask request objects in here (docs/architecture.md)."""

@@ -1,4 +1,4 @@
-"""Errors services raise; views put them on the form (ARCHITECTURE rule 4)."""
+"""Errors services raise; views put them on the form (docs/architecture.md)."""
 
 
 class ServiceError(Exception):

@@ -246,9 +246,3 @@ def register_sandbox_webhook(url: str, secret: str, name: str = "portal") -> Non
 
     requests.post(f"{sandbox_url()}/_config/webhooks/{name}", data={"url": url, "secret": secret},
                   timeout=5).raise_for_status()
-
-
-def reset_sandbox() -> None:
-    import requests
-
-    requests.delete(f"{sandbox_url()}/_config/data", timeout=5).raise_for_status()

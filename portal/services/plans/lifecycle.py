@@ -108,11 +108,6 @@ def _check_plan(data: PlanInput) -> None:
         raise ValidationError("end_date", "The end date is before the start date.")
 
 
-def from_template(template: PlanTemplate) -> PlanInput:
-    return PlanInput(template.name, template.description, template.visits_per_year,
-                     {f: getattr(template, f"price_{f}_cents") for f in FREQUENCIES}, "card", None, None)
-
-
 def create_plan(customer: Customer, data: PlanInput, actor: StaffUser, template: PlanTemplate | None = None
                 ) -> CustomerPlan:
     """A draft plan for the customer, with the template's add-ons. Caller commits."""
