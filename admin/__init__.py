@@ -1,4 +1,8 @@
-"""The staff admin, /admin. Access is checked once, here (docs/architecture.md)."""
+"""The staff admin, /admin. Access is checked once, here (docs/architecture.md).
+
+Views are grouped by domain like portal.services (crm, work, billing, payments, plans, platform, overview): each
+package holds its view modules and `forms.py` with the forms only they use; forms several domains share are in
+admin.forms, shared view helpers in admin.common. Every module registers on the one blueprint `bp`."""
 from __future__ import annotations
 
 from flask import Blueprint, Flask, abort, redirect, request, url_for
@@ -13,7 +17,8 @@ TECHNICIAN_ENDPOINTS = {"admin.dashboard", "admin.logout", "admin.customer_list"
                         "admin.job_view", "admin.visit_status", "admin.job_status", "admin.customer_note",
                         "admin.customer_contact", "admin.customer_task_done"}
 TECHNICIAN_JOB_STATUSES = ("in_progress", "finished")  # technicians start and finish; office cancels and reopens
-ADMIN_ONLY_PREFIXES = ("admin.staff", "admin.settings", "admin.refund", "admin.customer_delete")  # refunds, deletes: admin (owner) only
+# refunds, deletes: admin (owner) only
+ADMIN_ONLY_PREFIXES = ("admin.staff", "admin.settings", "admin.refund", "admin.customer_delete")
 
 
 def form_id(value) -> int | None:
@@ -58,8 +63,16 @@ def no_store(response):
 
 
 def init_app(app: Flask) -> None:
-    from admin import (auth, automation, client_card, customers, dashboard, messages, outbox, payments, plans,  # noqa: F401
-                       reports, settings, staff, work)
+    # The views, grouped like portal.services; each registers its routes on `bp` (endpoint = admin.<function>).
+    from admin.billing import automation, invoices  # noqa: F401
+    from admin.crm import client_card, custom_fields, customers, messages  # noqa: F401
+    from admin.overview import views as overview_views  # noqa: F401
+    from admin.payments import reports  # noqa: F401
+    from admin.payments import views as payment_views  # noqa: F401  (registers its routes on bp)
+    from admin.plans import reports as plan_reports  # noqa: F401
+    from admin.plans import views as plan_views  # noqa: F401  (registers its routes on bp)
+    from admin.platform import auth, outbox, settings, staff  # noqa: F401
+    from admin.work import views as work_views  # noqa: F401
 
     app.register_blueprint(bp)
 

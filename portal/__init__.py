@@ -114,9 +114,7 @@ class _DatabaseInt(IntegerConverter):
 
 
 def _select_locale():
-    from flask import current_app
-
-    from flask import has_request_context
+    from flask import current_app, has_request_context
 
     languages = current_app.config["LANGUAGES"]
     if not has_request_context():

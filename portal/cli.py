@@ -38,8 +38,8 @@ def jobs_run(as_of: str | None):
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def create_staff(email: str, name: str, role: str, password: str):
     """Create a staff account with a password."""
-    from portal.services.platform import staff
     from portal.services.errors import ValidationError
+    from portal.services.platform import staff
 
     try:
         user = staff.create(email, name, role, password)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from flask import has_app_context
@@ -22,7 +22,7 @@ def now() -> datetime:
     """Current instant, aware UTC."""
     if _frozen is not None:
         return _frozen
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def set_now(when: datetime | None) -> None:
@@ -30,7 +30,7 @@ def set_now(when: datetime | None) -> None:
     global _frozen
     if when is not None and when.tzinfo is None:
         raise ValueError("set_now() needs an aware datetime")
-    _frozen = when.astimezone(timezone.utc) if when is not None else None
+    _frozen = when.astimezone(UTC) if when is not None else None
 
 
 def use_time_zone(name: Callable[[], str | None]) -> None:
@@ -72,7 +72,7 @@ def parse_as_of(value: str, tz: ZoneInfo | None = None) -> datetime:
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=tz or business_tz())
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 class frozen_at:
@@ -94,7 +94,7 @@ class frozen_at:
 
 def to_utc(value: datetime) -> datetime:
     """An aware datetime in UTC (stored values are UTC)."""
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def to_local(value: datetime) -> datetime:
@@ -106,4 +106,4 @@ def from_local(value: datetime | None) -> datetime | None:
     """A naive date-time typed by staff, in the business's time zone → aware UTC."""
     if value is None:
         return None
-    return value.replace(tzinfo=business_tz()).astimezone(timezone.utc)
+    return value.replace(tzinfo=business_tz()).astimezone(UTC)

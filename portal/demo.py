@@ -1,4 +1,5 @@
-"""The demo business for `make run`: staff, customers, jobs, visits, estimates, invoices, a plan with a failed payment."""
+"""The demo business for `make run`: staff, customers, jobs, visits, estimates, invoices,
+a plan with a failed payment."""
 from __future__ import annotations
 
 import random
@@ -9,11 +10,33 @@ from werkzeug.security import generate_password_hash
 
 from portal import clock
 from portal.extensions import db
-from portal.models import (ActivityEvent, Address, ContactLog, ContactTask, CustomFieldDefinition, CustomFieldValue,
-                           Customer, CustomerEmail, CustomerNote,
-                           CustomerPhone, CustomerPlan, Estimate, EstimateLineItem, Invoice, InvoiceLineItem, Job,
-                           JobLineItem, Payment, PaymentAllocation, PlanPayment, PlanPaymentLine, PlanTemplate, StaffUser, Tag,
-                           Visit)
+from portal.models import (
+    ActivityEvent,
+    Address,
+    ContactLog,
+    ContactTask,
+    Customer,
+    CustomerEmail,
+    CustomerNote,
+    CustomerPhone,
+    CustomerPlan,
+    CustomFieldDefinition,
+    CustomFieldValue,
+    Estimate,
+    EstimateLineItem,
+    Invoice,
+    InvoiceLineItem,
+    Job,
+    JobLineItem,
+    Payment,
+    PaymentAllocation,
+    PlanPayment,
+    PlanPaymentLine,
+    PlanTemplate,
+    StaffUser,
+    Tag,
+    Visit,
+)
 from portal.services.platform import settings
 
 DEMO_ADMIN_EMAIL = "owner@demo.test"
@@ -86,7 +109,8 @@ def seed() -> None:
                                     body=rng.choice(["Gate code 4512. Dog in the yard.", "Prefers morning visits.",
                                                      "Ask for the side entrance.", "Pays promptly."])))
         db.session.add(ContactLog(customer_id=c.id, staff_id=office.id, channel=rng.choice(["call", "email", "sms"]),
-                                  outcome="Confirmed next visit.", contacted_at=now - timedelta(days=rng.randint(1, 30))))
+                                  outcome="Confirmed next visit.",
+                                  contacted_at=now - timedelta(days=rng.randint(1, 30))))
     for c in customers[1:6]:
         db.session.add(ContactTask(customer_id=c.id, assignee_id=owner.id if c.id % 2 else office.id,
                                    due_at=now + timedelta(days=rng.randint(-5, 10)), note="Follow up on the estimate."))
@@ -97,7 +121,8 @@ def seed() -> None:
             numbers["job"] += 1
             desc, price = rng.choice(SERVICES)
             finished = (j > 0 or idx % 3 == 0) and not (idx == 0 and j == 0)  # Maria has a visit coming up
-            start_day = today - timedelta(days=rng.randint(3, 90)) if finished else today + timedelta(days=rng.randint(1, 21))
+            start_day = (today - timedelta(days=rng.randint(3, 90)) if finished
+                         else today + timedelta(days=rng.randint(1, 21)))
             start = datetime.combine(start_day, time(rng.choice([8, 10, 13, 15]))).replace(tzinfo=clock.business_tz())
             job = Job(customer_id=c.id, number=f"J-{numbers['job']:04d}", title=desc,
                       address=c.address_of("service").one_line(), technician_id=tech.id,

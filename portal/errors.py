@@ -7,6 +7,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from portal.extensions import db
+from portal.services.errors import NotFound
 
 MESSAGES = {
     400: (_l("Bad request"), _l("We could not understand that request.")),
@@ -32,6 +33,13 @@ def init_app(app: Flask) -> None:
         return _render(400, _l("Your form expired"),
                        _l("This form was open too long or came from somewhere else. Go back, reload the page "
                           "and try again."))
+
+    @app.errorhandler(NotFound)
+    def not_found(error: NotFound):
+        """A service loader found no such row (or none of this customer's): the normal 404 page."""
+        db.session.rollback()
+        title, message = MESSAGES[404]
+        return _render(404, title, message)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -1,4 +1,6 @@
 """Extensions, created unbound (docs/architecture.md)."""
+from typing import Any, cast
+
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -7,7 +9,7 @@ from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import CursorResult, Executable, MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -30,3 +32,9 @@ csrf = CSRFProtect()
 mail = Mail()
 babel = Babel()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def execute_dml(statement: Executable, params: Any = None, **options: Any) -> CursorResult[Any]:
+    """Run an UPDATE/DELETE in the current session; its result's `rowcount` says how many rows it changed (a
+    conditional UPDATE that changed one row is a claim won). `Session.execute` is typed as a plain `Result`."""
+    return cast("CursorResult[Any]", db.session.execute(statement, params, **options))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation, ROUND_HALF_UP
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from babel.numbers import format_currency, get_currency_precision
 from flask_babel import lazy_gettext as _l
@@ -70,3 +70,36 @@ def format_money(cents: int | None, currency: str = "USD", locale: str = "en_US"
 def percent_of(cents: int, basis_points: int) -> int:
     """Basis points (1 % = 100) of an amount, rounded half up to the cent."""
     return int((Decimal(cents) * basis_points / Decimal(10_000)).to_integral_value(ROUND_HALF_UP))
+
+
+def to_input(cents: int | None, currency: str = "USD") -> str:
+    """What a money box shows for an amount: 1250 -> "12.50" (the currency's own decimals, no symbol)."""
+    if cents is None:
+        return ""
+    return f"{to_decimal(cents, currency):f}"
+
+
+def percent_to_input(basis_points: int | None) -> str:
+    """What a percent box shows for basis points: 825 -> "8.25", 290 -> "2.9", 1000 -> "10"."""
+    text = f"{Decimal(basis_points or 0).scaleb(-2):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def parse_percent_bp(text: str | None, *, blank: int | None = 0, invalid=None) -> int:
+    """'7.25', '7,25' or '7.25 %' -> 725 basis points, exactly. More than two decimals is refused, never
+    rounded or truncated (0.305 is an error, not 30). The range is the caller's (service's) rule."""
+    invalid = invalid or "Enter a percentage, like 10 or 7.25."  # staff forms only: not translated
+    cleaned = (text or "").strip().rstrip("%").strip().replace(",", ".")
+    if not cleaned:
+        if blank is None:
+            raise MoneyError(invalid)
+        return blank
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise MoneyError(invalid) from None
+    if not value.is_finite() or abs(value) > 1000:
+        raise MoneyError(invalid)
+    if value != value.quantize(Decimal("0.01")):
+        raise MoneyError("Use at most two decimals, like 7.25.")
+    return int(value.scaleb(2))

@@ -1,4 +1,4 @@
-"""Test harness with real parts (ARCHITECTURE rule 10).
+"""Test harness with real parts (docs/architecture.md).
 
 - The database is SQLite (a file) by default, PostgreSQL when PORTAL_TEST_DB=postgres and
   TEST_DATABASE_URL is set. The schema is created once; every test starts from empty tables.
@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from sqlalchemy import text
 from portal import clock, create_app
 from portal.extensions import db as _db
 from portal.extensions import limiter
-from tests.helpers import csrf_token_from
+from tests.helpers import log_in_customer, log_in_staff
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = os.environ.get("PORTAL_TEST_DB", "sqlite")
@@ -134,9 +134,9 @@ def running_sandbox(data: Path | None = None):
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for_port(port)
-    except RuntimeError:
+    except RuntimeError as exc:
         proc.kill()
-        raise RuntimeError("the Stripe sandbox did not start: " + proc.stderr.read().decode()[-2000:])
+        raise RuntimeError("the Stripe sandbox did not start: " + proc.stderr.read().decode()[-2000:]) from exc
     try:
         yield {"port": port, "url": f"http://127.0.0.1:{port}"}
     finally:
@@ -239,7 +239,7 @@ class Clock:
 
     def set(self, when: datetime) -> datetime:
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         clock.set_now(when)
         return when
 
@@ -253,7 +253,7 @@ class Clock:
 @pytest.fixture
 def frozen_clock():
     c = Clock()
-    c.set(datetime(2026, 3, 2, 17, 0, tzinfo=timezone.utc))
+    c.set(datetime(2026, 3, 2, 17, 0, tzinfo=UTC))
     return c
 
 
@@ -262,26 +262,14 @@ def frozen_clock():
 @pytest.fixture
 def login_staff(client):
     def _login(user, password="correct horse battery", c=None):
-        c = c or client
-        r = c.post("/admin/login", data={"email": user.email, "password": password,
-                                          "csrf_token": csrf_token_from(c.get("/admin/login").get_data(True))})
-        assert r.status_code == 302, r.get_data(True)[:500]
-        return c
+        return log_in_staff(c or client, user, password)
     return _login
 
 
 @pytest.fixture
 def login_customer(app, client):
     def _login(customer, c=None):
-        from portal.models import Customer
-        from portal.services.platform import magic_links
-
-        c = c or client
-        with app.app_context():
-            token = magic_links.issue_token(_db.session.get(Customer, customer.id))
-        r = c.get(f"/portal/magic/{token}")
-        assert r.status_code == 302, r.status_code
-        return c
+        return log_in_customer(app, c or client, customer)
     return _login
 
 

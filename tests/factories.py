@@ -1,4 +1,4 @@
-"""Callable factories (ARCHITECTURE rule 10). Each adds, commits and returns the object; call inside an app context."""
+"""Callable factories (docs/architecture.md). Each adds, commits and returns the object; call inside an app context."""
 from __future__ import annotations
 
 import itertools
@@ -78,8 +78,7 @@ def sandbox_card(customer_id: int, number: str = "4242424242424242", exp_month: 
     Returns the SetupIntent id (what our server receives). Call inside an app context."""
     import requests
 
-    from portal.services.payments import cards
-    from portal.services.payments import gateway
+    from portal.services.payments import cards, gateway
 
     customer = db.session.get(Customer, customer_id)
     secret = cards.start_setup(customer, purpose=purpose)
@@ -106,6 +105,44 @@ def make_card(customer_id: int, number: str = "4242424242424242", **kwargs):
     seti = sandbox_card(customer_id, number, **kwargs)
     card = cards.save_from_setup_intent(db.session.get(Customer, customer_id), seti, added_by="customer")
     return _detached(db.session.get(Card, card.id))
+
+
+def make_paid_invoice(customer, amount_cents: int = 25_000, *, initiated_by: str = "staff", actor=None):
+    """An open invoice of `amount_cents` paid in full by a card charge (off session) through the sandbox, as staff or
+    the system charge a card on file. Returns (invoice, card, charge outcome); the charge is asserted succeeded."""
+    from portal.models import Invoice
+    from portal.services.payments import charges
+
+    invoice = make_invoice(customer, amount_cents)
+    card = make_card(customer.id)
+    outcome = charges.charge_card(db.session.get(Customer, customer.id), card, amount_cents, token=charges.new_token(),
+                                  invoice=db.session.get(Invoice, invoice.id), off_session=True,
+                                  initiated_by=initiated_by, actor=actor)
+    assert outcome.attempt.status == "succeeded"
+    return invoice, card, outcome
+
+
+def make_unrecorded_charge(customer_id: int, invoice_id: int, card, amount_cents: int, *, currency: str = "USD",
+                           **attempt_fields):
+    """A card charge for an invoice that Stripe (the sandbox) made but we never recorded: the ChargeAttempt row as
+    the process left it (`status` pending unless given, plus `attempt_fields`) and its PaymentIntent created at the
+    sandbox with the attempt's key. Returns (attempt, PaymentIntent)."""
+    from portal.models import ChargeAttempt
+    from portal.services.payments import charges, gateway
+
+    customer = db.session.get(Customer, customer_id)
+    attempt_fields.setdefault("status", "pending")
+    attempt = ChargeAttempt(idempotency_key="charge_" + charges.new_token(), customer_id=customer_id,
+                            card_id=card.id, amount_cents=amount_cents, currency="USD", purpose="invoice",
+                            off_session=True, invoice_id=invoice_id, **attempt_fields)
+    db.session.add(attempt)
+    db.session.commit()
+    intent = gateway.create_payment_intent(amount=amount_cents, currency=currency,
+                                           stripe_customer_id=customer.stripe_customer_id,
+                                           payment_method_id=card.stripe_payment_method_id, off_session=True,
+                                           metadata={"attempt_key": attempt.idempotency_key},
+                                           idempotency_key=attempt.idempotency_key)
+    return attempt, intent
 
 
 def make_job(customer, title: str = "AC tune-up", *, visit_in_days: float | None = 3, hours: float = 2,

@@ -87,9 +87,9 @@ def test_domain_packages_import_only_the_layers_below_them():
         domain = parts[0]
         for target in _imports(path)[0]:
             bits = target.split(".")
-            if bits[:2] == ["portal", "services"] and len(bits) > 2 and bits[2] in ALLOWED and bits[2] != domain:
-                if bits[2] not in ALLOWED[domain]:
-                    wrong.append(f"{path.relative_to(ROOT)} imports {target}")
+            if (bits[:2] == ["portal", "services"] and len(bits) > 2 and bits[2] in ALLOWED and bits[2] != domain
+                    and bits[2] not in ALLOWED[domain]):
+                wrong.append(f"{path.relative_to(ROOT)} imports {target}")
     assert wrong == []
 
 

@@ -14,8 +14,7 @@ from sqlalchemy import text
 from portal.extensions import db
 from portal.models import Customer
 from portal.services.payments import charges
-from portal.services.platform import magic_links
-from portal.services.platform import mailer
+from portal.services.platform import magic_links, mailer
 from tests.factories import make_card, make_customer, make_invoice, make_staff
 from tests.helpers import csrf_token_from
 

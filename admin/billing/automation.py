@@ -6,17 +6,13 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from admin import bp, form_id
-from admin.customers import _customer_or_404
-from admin.forms import AutoPayForm, AutomationsForm, BatchSendForm, CadenceForm, ConfirmForm
-from portal.blueprints.actions import run_action
-from portal.extensions import db
-from portal.models import Invoice
-from portal.services.billing import auto_invoicing
-from portal.services.billing import autopay
-from portal.services.billing import invoices
-from portal.services.billing import reminders
+from admin.billing.forms import AutomationsForm, AutoPayForm, BatchSendForm, CadenceForm
+from admin.common import back_to_card as _back
+from admin.forms import ConfirmForm
+from portal.blueprints.actions import run_action, run_form
+from portal.services.billing import auto_invoicing, autopay, invoices, reminders
+from portal.services.crm import customers as customer_service
 from portal.services.platform import settings
-from portal.services.errors import ValidationError
 
 
 @bp.route("/settings/automations", methods=["GET", "POST"])
@@ -28,14 +24,10 @@ def settings_automations():
         form.reminder_days.data = ", ".join((current.reminder_days or "").split(","))
         form.autopay_enabled.data = bool(current.autopay_enabled)
     elif form.validate_on_submit():
-        try:
+        def save():
             reminders.update(enabled=bool(form.reminders_enabled.data), days=form.reminder_days.data)
             autopay.set_global(bool(form.autopay_enabled.data))
-        except ValidationError as exc:
-            db.session.rollback()
-            form.reminder_days.errors = [exc.message]
-        else:
-            db.session.commit()
+        if run_form(form, save, "reminder_days", aliases={None: "reminder_days"}):
             flash("Automation settings saved.", "success")
             return redirect(url_for("admin.settings_automations"))
     else:
@@ -43,13 +35,9 @@ def settings_automations():
     return render_template("admin/automations.html", form=form), 400 if request.method == "POST" else 200
 
 
-def _back(customer, anchor: str):
-    return redirect(url_for("admin.customer_view", customer_id=customer.id) + f"#{anchor}")
-
-
 @bp.post("/customers/<int:customer_id>/autopay")
 def customer_autopay(customer_id: int):
-    customer = _customer_or_404(customer_id)
+    customer = customer_service.load(customer_id)
     form = AutoPayForm()
     if not form.validate_on_submit():
         abort(400)
@@ -63,7 +51,7 @@ def customer_autopay(customer_id: int):
 
 @bp.post("/customers/<int:customer_id>/auto-invoicing")
 def customer_auto_invoicing(customer_id: int):
-    customer = _customer_or_404(customer_id)
+    customer = customer_service.load(customer_id)
     form = CadenceForm()
     if not form.validate_on_submit():
         abort(400)
@@ -80,7 +68,7 @@ def customer_auto_invoicing(customer_id: int):
 @bp.post("/customers/<int:customer_id>/invoices/send")
 def customer_send_invoices(customer_id: int):
     """INV-4: the open invoices picked on the client card, in one email with one "Pay all" link."""
-    customer = _customer_or_404(customer_id)
+    customer = customer_service.load(customer_id)
     if not BatchSendForm().validate_on_submit():
         abort(400)
     raw = request.form.getlist("invoice_id")
@@ -91,7 +79,7 @@ def customer_send_invoices(customer_id: int):
     if None in ids:
         flash("That is not an invoice of this customer.", "error")
         return _back(customer, "money")
-    chosen = list(db.session.scalars(db.select(Invoice).where(Invoice.id.in_(ids))))
+    chosen = invoices.by_ids(ids)
     if len(chosen) != len(set(ids)):
         flash("That is not an invoice of this customer.", "error")
         return _back(customer, "money")

@@ -5,10 +5,10 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from flask_login import current_user, login_user, logout_user
 
 from admin import bp
-from admin.forms import SetPasswordForm, StaffLoginForm
+from admin.platform.forms import SetPasswordForm, StaffLoginForm
+from portal.blueprints.actions import run_form
 from portal.extensions import db, limiter
 from portal.services.platform import staff as staff_service
-from portal.services.errors import ValidationError
 
 FAILED = "That email and password do not match an active staff account."
 
@@ -60,13 +60,8 @@ def invitation(token: str):
     if user is None:
         return render_template("admin/invitation_invalid.html"), 400
     form = SetPasswordForm()
-    if form.validate_on_submit():
-        try:
-            staff_service.set_password(user, form.password.data)
-        except ValidationError as exc:
-            form.password.errors.append(exc.message)
-        else:
-            db.session.commit()
-            flash("Your password is set. Log in with your email and new password.", "success")
-            return redirect(url_for("admin.login"))
+    if form.validate_on_submit() and run_form(form, lambda: staff_service.set_password(user, form.password.data),
+                                              "password"):
+        flash("Your password is set. Log in with your email and new password.", "success")
+        return redirect(url_for("admin.login"))
     return render_template("admin/invitation.html", form=form, invitee=user), 400 if form.errors else 200

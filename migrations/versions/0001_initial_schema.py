@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-22 20:29:57.974526
 
 """
-from alembic import op
 import sqlalchemy as sa
-import portal.models.types
+from alembic import op
 
+import portal.models.types
 
 # revision identifiers, used by Alembic.
 revision = '0001'

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from portal.blueprints import (appointments, auth, estimates, home, invoices, messages, plans, portal_session,
-                               wallet)
+from portal.blueprints import appointments, auth, estimates, home, invoices, messages, plans, portal_session, wallet
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 bp.before_request(portal_session.guard)

@@ -1,27 +1,32 @@
 """P-5: estimates — approve with a typed name (and the deposit, when one is required) or decline."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from portal.blueprints.actions import run_form
 from portal.blueprints.portal_session import current_customer
-from portal.blueprints.wallet import (authenticate_page, back_from_bank, card_choices, card_entry, chosen_card,
-                                      forget_if_done)
+from portal.blueprints.wallet import (
+    authenticate_page,
+    back_from_bank,
+    card_choices,
+    card_entry,
+    chosen_card,
+    forget_if_done,
+)
 from portal.extensions import db
 from portal.forms.pages import ApproveEstimateForm, DeclineEstimateForm
 from portal.models import ChargeAttempt
-from portal.services.payments import charges
-from portal.services.work import estimates
-from portal.services.platform import settings
 from portal.services.errors import NotFound, ServiceError, ValidationError
+from portal.services.payments import charges
+from portal.services.platform import settings
+from portal.services.work import estimates
 
 bp = Blueprint("estimates", __name__)
 
 
 def _estimate(estimate_id: int):
     estimate = estimates.estimate_of(current_customer, estimate_id)
-    if estimate is None:
-        abort(404)
     return estimate
 
 
@@ -58,18 +63,17 @@ def approve(estimate_id: int):
         form.form_errors.append(_("The form expired. Please try again."))
         return _page(estimate, approve=form, status=400)
     if not estimate.deposit_cents:
-        try:
-            estimates.approve(estimate, form.name.data, request.remote_addr)
-            db.session.commit()
-        except ValidationError as exc:
-            form.name.errors = [exc.message]
-            return _page(estimate, approve=form, status=400)
-        except ServiceError as exc:
-            form.form_errors.append(exc.message)
-            return _page(estimate, approve=form, status=409)
+        done = run_form(form, lambda: estimates.approve(estimate, form.name.data, request.remote_addr),
+                        _name_if_invalid)
+        if not done:
+            return _page(estimate, approve=form, status=done.status)
         flash(_("Thank you! The estimate is approved. We will be in touch to schedule the work."), "success")
         return redirect(url_for(".detail", estimate_id=estimate.id))
     return _approve_with_deposit(estimate, form)
+
+
+def _name_if_invalid(exc) -> str | None:
+    return "name" if isinstance(exc, ValidationError) else None
 
 
 def _approve_with_deposit(estimate, form: ApproveEstimateForm):
@@ -130,14 +134,9 @@ def decline(estimate_id: int):
     if not form.validate_on_submit():
         form.form_errors.append(_("The form expired. Please try again."))
         return _page(estimate, decline=form, status=400)
-    try:
-        estimates.decline(estimate, form.reason.data)
-        db.session.commit()
-    except ValidationError as exc:
-        form.reason.errors = [exc.message]
-        return _page(estimate, decline=form, status=400)
-    except ServiceError as exc:
-        form.form_errors.append(exc.message)
-        return _page(estimate, decline=form, status=409)
+    done = run_form(form, lambda: estimates.decline(estimate, form.reason.data),
+                    lambda exc: "reason" if isinstance(exc, ValidationError) else None)
+    if not done:
+        return _page(estimate, decline=form, status=done.status)
     flash(_("The estimate is declined. Thank you for letting us know."), "success")
     return redirect(url_for(".detail", estimate_id=estimate.id))

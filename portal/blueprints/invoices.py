@@ -2,22 +2,29 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
-from flask_babel import get_locale, gettext as _
+from flask_babel import get_locale
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from portal import clock
 from portal.blueprints.portal_session import current_customer
-from portal.blueprints.wallet import (authenticate_page, back_from_bank, card_choices, card_entry, chosen_card,
-                                      forget_if_done)
+from portal.blueprints.wallet import (
+    authenticate_page,
+    back_from_bank,
+    card_choices,
+    card_entry,
+    chosen_card,
+    forget_if_done,
+)
 from portal.extensions import db
 from portal.forms.payments import PayAllForm, PayInvoiceForm
 from portal.models import ChargeAttempt, Invoice, Payment, PaymentAllocation, Refund
-from portal.money import MoneyError, parse_amount
-from portal.services.payments import charges
-from portal.services.billing import documents
-from portal.services.billing import invoices
-from portal.services.platform import settings
+from portal.money import MoneyError, parse_amount, to_input
+from portal.pagination import paginate
+from portal.services.billing import documents, invoices
 from portal.services.errors import NotFound, ServiceError, ValidationError
+from portal.services.payments import charges
+from portal.services.platform import settings
 
 bp = Blueprint("invoices", __name__)
 VISIBLE = ("open", "partially_paid", "paid", "void")
@@ -41,8 +48,7 @@ def index():
         q = q.where(Invoice.status.in_(charges.PAYABLE_INVOICE))
     elif show == "paid":
         q = q.where(Invoice.status == "paid")
-    page = db.paginate(q.order_by(Invoice.issue_date.desc(), Invoice.id.desc()),
-                       page=max(request.args.get("page", 1, type=int) or 1, 1), per_page=PER_PAGE, error_out=False)
+    page = paginate(q.order_by(Invoice.issue_date.desc(), Invoice.id.desc()), request.args.get("page"), PER_PAGE)
     return render_template("portal/invoices/list.html", invoices=page.items, page=page, show=show,
                            today=clock.today())
 
@@ -80,7 +86,7 @@ def pay(invoice_id: int):
     if request.method == "GET":
         if invoice.status not in charges.PAYABLE_INVOICE:
             return redirect(url_for(".detail", invoice_id=invoice.id))
-        form.amount.data = f"{invoice.balance_cents / 100:.2f}"
+        form.amount.data = to_input(invoice.balance_cents, invoice.currency)
         return _pay_page(invoice, form)
     if not form.validate_on_submit():
         form.form_errors.append(_("The form expired. Please try again."))
@@ -134,7 +140,7 @@ def confirm(invoice_id: int, attempt_id: int):
     invoice = _invoice(invoice_id)
     attempt, outcome = back_from_bank(attempt_id, ChargeAttempt.invoice_id == invoice.id)
     form = PayInvoiceForm(formdata=None)
-    form.amount.data = f"{attempt.amount_cents / 100:.2f}"
+    form.amount.data = to_input(attempt.amount_cents, invoice.currency)
     return _after_charge(invoice, form, outcome)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from portal.blueprints.actions import run_form
 from portal.blueprints.portal_session import current_customer
-from portal.extensions import db, limiter
+from portal.extensions import limiter
 from portal.forms.pages import MessageForm
 from portal.models import MessageRequest, Visit
 from portal.services.crm import messages
-from portal.services.errors import ValidationError
 
 bp = Blueprint("messages", __name__)
 
@@ -37,14 +37,9 @@ def post_message(form: MessageForm, visit: Visit | None = None) -> MessageReques
     if not form.validate_on_submit():
         form.form_errors.append(_("The form expired. Please try again."))
         return None
-    try:
-        message = messages.send(current_customer, name=form.name.data, phone=form.phone.data,
-                                body=form.body.data, visit=visit)
-    except ValidationError as exc:
-        getattr(form, exc.field, form.body).errors = [exc.message]
-        return None
-    db.session.commit()
-    return message
+    done = run_form(form, lambda: messages.send(current_customer, name=form.name.data, phone=form.phone.data,
+                                                body=form.body.data, visit=visit), "body")
+    return done.result if done else None
 
 
 @bp.get("/messages")

@@ -1,21 +1,21 @@
 """P-8, SP-3, SP-11: the customer's service plans, pay-and-accept, and the plan's card."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from portal import clock
 from portal.blueprints.portal_session import current_customer
-from portal.blueprints.wallet import (authenticate_page, back_from_bank, card_choices, card_entry, chosen_card)
+from portal.blueprints.wallet import authenticate_page, back_from_bank, card_choices, card_entry, chosen_card
 from portal.extensions import db
 from portal.forms.payments import AcceptPlanForm, PlanCardForm
 from portal.labels import label
 from portal.models import ChargeAttempt
 from portal.money import format_money
+from portal.services.errors import NotFound, ServiceError, ValidationError
 from portal.services.payments import charges
 from portal.services.plans import billing as plan_billing
 from portal.services.plans import customer_view as plans
-from portal.services.errors import NotFound, ServiceError, ValidationError
 
 bp = Blueprint("plans", __name__)
 
@@ -28,8 +28,6 @@ def index():
 
 def _plan(plan_id: int):
     plan = plans.plan_of(current_customer, plan_id)
-    if plan is None:
-        abort(404)
     return plan
 
 

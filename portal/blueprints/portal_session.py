@@ -7,7 +7,7 @@ time of the last request (idle expiry, measured on the clock).
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app, g, redirect, request, session, url_for
 from werkzeug.local import LocalProxy
@@ -47,7 +47,7 @@ def _load() -> Customer | None:
     if not isinstance(data, dict) or not isinstance(data.get("cid"), int):
         return None
     idle = timedelta(hours=float(current_app.config["PORTAL_IDLE_TIMEOUT_HOURS"]))
-    seen = datetime.fromtimestamp(int(data.get("seen", 0)), tz=timezone.utc)
+    seen = datetime.fromtimestamp(int(data.get("seen", 0)), tz=UTC)
     if clock.now() - seen > idle:
         session.pop(KEY, None)
         g.portal_session_expired = True

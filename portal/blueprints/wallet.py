@@ -11,10 +11,8 @@ from portal.blueprints.portal_session import current_customer
 from portal.extensions import db
 from portal.forms.payments import AddCardForm, CardActionForm
 from portal.models import Card, ChargeAttempt
-from portal.services.payments import cards
-from portal.services.payments import charges
-from portal.services.payments import gateway
 from portal.services.errors import ServiceError, ValidationError
+from portal.services.payments import cards, charges, gateway
 
 bp = Blueprint("wallet", __name__)
 

@@ -3,17 +3,27 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, datetime
+from enum import StrEnum
 
-from sqlalchemy import (Boolean, Column, Date, ForeignKey, Index, Integer, String, Table, Text,
-                        UniqueConstraint, text)
+from sqlalchemy import Boolean, Column, Date, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
 from portal.extensions import db
-from portal.models.types import UTCDateTime
+from portal.models.types import UTCDateTime, status_type
 
 CUSTOMER_KINDS = ("individual", "business")
-CUSTOMER_STATUSES = ("lead", "active", "inactive", "archived", "blacklisted")
+
+
+class CustomerStatus(StrEnum):
+    LEAD = "lead"
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    ARCHIVED = "archived"
+    BLACKLISTED = "blacklisted"
+
+
+CUSTOMER_STATUSES = tuple(CustomerStatus)
 CATEGORIES = ("A", "B", "C", "VIP")
 LANGUAGES = ("en", "es", "ru")
 PHONE_KINDS = ("mobile", "home", "work", "other")
@@ -44,7 +54,8 @@ class Customer(db.Model):
     first_name: Mapped[str | None] = mapped_column(String(80))
     last_name: Mapped[str | None] = mapped_column(String(80))
     company_name: Mapped[str | None] = mapped_column(String(160))
-    status: Mapped[str] = mapped_column(String(20), default="lead", index=True)
+    status: Mapped[CustomerStatus] = mapped_column(status_type(CustomerStatus, 20), default=CustomerStatus.LEAD,
+                                                  index=True)
     blacklist_reason: Mapped[str | None] = mapped_column(String(500))
     category: Mapped[str | None] = mapped_column(String(10))
     birthday: Mapped[date | None] = mapped_column(Date)
@@ -70,7 +81,8 @@ class Customer(db.Model):
 
     manager = relationship("StaffUser", foreign_keys=[manager_id])
     emails: Mapped[list[CustomerEmail]] = relationship(
-        back_populates="customer", cascade="all, delete-orphan", order_by="desc(CustomerEmail.is_primary), CustomerEmail.id")
+        back_populates="customer", cascade="all, delete-orphan",
+        order_by="desc(CustomerEmail.is_primary), CustomerEmail.id")
     phones: Mapped[list[CustomerPhone]] = relationship(
         back_populates="customer", cascade="all, delete-orphan", order_by="CustomerPhone.id")
     addresses: Mapped[list[Address]] = relationship(
@@ -110,7 +122,7 @@ class Customer(db.Model):
 
     @property
     def can_log_in(self) -> bool:
-        return self.status not in ("archived", "blacklisted")
+        return self.status not in (CustomerStatus.ARCHIVED, CustomerStatus.BLACKLISTED)
 
     def __repr__(self) -> str:
         return f"<Customer {self.id} {self.display_name}>"

@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import Date, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
 from portal.extensions import db
-from portal.models.types import UTCDateTime
+from portal.models.types import UTCDateTime, status_type
 
-ESTIMATE_STATUSES = ("draft", "sent", "approved", "declined", "converted", "expired")
+
+class EstimateStatus(StrEnum):
+    DRAFT = "draft"
+    SENT = "sent"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    CONVERTED = "converted"
+    EXPIRED = "expired"
 
 
 class Estimate(db.Model):
@@ -21,7 +29,8 @@ class Estimate(db.Model):
     number: Mapped[str] = mapped_column(String(30), unique=True)
     title: Mapped[str] = mapped_column(String(200))
     message: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    status: Mapped[EstimateStatus] = mapped_column(status_type(EstimateStatus, 20), default=EstimateStatus.DRAFT,
+                                                  index=True)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     deposit_cents: Mapped[int] = mapped_column(Integer, default=0)
     valid_until: Mapped[date | None] = mapped_column(Date)
@@ -31,7 +40,8 @@ class Estimate(db.Model):
     approved_ip: Mapped[str | None] = mapped_column(String(45))
     declined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decline_reason: Mapped[str | None] = mapped_column(Text)
-    deposit_payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL", use_alter=True))
+    deposit_payment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payments.id", ondelete="SET NULL", use_alter=True))
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

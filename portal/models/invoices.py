@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import Column, Date, ForeignKey, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
 from portal.extensions import db
-from portal.models.types import UTCDateTime
+from portal.models.types import UTCDateTime, status_type
 
-INVOICE_STATUSES = ("draft", "open", "partially_paid", "paid", "void")
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PARTIALLY_PAID = "partially_paid"
+    PAID = "paid"
+    VOID = "void"
+
 
 invoice_jobs = Table(
     "invoice_jobs",
@@ -27,7 +35,8 @@ class Invoice(db.Model):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     plan_id: Mapped[int | None] = mapped_column(ForeignKey("customer_plans.id", ondelete="SET NULL"), index=True)
     number: Mapped[str] = mapped_column(String(30), unique=True)
-    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    status: Mapped[InvoiceStatus] = mapped_column(status_type(InvoiceStatus, 20), default=InvoiceStatus.DRAFT,
+                                                 index=True)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     issue_date: Mapped[date] = mapped_column(Date)
     due_date: Mapped[date | None] = mapped_column(Date, index=True)
@@ -56,7 +65,7 @@ class Invoice(db.Model):
 
     @property
     def balance_cents(self) -> int:
-        return 0 if self.status == "void" else max(self.total_cents - self.paid_cents, 0)
+        return 0 if self.status == InvoiceStatus.VOID else max(self.total_cents - self.paid_cents, 0)
 
 
 class InvoiceLineItem(db.Model):

@@ -2,16 +2,28 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
 from portal.extensions import db
-from portal.models.types import UTCDateTime
+from portal.models.types import UTCDateTime, status_type
 
-JOB_STATUSES = ("scheduled", "in_progress", "finished", "cancelled")
-VISIT_STATUSES = ("scheduled", "in_progress", "completed", "cancelled")
+
+class JobStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    IN_PROGRESS = "in_progress"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+class VisitStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
 
 
 class Job(db.Model):
@@ -25,7 +37,7 @@ class Job(db.Model):
     description: Mapped[str | None] = mapped_column(Text)
     address: Mapped[str | None] = mapped_column(String(400))
     technician_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="scheduled", index=True)
+    status: Mapped[JobStatus] = mapped_column(status_type(JobStatus, 20), default=JobStatus.SCHEDULED, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
@@ -65,7 +77,7 @@ class Visit(db.Model):
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
     technician_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="scheduled")
+    status: Mapped[VisitStatus] = mapped_column(status_type(VisitStatus, 20), default=VisitStatus.SCHEDULED)
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 

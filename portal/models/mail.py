@@ -2,15 +2,25 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal import clock
 from portal.extensions import db
-from portal.models.types import UTCDateTime
+from portal.models.types import UTCDateTime, status_type
 
-EMAIL_STATUSES = ("queued", "sending", "sent", "failed", "console")
+
+class EmailStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CONSOLE = "console"  # SMTP not configured: printed to the server console
+
+
+EMAIL_STATUSES = tuple(EmailStatus)
 
 
 class QueuedEmail(db.Model):
@@ -26,7 +36,7 @@ class QueuedEmail(db.Model):
     attachments_spec: Mapped[str | None] = mapped_column(Text)  # JSON: how to rebuild attachments at delivery
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"), index=True)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
-    status: Mapped[str] = mapped_column(String(10), default="queued", index=True)
+    status: Mapped[EmailStatus] = mapped_column(status_type(EmailStatus, 10), default=EmailStatus.QUEUED, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
 from portal.extensions import db
-from portal.models.types import UTCDateTime
+from portal.models.types import UTCDateTime, status_type
+
+
+class MessageStatus(StrEnum):
+    NEW = "new"
+    HANDLED = "handled"
 
 
 class MessageRequest(db.Model):
@@ -21,7 +27,7 @@ class MessageRequest(db.Model):
     name: Mapped[str] = mapped_column(String(160))
     phone: Mapped[str | None] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(10), default="new", index=True)  # new / handled
+    status: Mapped[MessageStatus] = mapped_column(status_type(MessageStatus, 10), default=MessageStatus.NEW, index=True)
     handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

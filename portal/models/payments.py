@@ -2,23 +2,40 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
 from portal.extensions import db
-from portal.models.types import UTCDateTime
+from portal.models.types import UTCDateTime, status_type
 
 CARD_KINDS = ("personal", "hsa_fsa")
 PAYMENT_METHODS = ("card", "cash", "check", "other")
-ATTEMPT_STATUSES = ("pending", "succeeded", "failed", "unknown")
-PAYMENT_STATUSES = ("succeeded", "partially_refunded", "refunded")
-REFUND_STATUSES = ("pending", "succeeded", "failed")
 OPEN_ATTEMPT = "invoice_id IS NOT NULL AND status IN ('pending', 'unknown')"
 OPEN_PLAN_ATTEMPT = "plan_payment_id IS NOT NULL AND status IN ('pending', 'unknown')"
 OPEN_ESTIMATE_ATTEMPT = "estimate_id IS NOT NULL AND status IN ('pending', 'unknown')"
 OPEN_PLAN_CHARGE = "plan_id IS NOT NULL AND status IN ('pending', 'unknown')"
+
+
+class ChargeAttemptStatus(StrEnum):
+    PENDING = "pending"  # written before Stripe is called; open
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # Stripe's answer was lost; open until the reconciler asks again
+
+
+class PaymentStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+
+
+class RefundStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 class Card(db.Model):
@@ -104,7 +121,8 @@ class ChargeAttempt(db.Model):
     card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"))
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
-    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    status: Mapped[ChargeAttemptStatus] = mapped_column(status_type(ChargeAttemptStatus, 10),
+                                                       default=ChargeAttemptStatus.PENDING, index=True)
     purpose: Mapped[str] = mapped_column(String(20))  # invoice / invoices / plan_payment / plan_acceptance / deposit
     off_session: Mapped[bool] = mapped_column(Boolean, default=False)
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
@@ -137,7 +155,7 @@ class Payment(db.Model):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     kind: Mapped[str] = mapped_column(String(10), default="payment")  # payment / deposit
     method: Mapped[str] = mapped_column(String(10))
-    status: Mapped[str] = mapped_column(String(20), default="succeeded")
+    status: Mapped[PaymentStatus] = mapped_column(status_type(PaymentStatus, 20), default=PaymentStatus.SUCCEEDED)
     amount_cents: Mapped[int] = mapped_column(Integer)
     fee_cents: Mapped[int] = mapped_column(Integer, default=0)
     net_cents: Mapped[int] = mapped_column(Integer)
@@ -181,7 +199,7 @@ class Refund(db.Model):
     amount_cents: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(String(300))
     method: Mapped[str] = mapped_column(String(10), default="card")
-    status: Mapped[str] = mapped_column(String(10), default="pending")
+    status: Mapped[RefundStatus] = mapped_column(status_type(RefundStatus, 10), default=RefundStatus.PENDING)
     idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
     stripe_refund_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     failure_reason: Mapped[str | None] = mapped_column(String(300))

@@ -2,20 +2,43 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
 from portal.extensions import db
-from portal.models.types import UTCDateTime
+from portal.models.types import UTCDateTime, status_type
 
 FREQUENCIES = ("monthly", "quarterly", "yearly")
-PLAN_STATUSES = ("draft", "pending", "active", "cancelled", "expired")
-PLAN_PAYMENT_STATUSES = ("scheduled", "paid", "failed", "overdue", "refunded", "partially_refunded",
-                         "marked_paid", "cancelled")
 ADDON_PAYMENT_PLANS = ("recurring", "one_time", "installments")
-ADDON_STATUSES = ("active", "receivable", "paid")
+
+
+class PlanStatus(StrEnum):
+    """SP-2: draft → pending → active → cancelled / expired."""
+    DRAFT = "draft"
+    PENDING = "pending"  # sent; waiting for the customer to accept
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class PlanPaymentStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    PAID = "paid"
+    FAILED = "failed"
+    OVERDUE = "overdue"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    MARKED_PAID = "marked_paid"
+    CANCELLED = "cancelled"
+
+
+class AddonStatus(StrEnum):
+    ACTIVE = "active"
+    RECEIVABLE = "receivable"
+    PAID = "paid"
 
 
 class PlanTemplate(db.Model):
@@ -59,7 +82,7 @@ class CustomerPlan(db.Model):
     name: Mapped[str] = mapped_column(String(160))
     description: Mapped[str | None] = mapped_column(Text)
     visits_per_year: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    status: Mapped[PlanStatus] = mapped_column(status_type(PlanStatus, 20), default=PlanStatus.DRAFT, index=True)
     # SP-1/SP-3: the prices offered to this customer; None = frequency not offered
     price_monthly_cents: Mapped[int | None] = mapped_column(Integer)
     price_quarterly_cents: Mapped[int | None] = mapped_column(Integer)
@@ -108,7 +131,8 @@ class PlanPayment(db.Model):
     plan_id: Mapped[int] = mapped_column(ForeignKey("customer_plans.id"), index=True)
     due_date: Mapped[date] = mapped_column(Date, index=True)
     amount_cents: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default="scheduled", index=True)
+    status: Mapped[PlanPaymentStatus] = mapped_column(status_type(PlanPaymentStatus, 20),
+                                                     default=PlanPaymentStatus.SCHEDULED, index=True)
     method: Mapped[str] = mapped_column(String(10), default="card")
     card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id", ondelete="SET NULL"))
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", use_alter=True))
@@ -130,7 +154,7 @@ class PlanPayment(db.Model):
 
     @property
     def outstanding(self) -> bool:
-        return self.status in ("failed", "overdue")
+        return self.status in (PlanPaymentStatus.FAILED, PlanPaymentStatus.OVERDUE)
 
 
 class PlanPaymentLine(db.Model):
@@ -164,7 +188,7 @@ class PlanAddon(db.Model):
     billed_cents: Mapped[int] = mapped_column(Integer, default=0)
     start_date: Mapped[date | None] = mapped_column(Date)
     end_date: Mapped[date | None] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(20), default="active")
+    status: Mapped[AddonStatus] = mapped_column(status_type(AddonStatus, 20), default=AddonStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     plan: Mapped[CustomerPlan | None] = relationship(back_populates="addons")

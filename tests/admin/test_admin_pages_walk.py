@@ -9,9 +9,9 @@ from tests.helpers import csrf_token_from
 
 
 def test_every_admin_page_renders_and_the_daily_flow_works(app, client, login_staff, stripe_sandbox):
+    from portal import clock, demo
     from portal.extensions import db
-    from portal.models import Customer, Job, Estimate, Invoice
-    from portal import demo, clock
+    from portal.models import Customer, Estimate, Invoice, Job
     with app.app_context():
         demo.seed()
         db.session.commit()

@@ -17,13 +17,25 @@ from sqlalchemy import func, select
 
 from portal import clock
 from portal.extensions import db
-from portal.models import (ActivityEvent, ContactLog, ContactTask, Customer, CustomerNote, CustomerPlan,
-                           CustomFieldDefinition, CustomFieldValue, Estimate, Invoice, Job, JobLineItem, MessageRequest, Payment,
-                           QueuedEmail)
-from tests.factories import (make_card, make_customer, make_estimate, make_invoice, make_job, make_plan,
-                             make_staff)
+from portal.models import (
+    ActivityEvent,
+    ContactLog,
+    ContactTask,
+    Customer,
+    CustomerNote,
+    CustomerPlan,
+    CustomFieldDefinition,
+    CustomFieldValue,
+    Estimate,
+    Invoice,
+    Job,
+    JobLineItem,
+    MessageRequest,
+    Payment,
+    QueuedEmail,
+)
+from tests.factories import make_card, make_customer, make_estimate, make_invoice, make_job, make_plan, make_staff
 from tests.helpers import csrf_token_from, staff_client
-
 
 # --- helpers -----------------------------------------------------------------------------------------------
 
@@ -266,9 +278,9 @@ def _email_contexts(ids: dict, link: str) -> dict:
 
 
 def test_internal_notes_never_reach_the_portal_or_customer_emails(app, as_staff, login_customer, smtp):
+    from portal.services.crm import messages
     from portal.services.payments import charges
     from portal.services.platform import mailer
-    from portal.services.crm import messages
 
     with app.app_context():
         admin = make_staff("admin", name="Ada Admin")

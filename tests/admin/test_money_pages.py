@@ -113,8 +113,7 @@ def test_request_card_on_file_emails_a_wallet_link(app, client, login_staff, smt
 
 
 def test_transactions_csv_rows_and_totals(app, client, login_staff, stripe_sandbox, frozen_clock):
-    from portal.services.payments import charges
-    from portal.services.payments import refunds
+    from portal.services.payments import charges, refunds
 
     with app.app_context():
         admin = make_staff("admin")

@@ -5,8 +5,8 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import StaffUser
-from tests.helpers import csrf_token_from
 from tests.factories import PASSWORD, make_staff
+from tests.helpers import csrf_token_from
 
 
 def _post_login(client, email, password):

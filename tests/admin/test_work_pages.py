@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html as htmllib
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -50,7 +50,7 @@ def _count(app, model) -> int:
 
 def _utc(value: datetime) -> datetime:
     """Stored datetimes as aware UTC, whatever the backend hands back."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _staff(app):
@@ -118,9 +118,9 @@ def test_job_created_with_lines_visits_in_business_time_and_status_flow(app, cli
     with app.app_context():
         visit = db.session.scalars(select(Visit)).one()
         visit_id = visit.id
-        expected_start = datetime(2026, 3, 10, 9, 30, tzinfo=tz).astimezone(timezone.utc)
+        expected_start = datetime(2026, 3, 10, 9, 30, tzinfo=tz).astimezone(UTC)
         assert _utc(visit.starts_at) == expected_start
-        assert _utc(visit.ends_at) == datetime(2026, 3, 10, 11, 15, tzinfo=tz).astimezone(timezone.utc)
+        assert _utc(visit.ends_at) == datetime(2026, 3, 10, 11, 15, tzinfo=tz).astimezone(UTC)
         assert str(tz) == "UTC" or _utc(visit.starts_at).hour != 9  # converted, not stored as typed
         assert visit.status == "scheduled" and visit.technician_id == tech.id  # the job's technician by default
     page = _text(client.get(job_url))
@@ -361,7 +361,7 @@ def test_invoice_by_hand_discount_tax_terms_send_and_resend(app, client, login_s
         # INV-5: a resend restarts reminders from the resend date, but never before the due date has passed
         assert clock.today() == date(2026, 3, 4) and invoice.reminder_anchor_date == invoice.due_date
     assert len(smtp.to("ruth.kim@example.com")) == 1
-    frozen_clock.set(datetime(2026, 3, 30, 17, 0, tzinfo=timezone.utc))  # after the due date (3/25)
+    frozen_clock.set(datetime(2026, 3, 30, 17, 0, tzinfo=UTC))  # after the due date (3/25)
     r = client.post(f"/admin/invoices/{invoice_id}/send", data={"csrf_token": csrf}, follow_redirects=True)
     assert f"Invoice {number} resent to" in _text(r)
     with app.app_context():
@@ -619,9 +619,9 @@ def test_invoice_list_queries_do_not_grow_with_rows(app, client, login_staff, fr
 def test_estimate_deposit_is_credited_on_the_jobs_invoice(app, client, login_staff, stripe_sandbox):
     """The deposit paid with the approval counts toward the invoice of the job the estimate became."""
     from portal.models import Customer, Estimate, Invoice, Job, StaffUser
+    from portal.services.billing import invoices as invoice_service
     from portal.services.payments import charges
     from portal.services.work import estimates as estimate_service
-    from portal.services.billing import invoices as invoice_service
     from portal.services.work import work_orders
     from tests.factories import make_card, make_customer, make_estimate, make_staff
 

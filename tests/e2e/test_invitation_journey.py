@@ -18,10 +18,6 @@ STAFF_NAME = "Erin Admin"
 CUSTOMER_EMAIL = "ana.e2e@example.com"
 
 
-def _wait_for_email(smtp, address: str, timeout: float = 10.0):
-    return wait_for_email(smtp, address, "", timeout)
-
-
 @pytest.mark.e2e
 def test_staff_invite_customer_opens_portal_link(app, smtp, live_server, page):
     with app.app_context():
@@ -49,7 +45,7 @@ def test_staff_invite_customer_opens_portal_link(app, smtp, live_server, page):
     expect(page.get_by_role("status")).to_have_text(f"Portal invitation sent to {CUSTOMER_EMAIL}.")
 
     # 4. The invitation email: text and HTML parts, a magic link to the live server.
-    received = _wait_for_email(smtp, CUSTOMER_EMAIL)
+    received = wait_for_email(smtp, CUSTOMER_EMAIL)
     assert len(received) == 1, [m["Subject"] for m in received]
     msg = received[0]
     assert msg["Subject"] == "Your customer portal at Bright Air"

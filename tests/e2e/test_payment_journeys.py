@@ -20,10 +20,6 @@ CARD_NUMBER = "4242424242424242"
 STAFF_EMAIL = "admin.pay.e2e@brightair.test"
 
 
-def _wait_for_email(smtp, address: str, subject_part: str, timeout: float = 10.0):
-    return wait_for_email(smtp, address, subject_part, timeout)
-
-
 def _portal_login(app, page, live_server: str, customer_id: int) -> None:
     from portal.extensions import db
     from portal.models import Customer
@@ -115,7 +111,7 @@ def test_customer_pays_invoice_with_new_card(app, smtp, stripe_sandbox, live_ser
     expect(page.get_by_text("Thank you! We received your payment of $250.00")).to_be_visible()
     payment_id = int(page.url.rsplit("/", 1)[1])
 
-    received = _wait_for_email(smtp, email, "Payment receipt")
+    received = wait_for_email(smtp, email, "Payment receipt")
     assert len(received) == 1, [str(m["Subject"]) for m in received]
     assert "250.00" in smtp.text(received[0])
 

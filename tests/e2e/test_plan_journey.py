@@ -38,8 +38,7 @@ def test_plan_accepted_with_new_card_then_staff_charge_outstanding_with_new_card
     from portal import clock
     from portal.extensions import db
     from portal.models import Card, ChargeAttempt, CustomerPlan, PlanPayment
-    from portal.services.platform import scheduler
-    from portal.services.platform import magic_links
+    from portal.services.platform import magic_links, scheduler
 
     with app.app_context():
         factories.make_staff(role="admin", email=STAFF_EMAIL, name="Pia Planner")

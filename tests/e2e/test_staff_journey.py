@@ -10,7 +10,7 @@ A full-page screenshot of the finished client card goes to <repo>/test-artifacts
 from __future__ import annotations
 
 import re
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
-from tests.helpers import wait_for_email
+from tests.helpers import staff_logs_in, wait_for_email
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -38,10 +38,6 @@ JOB_TITLE = "Condenser noise diagnosis"
 LINE = "Diagnose and fix condenser fan"
 
 
-def _wait_for_email(smtp, address: str, subject_part: str, timeout: float = 10.0):
-    return wait_for_email(smtp, address, subject_part, timeout)
-
-
 def _render(app, source: str, **values) -> str:
     """Format a value with the app's own template filters (business time zone, English locale)."""
     from flask import render_template_string
@@ -58,8 +54,7 @@ def _flash(page, text: str) -> None:
 def test_staff_journey_from_new_customer_to_invoice_in_portal(app, smtp, live_server, page, browser):
     from portal import clock
     from portal.extensions import db
-    from portal.models import (ContactLog, ContactTask, Customer, CustomerNote, CustomFieldValue, Invoice, Job,
-                               StaffUser)
+    from portal.models import ContactLog, ContactTask, Customer, CustomerNote, CustomFieldValue, Invoice, Job, StaffUser
     from portal.services.crm import custom_fields
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -81,12 +76,7 @@ def test_staff_journey_from_new_customer_to_invoice_in_portal(app, smtp, live_se
     visit_shown = _render(app, "{{ d|localdate('full') }}", d=visit_day)
 
     # 2. Staff login.
-    page.goto(f"{live_server}/admin/login")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Staff login")
-    page.get_by_label("Email", exact=True).fill(STAFF_EMAIL)
-    page.get_by_label("Password", exact=True).fill(factories.PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(f"{live_server}/admin/")
+    staff_logs_in(page, live_server, STAFF_EMAIL)
 
     # 3. Customers → New customer → the form.
     page.get_by_role("navigation", name="Staff").get_by_role("link", name="Customers").click()
@@ -171,7 +161,7 @@ def test_staff_journey_from_new_customer_to_invoice_in_portal(app, smtp, live_se
         tasks = db.session.scalars(select(ContactTask).where(ContactTask.customer_id == customer_id)).all()
         assert [(t.note, t.assignee_id, t.done_at) for t in tasks] == [(TASK_NOTE, staff.id, None)]
         due = tasks[0].due_at
-        due = due if due.tzinfo else due.replace(tzinfo=timezone.utc)  # SQLite hands back naive UTC
+        due = due if due.tzinfo else due.replace(tzinfo=UTC)  # SQLite hands back naive UTC
         assert due == clock.to_utc(task_local), (due, task_local)
         db.session.remove()
 
@@ -259,7 +249,7 @@ def test_staff_journey_from_new_customer_to_invoice_in_portal(app, smtp, live_se
     assert shot.is_file() and shot.stat().st_size > 0
 
     # 6. The email, and its link in a fresh browser (the customer's).
-    received = _wait_for_email(smtp, CUSTOMER_EMAIL, number)
+    received = wait_for_email(smtp, CUSTOMER_EMAIL, number)
     assert [str(m["Subject"]) for m in received] == [f"Invoice {number} from Bright Air"]
     body = smtp.text(received[0])
     assert "$180.00" in body, body

@@ -19,12 +19,12 @@ from sqlalchemy import select
 from portal import clock
 from portal.extensions import db
 from portal.models import ActivityEvent, Customer, Invoice, Job, QueuedEmail, StaffUser
-from portal.services.payments import charges
 from portal.services.billing import invoices
+from portal.services.payments import charges
 from portal.services.platform import scheduler
 from portal.services.work import work_orders
 from tests.factories import make_customer, make_job, make_staff
-from tests.helpers import csrf_token_from, set_clock, staff_client
+from tests.helpers import set_clock, staff_client
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 SUBJECT = "Your invoices from Bright Air"

@@ -9,22 +9,18 @@ import html as htmllib
 import os
 import re
 import time
-from types import SimpleNamespace
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
-import requests
 from sqlalchemy import select
 
-from portal import clock
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, Customer, Invoice, InvoiceReminder, StaffUser
-from portal.services.payments import charges
-from portal.services.payments import gateway
 from portal.services.billing import invoices
-from portal.services.platform import scheduler
-from portal.services.platform import mailer
+from portal.services.payments import charges
+from portal.services.platform import mailer, scheduler
 from tests.factories import make_card, make_customer, make_invoice, make_staff
 from tests.helpers import csrf_token_from, sandbox_intents, set_clock, staff_client
 

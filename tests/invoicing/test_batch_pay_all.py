@@ -17,8 +17,16 @@ from sqlalchemy import func, select
 
 from portal import clock
 from portal.extensions import db
-from portal.models import (ChargeAttempt, ChargeAttemptInvoice, Customer, Invoice, Payment, PaymentAllocation,
-                           QueuedEmail, StaffUser)
+from portal.models import (
+    ChargeAttempt,
+    ChargeAttemptInvoice,
+    Customer,
+    Invoice,
+    Payment,
+    PaymentAllocation,
+    QueuedEmail,
+    StaffUser,
+)
 from portal.services.payments import charges
 from tests.factories import make_card, make_customer, make_invoice, make_staff, sandbox_card
 from tests.helpers import csrf_token_from, log_in_customer, log_in_staff, sandbox_intents, wait_for_email

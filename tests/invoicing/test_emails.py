@@ -28,19 +28,24 @@ from sqlalchemy import func, select
 
 from portal import clock
 from portal.extensions import db
-from portal.models import (ActivityEvent, Card, ChargeAttempt, Customer, Estimate, Invoice, PlanPayment, QueuedEmail,
-                           StaffUser)
-from portal.services.payments import cards
-from portal.services.payments import charges
-from portal.services.payments import declines
-from portal.services.work import estimates
+from portal.models import (
+    ActivityEvent,
+    Card,
+    ChargeAttempt,
+    Customer,
+    Estimate,
+    Invoice,
+    PlanPayment,
+    QueuedEmail,
+    StaffUser,
+)
 from portal.services.billing import invoices
-from portal.services.platform import magic_links
-from portal.services.platform import mailer
 from portal.services.crm import messages
+from portal.services.payments import cards, charges, declines, refunds
 from portal.services.plans import billing as plan_billing
 from portal.services.plans import lifecycle as plan_setup
-from portal.services.payments import refunds
+from portal.services.platform import magic_links, mailer
+from portal.services.work import estimates
 from tests.factories import make_customer, make_estimate, make_invoice, make_plan, make_staff
 from tests.helpers import csrf_token_from
 

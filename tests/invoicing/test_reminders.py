@@ -14,19 +14,14 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 import pytest
-import requests
 from sqlalchemy import func, select
 
 from portal import clock
 from portal.extensions import db
 from portal.models import Customer, Invoice, InvoiceReminder, Job, QueuedEmail
 from portal.money import format_money
-from portal.services.billing import autopay
+from portal.services.billing import autopay, invoices, reminders
 from portal.services.payments import charges
-from portal.services.payments import gateway
-from portal.services.billing import invoices
-from portal.services.platform import scheduler
-from portal.services.billing import reminders
 from portal.services.platform import settings
 from tests.conftest import SMTPServer
 from tests.factories import make_card, make_customer, make_invoice, make_job, make_staff

@@ -8,11 +8,9 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, Customer, Invoice, Payment
-from portal.services.payments import cards
-from portal.services.payments import charges
-from portal.services.payments import gateway
 from portal.services.errors import ValidationError
-from tests.factories import make_card, make_customer, make_invoice, make_staff, sandbox_card
+from portal.services.payments import cards, charges, gateway
+from tests.factories import make_card, make_customer, make_invoice, make_staff, make_unrecorded_charge, sandbox_card
 
 
 def _deliver(client, app, event_type, object_id):
@@ -31,16 +29,8 @@ def test_a_charge_recorded_as_failed_that_stripe_says_succeeded_is_recorded(app,
         c = make_customer()
         invoice = make_invoice(c, 4_000)
         card = make_card(c.id)
-        customer = db.session.get(Customer, c.id)
-        attempt = ChargeAttempt(idempotency_key="charge_" + charges.new_token(), customer_id=c.id, card_id=card.id,
-                                amount_cents=4_000, currency="USD", status="failed", decline_code="not_submitted",
-                                purpose="invoice", off_session=True, invoice_id=invoice.id, initiated_by="system")
-        db.session.add(attempt)
-        db.session.commit()
-        pi = gateway.create_payment_intent(amount=4_000, currency="USD", stripe_customer_id=customer.stripe_customer_id,
-                                           payment_method_id=card.stripe_payment_method_id, off_session=True,
-                                           metadata={"attempt_key": attempt.idempotency_key},
-                                           idempotency_key=attempt.idempotency_key)
+        _, pi = make_unrecorded_charge(c.id, invoice.id, card, 4_000, status="failed", decline_code="not_submitted",
+                                       initiated_by="system")
     assert _deliver(client, app, "payment_intent.succeeded", pi.id).status_code == 200
     with app.app_context():
         assert db.session.scalars(select(ChargeAttempt)).one().status == "succeeded"

@@ -11,13 +11,21 @@ import requests
 from sqlalchemy import func, select
 
 from portal.extensions import db
-from portal.models import (Adjustment, Customer, CustomerPlan, Invoice, Payment, PaymentAllocation, PlanPayment,
-                           Refund, StaffUser)
-from portal.services.payments import charges
-from portal.services.platform import mailer
-from portal.services.payments import refunds
+from portal.models import (
+    Adjustment,
+    Customer,
+    CustomerPlan,
+    Invoice,
+    Payment,
+    PaymentAllocation,
+    PlanPayment,
+    Refund,
+    StaffUser,
+)
 from portal.services.errors import ServiceError, ValidationError
-from tests.factories import make_card, make_customer, make_invoice, make_staff
+from portal.services.payments import charges, refunds
+from portal.services.platform import mailer
+from tests.factories import make_customer, make_invoice, make_paid_invoice, make_staff
 
 
 def _stripe_refunds(stripe_sandbox, payment_intent_id: str | None = None) -> list[dict]:
@@ -31,12 +39,7 @@ def _card_payment(amount: int = 12_000, email: str = "ana@example.com") -> Simpl
     """A staff card charge paying a whole invoice. Call inside an app context."""
     staff = make_staff("admin")
     c = make_customer("Ana", "Diaz", email=email)
-    invoice = make_invoice(c, amount)
-    card = make_card(c.id)
-    ok = charges.charge_card(db.session.get(Customer, c.id), card, amount, token=charges.new_token(),
-                             invoice=db.session.get(Invoice, invoice.id), off_session=True, initiated_by="staff",
-                             actor=db.session.get(StaffUser, staff.id))
-    assert ok.attempt.status == "succeeded"
+    invoice, _, ok = make_paid_invoice(c, amount, initiated_by="staff", actor=db.session.get(StaffUser, staff.id))
     return SimpleNamespace(staff_id=staff.id, customer_id=c.id, invoice_id=invoice.id, payment_id=ok.payment.id,
                            pi=ok.attempt.stripe_payment_intent_id, email=email, amount=amount)
 

@@ -4,11 +4,10 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import ActivityEvent, Card, ChargeAttempt, Customer, Invoice, Payment, Refund
-from portal.services.payments import cards
-from portal.services.payments import charges
+from portal.services.payments import cards, charges, refunds
 from portal.services.platform import mailer
-from portal.services.payments import refunds
 from tests.factories import make_card, make_customer, make_invoice, make_staff
+from tests.helpers import sandbox_intents
 
 
 def _sandbox(stripe_sandbox, path):
@@ -87,7 +86,7 @@ def test_the_same_form_submitted_twice_is_one_charge(app, stripe_sandbox):
         assert again.duplicate and again.attempt.id == first.attempt.id
         assert db.session.scalar(select(db.func.count()).select_from(Payment)) == 1
         assert db.session.get(Invoice, invoice.id).paid_cents == 3_000
-        pi_count = len(_sandbox(stripe_sandbox, "/v1/payment_intents")["data"])
+        pi_count = len(sandbox_intents(stripe_sandbox))
     assert pi_count == 1
 
 

@@ -18,13 +18,20 @@ from sqlalchemy import func, select
 from werkzeug.wrappers import Request, Response
 
 from portal.extensions import db
-from portal.models import (ActivityEvent, Card, ChargeAttempt, Customer, Invoice, Payment, PaymentAllocation,
-                           QueuedEmail, StaffUser)
-from portal.services.payments import charges
-from portal.services.payments import declines
-from portal.services.platform import scheduler
-from portal.services.platform import mailer
+from portal.models import (
+    ActivityEvent,
+    Card,
+    ChargeAttempt,
+    Customer,
+    Invoice,
+    Payment,
+    PaymentAllocation,
+    QueuedEmail,
+    StaffUser,
+)
 from portal.services.errors import ServiceError
+from portal.services.payments import charges, declines
+from portal.services.platform import mailer, scheduler
 from tests.factories import make_card, make_customer, make_invoice, make_staff
 
 PI_PATH = "/v1/payment_intents"

@@ -20,11 +20,10 @@ from sqlalchemy import func, select
 
 from portal import clock
 from portal.extensions import db
-from portal.models import ChargeAttempt, Customer, Invoice, Payment, ProcessedWebhookEvent
-from portal.services.payments import charges
+from portal.models import ChargeAttempt, Invoice, Payment, ProcessedWebhookEvent
 from portal.services.payments import gateway
 from portal.services.platform import mailer
-from tests.factories import make_card, make_customer, make_invoice
+from tests.factories import make_card, make_customer, make_invoice, make_paid_invoice, make_unrecorded_charge
 from tests.helpers import csrf_token_from
 
 URL = "/webhooks/stripe"
@@ -60,17 +59,8 @@ def _unrecorded_attempt(app, amount: int = 12_000, email: str = "ana@example.com
         c = make_customer("Ana", "Diaz", email=email)
         invoice = make_invoice(c, amount)
         card = make_card(c.id)
-        customer = db.session.get(Customer, c.id)
-        attempt = ChargeAttempt(idempotency_key=f"charge_{charges.new_token()}", customer_id=c.id, card_id=card.id,
-                                amount_cents=amount, currency="USD", status="pending", purpose="invoice",
-                                off_session=True, invoice_id=invoice.id, initiated_by="customer",
-                                created_at=clock.now())
-        db.session.add(attempt)
-        db.session.commit()
-        intent = gateway.create_payment_intent(
-            amount=amount, currency="usd", stripe_customer_id=customer.stripe_customer_id,
-            payment_method_id=card.stripe_payment_method_id, off_session=True,
-            metadata={"attempt_key": attempt.idempotency_key}, idempotency_key=attempt.idempotency_key)
+        attempt, intent = make_unrecorded_charge(c.id, invoice.id, card, amount, currency="usd",
+                                                 initiated_by="customer", created_at=clock.now())
         assert intent.status == "succeeded"
         state = SimpleNamespace(attempt_id=attempt.id, invoice_id=invoice.id, customer_id=c.id, pi=intent.id,
                                 email=email, amount=amount)
@@ -273,11 +263,7 @@ def test_a_late_payment_failed_event_after_a_charge_recorded_by_the_request(app,
     PaymentIntent (out of order, e.g. an earlier attempt's) changes nothing."""
     with app.app_context():
         c = make_customer("Bo", "Ng", email="bo@example.com")
-        invoice = make_invoice(c, 5_000)
-        card = make_card(c.id)
-        ok = charges.charge_card(db.session.get(Customer, c.id), card, 5_000, token=charges.new_token(),
-                                 invoice=db.session.get(Invoice, invoice.id), off_session=True, initiated_by="system")
-        assert ok.attempt.status == "succeeded"
+        invoice, _, ok = make_paid_invoice(c, 5_000, initiated_by="system")
         s = SimpleNamespace(attempt_id=ok.attempt.id, invoice_id=invoice.id, customer_id=c.id,
                             pi=ok.attempt.stripe_payment_intent_id, email="bo@example.com", amount=5_000)
         db.session.remove()

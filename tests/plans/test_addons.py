@@ -2,33 +2,27 @@
 month by month with the moved clock. What is asserted is what staff and the customer see: the lines on each bill."""
 from __future__ import annotations
 
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import date
 
 import pytest
 from sqlalchemy import func, select
 
-from portal import clock
 from portal.extensions import db
 from portal.models import Customer, CustomerPlan, PlanAddon, PlanPayment, PlanPaymentLine, StaffUser
+from portal.services.errors import ValidationError
 from portal.services.payments import charges
-from portal.services.platform import scheduler
 from portal.services.plans import billing as plan_billing
 from portal.services.plans import lifecycle as plan_setup
-from portal.services.errors import ValidationError
+from portal.services.platform import scheduler
 from tests.factories import make_card, make_customer, make_staff
+from tests.helpers import set_clock
 
-LA = ZoneInfo("America/Los_Angeles")
 PRICE = 2_000
 FIRST_BILL = date(2026, 4, 1)  # bills on the 1st: Apr 1, May 1, … Oct 1
 BILLS = [date(2026, m, 1) for m in range(4, 11)]
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
-
-def at(day: date, hour: int = 10) -> None:
-    clock.set_now(datetime(day.year, day.month, day.day, hour, tzinfo=LA))
-
 
 def staff_user(staff) -> StaffUser:
     return db.session.get(StaffUser, staff.id)
@@ -41,7 +35,7 @@ def fresh_plan(plan_id: int) -> CustomerPlan:
 
 def cash_plan(staff) -> CustomerPlan:
     """A monthly cash plan activated on Mar 15 whose first bill is Apr 1 (anchor day 1)."""
-    at(date(2026, 3, 15))
+    set_clock(date(2026, 3, 15))
     c = make_customer("Rosa", "Addon")
     data = plan_setup.PlanInput("Comfort Club", None, 2, {"monthly": PRICE}, "cash", None, None)
     plan = plan_setup.create_plan(db.session.get(Customer, c.id), data, staff_user(staff))
@@ -75,7 +69,7 @@ def run_monthly(plan_id: int, since: date = BILLS[0], through: date = BILLS[-1])
     for day in BILLS:
         if not since <= day <= through:
             continue
-        at(day)
+        set_clock(day)
         scheduler.run_due()
     return bills(plan_id)
 
@@ -196,7 +190,7 @@ def test_status_active_receivable_paid_follows_the_bills_being_paid(ctx, stripe_
     assert [r.status for r in rows] == ["overdue", "scheduled"]
     assert statuses() == ("active", "receivable", "receivable")
 
-    at(date(2026, 5, 1), 12)
+    set_clock(date(2026, 5, 1), 12)
     plan_billing.record_cash(fresh_plan(plan.id), [rows[0]], method="cash", reference=None,
                              actor=staff_user(staff), token=charges.new_token())
     assert statuses() == ("active", "paid", "receivable")  # the one-time add-on's only bill is paid
@@ -213,7 +207,7 @@ def test_status_active_receivable_paid_follows_the_bills_being_paid(ctx, stripe_
 
 def test_installments_on_a_card_plan_are_paid_when_the_last_installment_bill_is_charged(ctx, stripe_sandbox):
     staff = make_staff("office")
-    at(date(2026, 3, 15))
+    set_clock(date(2026, 3, 15))
     c = make_customer("Sol", "Card")
     card = make_card(c.id, "4242424242424242")
     plan = CustomerPlan(customer_id=c.id, name="Comfort Club", status="active", frequency="monthly",
@@ -225,7 +219,7 @@ def test_installments_on_a_card_plan_are_paid_when_the_last_installment_bill_is_
     split = add(plan, staff, payment_plan="installments", installments=3, amount_cents=10_000)
     seen = []
     for day in BILLS[:4]:
-        at(day)
+        set_clock(day)
         scheduler.run_due()
         db.session.expire_all()
         seen.append(db.session.get(PlanAddon, split.id).status)

@@ -4,8 +4,7 @@ What is asserted is what people see: plan payment rows, PaymentIntents in the sa
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
 import pytest
 import requests
@@ -13,45 +12,36 @@ from sqlalchemy import func, select
 
 from portal import clock
 from portal.extensions import db
-from portal.models import (Card, ChargeAttempt, Customer, CustomerPlan, Payment, PaymentAllocation, PlanPayment,
-                           Refund, StaffUser)
-from portal.services.payments import charges
-from portal.services.payments import declines
-from portal.services.payments import gateway
-from portal.services.platform import scheduler
+from portal.models import (
+    Card,
+    ChargeAttempt,
+    Customer,
+    CustomerPlan,
+    Payment,
+    PaymentAllocation,
+    PlanPayment,
+    Refund,
+    StaffUser,
+)
+from portal.services.errors import ServiceError, ValidationError
+from portal.services.payments import charges, declines, gateway, refunds
 from portal.services.plans import billing as plan_billing
 from portal.services.plans import lifecycle as plan_setup
-from portal.services.payments import refunds
-from portal.services.errors import ServiceError, ValidationError
+from portal.services.platform import scheduler
 from tests.factories import make_active_plan, make_card, make_customer, make_staff
+from tests.helpers import sandbox_intents, set_clock
 
-LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 PRICE = 2_500
 GOOD, GOOD_MC, DECLINED = "4242424242424242", "5555555555554444", "4000000000000341"
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
 
-def at(day: date, hour: int = 10, minute: int = 0) -> datetime:
-    """Move the clock to a business-local time."""
-    when = datetime(day.year, day.month, day.day, hour, minute, tzinfo=LA)
-    clock.set_now(when)
-    return when
-
-
 def days(first: date, last: date):
     d = first
     while d <= last:
         yield d
         d += timedelta(days=1)
-
-
-def intents() -> list[dict]:
-    """Every PaymentIntent the sandbox holds."""
-    r = requests.get(f"{gateway.sandbox_url()}/v1/payment_intents?limit=1000",
-                     headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10)
-    r.raise_for_status()
-    return r.json()["data"]
 
 
 def sandbox_refunds(pi_id: str) -> list[dict]:
@@ -121,7 +111,7 @@ def subjects(smtp, address: str) -> list[str]:
 def test_a_year_of_monthly_billing_on_the_31st_with_a_card_change_midway(ctx, stripe_sandbox, smtp):
     staff = make_staff("office")
     c = make_customer("Ana", "Year", email="ana.year@example.com")
-    at(date(2026, 1, 31))
+    set_clock(date(2026, 1, 31))
     first_card = make_card(c.id, GOOD)
     second_card = make_card(c.id, GOOD_MC)
     plan = accepted_plan(c, staff, first_card)
@@ -133,13 +123,13 @@ def test_a_year_of_monthly_billing_on_the_31st_with_a_card_change_midway(ctx, st
     changed_on = date(2026, 6, 15)
     for day in days(date(2026, 2, 1), date(2026, 12, 31)):
         if day == changed_on:
-            at(day, 9)
+            set_clock(day, 9)
             assert plan_billing.set_card(fresh_plan(plan.id), db.session.get(Card, second_card.id),
                                          actor=staff_user(staff))
             db.session.commit()
             after = fresh_plan(plan.id)
             assert (after.billing_anchor_day, after.next_billing_date) == (31, date(2026, 6, 30))
-        at(day)
+        set_clock(day)
         scheduler.run_due()
         billed = rows(plan.id)
         # a bill exists for every due date reached, and each is paid the day it is due
@@ -155,7 +145,7 @@ def test_a_year_of_monthly_billing_on_the_31st_with_a_card_change_midway(ctx, st
     assert (plan.billing_anchor_day, plan.next_billing_date, plan.card_id) == (31, date(2027, 1, 31), second_card.id)
 
     # exactly one succeeded PaymentIntent per payment, on the card the plan had on that date
-    pis = {pi["id"]: pi for pi in intents()}
+    pis = {pi["id"]: pi for pi in sandbox_intents()}
     assert len(pis) == 12
     for row in billed:
         pi = pis[attempt_of(row).stripe_payment_intent_id]
@@ -169,7 +159,7 @@ def test_a_year_of_monthly_billing_on_the_31st_with_a_card_change_midway(ctx, st
 
 def test_running_the_jobs_twice_at_the_same_moment_charges_and_emails_once(ctx, stripe_sandbox, smtp):
     c = make_customer("Ben", "Twice", email="ben.twice@example.com")
-    at(date(2026, 3, 2))
+    set_clock(date(2026, 3, 2))
     good = make_card(c.id, GOOD)
     plan = active_card_plan(c, good, date(2026, 3, 2))
     c2 = make_customer("Cid", "Twice", email="cid.twice@example.com")
@@ -177,10 +167,10 @@ def test_running_the_jobs_twice_at_the_same_moment_charges_and_emails_once(ctx, 
     plan2 = active_card_plan(c2, bad, date(2026, 3, 2))
 
     scheduler.run_due()
-    first = (len(intents()), len(smtp.messages))
+    first = (len(sandbox_intents()), len(smtp.messages))
     assert first[0] == 2
     scheduler.run_due()
-    assert (len(intents()), len(smtp.messages)) == first
+    assert (len(sandbox_intents()), len(smtp.messages)) == first
     assert [r.status for r in rows(plan.id)] == ["paid"]
     assert [r.status for r in rows(plan2.id)] == ["failed"]
     assert sum("receipt" in s.lower() for s in subjects(smtp, "ben.twice@example.com")) == 1
@@ -194,7 +184,7 @@ def test_a_declined_card_bill_is_failed_and_an_uncollected_cash_bill_is_overdue_
         ctx, stripe_sandbox, smtp):
     staff = make_staff("office")
     due = date(2026, 3, 2)
-    at(due, 8)
+    set_clock(due, 8)
     card_customer = make_customer("Dee", "Card")
     bad = make_card(card_customer.id, DECLINED)
     card_plan = active_card_plan(card_customer, bad, due)
@@ -210,17 +200,17 @@ def test_a_declined_card_bill_is_failed_and_an_uncollected_cash_bill_is_overdue_
     (cash_row,) = rows(cash_plan.id)
     assert (cash_row.status, cash_row.method, cash_row.due_date) == ("scheduled", "cash", due)
 
-    at(due, 23, 59)  # late on the due day: not overdue yet
+    set_clock(due, 23, 59)  # late on the due day: not overdue yet
     scheduler.run_due()
     assert rows(cash_plan.id)[0].status == "scheduled"
 
-    at(due + timedelta(days=1), 0, 0)  # local midnight
+    set_clock(due + timedelta(days=1), 0, 0)  # local midnight
     scheduler.run_due()
     (cash_row,) = rows(cash_plan.id)
     assert cash_row.status == "overdue"
     assert cash_row.failure_message == "Not collected by the end of the due day"
     assert rows(card_plan.id)[0].status == "failed"  # a card payment is never "overdue" (SP-7)
-    assert len(intents()) == 1  # nothing was charged for the cash plan
+    assert len(sandbox_intents()) == 1  # nothing was charged for the cash plan
 
 
 # --- SP-10: update the card with payments outstanding ----------------------------------------------------------
@@ -228,11 +218,11 @@ def test_a_declined_card_bill_is_failed_and_an_uncollected_cash_bill_is_overdue_
 def _two_failed_payments(staff):
     """A plan on a declining card: the March bill failed and ran out of retries, the April bill just failed."""
     c = make_customer("Fay", "Owes", email="fay.owes@example.com")
-    at(date(2026, 3, 2), 9)
+    set_clock(date(2026, 3, 2), 9)
     bad = make_card(c.id, DECLINED)
     plan = active_card_plan(c, bad, date(2026, 3, 2))
     for day in days(date(2026, 3, 2), date(2026, 4, 2)):
-        at(day)
+        set_clock(day)
         scheduler.run_due()
     outstanding = rows(plan.id)
     assert [(r.due_date, r.status) for r in outstanding] == [(date(2026, 3, 2), "failed"),
@@ -245,11 +235,11 @@ def _two_failed_payments(staff):
 def test_sp10_outstanding_payments_charged_at_once_or_marked_paid(ctx, stripe_sandbox, smtp, choice):
     staff = make_staff("office")
     c, plan = _two_failed_payments(staff)
-    before_pis = {pi["id"] for pi in intents()}
+    before_pis = {pi["id"] for pi in sandbox_intents()}
     assert len(before_pis) == 5  # the March bill and its 3 retries, the April bill
     billing = (fresh_plan(plan.id).billing_anchor_day, fresh_plan(plan.id).next_billing_date)
     assert billing == (2, date(2026, 5, 2))
-    at(date(2026, 4, 2), 15)
+    set_clock(date(2026, 4, 2), 15)
 
     if choice == "charge_new_card":
         new = make_card(c.id, GOOD)
@@ -259,7 +249,7 @@ def test_sp10_outstanding_payments_charged_at_once_or_marked_paid(ctx, stripe_sa
                                                   token=charges.new_token(), initiated_by="staff",
                                                   actor=staff_user(staff))
         assert outcome.status == "succeeded"
-        new_pis = [pi for pi in intents() if pi["id"] not in before_pis]
+        new_pis = [pi for pi in sandbox_intents() if pi["id"] not in before_pis]
         assert len(new_pis) == 1
         assert (new_pis[0]["status"], new_pis[0]["amount"], new_pis[0]["payment_method"]) == (
             "succeeded", 2 * PRICE, new.stripe_payment_method_id)
@@ -279,15 +269,15 @@ def test_sp10_outstanding_payments_charged_at_once_or_marked_paid(ctx, stripe_sa
         assert [r.status for r in marked] == ["marked_paid", "marked_paid"]
         assert {r.marked_paid_by_id for r in marked} == {staff.id}
         assert all(r.marked_paid_at is not None and r.payment_id is None for r in marked)
-        assert {pi["id"] for pi in intents()} == before_pis  # no money moved
+        assert {pi["id"] for pi in sandbox_intents()} == before_pis  # no money moved
 
     plan_after = fresh_plan(plan.id)
     assert (plan_after.billing_anchor_day, plan_after.next_billing_date) == billing
     # the April bill's retry slot passes: nothing is charged again
-    count_now = len(intents())
-    at(date(2026, 4, 3), 11)
+    count_now = len(sandbox_intents())
+    set_clock(date(2026, 4, 3), 11)
     scheduler.run_due()
-    assert len(intents()) == count_now
+    assert len(sandbox_intents()) == count_now
     assert {r.status for r in rows(plan.id)} == ({"paid"} if choice == "charge_new_card" else {"marked_paid"})
 
 
@@ -299,7 +289,7 @@ def test_accept_with_a_good_card_pays_the_first_payment_and_activates(ctx, strip
                                                                       next_date):
     staff = make_staff("office")
     c = make_customer("Gus", "Accepts")
-    at(date(2026, 3, 2))
+    set_clock(date(2026, 3, 2))
     card = make_card(c.id, GOOD)
     plan = new_plan(c, staff, monthly=2_500, yearly=27_000)
     assert plan.status == "pending"
@@ -312,7 +302,7 @@ def test_accept_with_a_good_card_pays_the_first_payment_and_activates(ctx, strip
     (row,) = rows(plan.id)
     assert (row.status, row.is_first_payment, row.due_date, row.amount_cents) == ("paid", True, date(2026, 3, 2),
                                                                                   price)
-    (pi,) = intents()
+    (pi,) = sandbox_intents()
     assert (pi["status"], pi["amount"], pi["payment_method"]) == ("succeeded", price, card.stripe_payment_method_id)
     assert attempt_of(row).stripe_payment_intent_id == pi["id"]
 
@@ -320,7 +310,7 @@ def test_accept_with_a_good_card_pays_the_first_payment_and_activates(ctx, strip
 def test_a_declined_first_payment_leaves_the_plan_pending_and_is_never_retried(ctx, stripe_sandbox, smtp):
     staff = make_staff("office")
     c = make_customer("Hal", "Declined", email="hal.declined@example.com")
-    at(date(2026, 3, 2))
+    set_clock(date(2026, 3, 2))
     bad = make_card(c.id, DECLINED)
     plan = new_plan(c, staff)
     outcome = plan_billing.accept(db.session.get(Customer, c.id), plan, "monthly", db.session.get(Card, bad.id),
@@ -328,12 +318,12 @@ def test_a_declined_first_payment_leaves_the_plan_pending_and_is_never_retried(c
     assert outcome.status == "failed" and outcome.explanation.reason
     assert fresh_plan(plan.id).status == "pending"
     assert rows(plan.id) == []
-    assert len(intents()) == 1
+    assert len(sandbox_intents()) == 1
     start = clock.now()
     for hours in (1, 24, 48, 72, 24 * 31):
         clock.set_now(start + timedelta(hours=hours))
         scheduler.run_due()
-    assert len(intents()) == 1 and count(ChargeAttempt) == 1
+    assert len(sandbox_intents()) == 1 and count(ChargeAttempt) == 1
     assert fresh_plan(plan.id).status == "pending" and rows(plan.id) == []
     assert not any("did not go through" in s for s in subjects(smtp, "hal.declined@example.com"))
 
@@ -341,12 +331,12 @@ def test_a_declined_first_payment_leaves_the_plan_pending_and_is_never_retried(c
 def test_accept_refuses_active_cancelled_plans_and_frequencies_not_offered(ctx, stripe_sandbox):
     staff = make_staff("office")
     c = make_customer("Ivy", "Refused")
-    at(date(2026, 3, 2))
+    set_clock(date(2026, 3, 2))
     card = make_card(c.id, GOOD)
     customer = db.session.get(Customer, c.id)
 
     active = accepted_plan(c, staff, card)
-    pis, attempts = len(intents()), count(ChargeAttempt)
+    pis, attempts = len(sandbox_intents()), count(ChargeAttempt)
     with pytest.raises(ServiceError, match="already active"):
         plan_billing.accept(customer, active, "monthly", db.session.get(Card, card.id), token=charges.new_token())
     db.session.rollback()
@@ -366,7 +356,7 @@ def test_accept_refuses_active_cancelled_plans_and_frequencies_not_offered(ctx, 
         assert refused.value.field == "frequency"
         db.session.rollback()
 
-    assert (len(intents()), count(ChargeAttempt)) == (pis, attempts)
+    assert (len(sandbox_intents()), count(ChargeAttempt)) == (pis, attempts)
     assert fresh_plan(monthly_only.id).status == "pending" and fresh_plan(cancelled.id).status == "cancelled"
     assert rows(monthly_only.id) == [] and rows(cancelled.id) == []
 
@@ -376,15 +366,15 @@ def test_accept_refuses_active_cancelled_plans_and_frequencies_not_offered(ctx, 
 def test_cancel_a_card_plan_keeps_paid_payments_and_refunds_the_last_one_in_the_sandbox(ctx, stripe_sandbox, smtp):
     staff = make_staff("office")
     c = make_customer("Jo", "Leaves", email="jo.leaves@example.com")
-    at(date(2026, 1, 15))
+    set_clock(date(2026, 1, 15))
     card = make_card(c.id, GOOD)
     plan = accepted_plan(c, staff, card)
-    at(date(2026, 2, 15))
+    set_clock(date(2026, 2, 15))
     scheduler.run_due()
     jan, feb = rows(plan.id)
     assert (jan.status, feb.status) == ("paid", "paid")
 
-    at(date(2026, 2, 20))
+    set_clock(date(2026, 2, 20))
     plan_setup.cancel(fresh_plan(plan.id), "Moving out of the area", staff_user(staff), refund_last=True,
                       token=charges.new_token())
     plan = fresh_plan(plan.id)
@@ -397,9 +387,9 @@ def test_cancel_a_card_plan_keeps_paid_payments_and_refunds_the_last_one_in_the_
     assert db.session.get(Payment, feb.payment_id).refunded_cents == PRICE
 
     for day in (date(2026, 3, 15), date(2026, 4, 15)):  # nothing is billed after cancelling
-        at(day)
+        set_clock(day)
         scheduler.run_due()
-    assert len(rows(plan.id)) == 2 and len(intents()) == 2
+    assert len(rows(plan.id)) == 2 and len(sandbox_intents()) == 2
     assert sum("refund" in s.lower() for s in subjects(smtp, "jo.leaves@example.com")) == 1
 
 
@@ -407,7 +397,7 @@ def test_cancel_a_cash_plan_cancels_the_waiting_bill_and_its_payments_are_not_re
         ctx, stripe_sandbox):
     staff = make_staff("office")
     c = make_customer("Kim", "Cash")
-    at(date(2026, 3, 2))
+    set_clock(date(2026, 3, 2))
     plan = new_plan(c, staff, method="cash")
     plan_setup.activate_offline(plan, "monthly", None, staff_user(staff))
     (march,) = rows(plan.id)
@@ -428,7 +418,7 @@ def test_cancel_a_cash_plan_cancels_the_waiting_bill_and_its_payments_are_not_re
     db.session.rollback()
     assert fresh_plan(plan.id).status == "active"
 
-    at(date(2026, 4, 2))
+    set_clock(date(2026, 4, 2))
     scheduler.run_due()
     assert [r.status for r in rows(plan.id)] == ["paid", "scheduled"]
     plan_setup.cancel(fresh_plan(plan.id), "Sold the house", staff_user(staff))
@@ -436,30 +426,30 @@ def test_cancel_a_cash_plan_cancels_the_waiting_bill_and_its_payments_are_not_re
     assert (plan.status, plan.cancel_reason, plan.cancelled_at is not None) == ("cancelled", "Sold the house", True)
     assert [(r.due_date, r.status) for r in rows(plan.id)] == [(date(2026, 3, 2), "paid"),
                                                                (date(2026, 4, 2), "cancelled")]
-    at(date(2026, 4, 3), 1)
+    set_clock(date(2026, 4, 3), 1)
     scheduler.run_due()  # a cancelled bill never turns overdue, and no new bills come
-    at(date(2026, 5, 2))
+    set_clock(date(2026, 5, 2))
     scheduler.run_due()
     assert [r.status for r in rows(plan.id)] == ["paid", "cancelled"]
-    assert len(intents()) == 0
+    assert len(sandbox_intents()) == 0
 
 
 def test_cancelling_a_plan_in_dunning_stops_its_retries(ctx, stripe_sandbox, smtp):
     staff = make_staff("office")
     c = make_customer("Lea", "Stops", email="lea.stops@example.com")
-    at(date(2026, 3, 2))
+    set_clock(date(2026, 3, 2))
     bad = make_card(c.id, DECLINED)
     plan = active_card_plan(c, bad, date(2026, 3, 2))
     scheduler.run_due()
     (row,) = rows(plan.id)
     assert row.status == "failed" and row.next_retry_at is not None
 
-    at(date(2026, 3, 2), 12)
+    set_clock(date(2026, 3, 2), 12)
     plan_setup.cancel(fresh_plan(plan.id), "Customer asked to stop", staff_user(staff))
     (row,) = rows(plan.id)
     assert (row.status, row.next_retry_at) == ("failed", None)  # still owed, no longer retried
     for day in (date(2026, 3, 3), date(2026, 3, 4), date(2026, 3, 5), date(2026, 4, 2)):
-        at(day)
+        set_clock(day)
         scheduler.run_due()
-    assert len(intents()) == 1 and len(rows(plan.id)) == 1
+    assert len(sandbox_intents()) == 1 and len(rows(plan.id)) == 1
     assert sum("did not go through" in s for s in subjects(smtp, "lea.stops@example.com")) == 1

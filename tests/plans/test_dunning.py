@@ -25,10 +25,9 @@ from portal import clock
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, CustomerPlan, PlanPayment
 from portal.services.payments import declines
-from portal.services.payments import gateway
-from portal.services.platform import scheduler
 from portal.services.plans import billing as plan_billing
 from tests.factories import make_active_plan, make_card, make_customer, make_staff
+from tests.helpers import run_jobs_at, sandbox_intents
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 PRICE = 3_000
@@ -38,18 +37,6 @@ FAILED_SUBJECT = "did not go through"
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
-
-def intents() -> list[dict]:
-    r = requests.get(f"{gateway.sandbox_url()}/v1/payment_intents?limit=1000",
-                     headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10)
-    r.raise_for_status()
-    return r.json()["data"]
-
-
-def run_at(when: datetime) -> dict:
-    clock.set_now(when)
-    return scheduler.run_due()
-
 
 def row_of(plan_id: int) -> PlanPayment:
     (row,) = db.session.scalars(select(PlanPayment).where(PlanPayment.plan_id == plan_id)
@@ -90,12 +77,12 @@ def test_soft_decline_is_retried_at_24_48_72_hours_then_retries_are_exhausted(ap
         who = people("soft")
         plan = active_card_plan(who.customer, who.card, T0.date())
 
-        run_at(T0)
+        run_jobs_at(T0)
         row = row_of(plan.id)
         assert (row.status, row.failure_code, row.attempt_count) == ("failed", "card_declined", 1)
         assert row.first_failed_at == T0 and row.next_retry_at == T0 + timedelta(hours=24)
         assert not row.retries_exhausted
-        assert len(intents()) == 1
+        assert len(sandbox_intents()) == 1
         assert (len(customer_failures(smtp, who)), len(staff_failures(smtp, who))) == (1, 1)
         first_mail = smtp.text(customer_failures(smtp, who)[0])
         assert declines.explain("card_declined").reason in first_mail
@@ -104,13 +91,13 @@ def test_soft_decline_is_retried_at_24_48_72_hours_then_retries_are_exhausted(ap
         link = next(word for word in first_mail.split() if "/portal/magic/" in word)
 
         for n, hours in enumerate((24, 48, 72), start=2):
-            run_at(T0 + timedelta(hours=hours) - timedelta(minutes=1))  # a minute early: nothing happens
-            assert len(intents()) == n - 1 and row_of(plan.id).attempt_count == n - 1, hours
+            run_jobs_at(T0 + timedelta(hours=hours) - timedelta(minutes=1))  # a minute early: nothing happens
+            assert len(sandbox_intents()) == n - 1 and row_of(plan.id).attempt_count == n - 1, hours
             assert len(customer_failures(smtp, who)) == n - 1
 
-            run_at(T0 + timedelta(hours=hours))  # on the dot: the retry
+            run_jobs_at(T0 + timedelta(hours=hours))  # on the dot: the retry
             row = row_of(plan.id)
-            assert len(intents()) == n and row.attempt_count == n, hours
+            assert len(sandbox_intents()) == n and row.attempt_count == n, hours
             assert row.status == "failed" and row.first_failed_at == T0
             assert (len(customer_failures(smtp, who)), len(staff_failures(smtp, who))) == (n, n), hours
             if hours < 72:
@@ -125,9 +112,9 @@ def test_soft_decline_is_retried_at_24_48_72_hours_then_retries_are_exhausted(ap
         assert "We will not try this card again" in smtp.text(customer_failures(smtp, who)[-1])
 
         for hours in (96, 24 * 10):  # no fourth retry
-            run_at(T0 + timedelta(hours=hours))
-        assert len(intents()) == 4 and len(customer_failures(smtp, who)) == 4
-        pis = intents()
+            run_jobs_at(T0 + timedelta(hours=hours))
+        assert len(sandbox_intents()) == 4 and len(customer_failures(smtp, who)) == 4
+        pis = sandbox_intents()
         assert {pi["payment_method"] for pi in pis} == {who.card.stripe_payment_method_id}
         assert {pi["status"] for pi in pis} == {"requires_payment_method"}
         assert sorted(pi["metadata"]["attempt_key"] for pi in pis) == [f"plan_{row.id}_{n}" for n in (1, 2, 3, 4)]
@@ -145,14 +132,14 @@ def test_retries_count_from_the_first_failure_when_the_runner_was_down(ctx, stri
     anchored on the first failure."""
     who = people("down")
     plan = active_card_plan(who.customer, who.card, T0.date())
-    run_at(T0)
-    run_at(T0 + timedelta(hours=50))
+    run_jobs_at(T0)
+    run_jobs_at(T0 + timedelta(hours=50))
     row = row_of(plan.id)
-    assert len(intents()) == 2 and row.attempt_count == 2
+    assert len(sandbox_intents()) == 2 and row.attempt_count == 2
     assert row.next_retry_at == T0 + timedelta(hours=72) and not row.retries_exhausted
-    run_at(T0 + timedelta(hours=72))
+    run_jobs_at(T0 + timedelta(hours=72))
     row = row_of(plan.id)
-    assert len(intents()) == 3 and row.retries_exhausted
+    assert len(sandbox_intents()) == 3 and row.retries_exhausted
     assert len(customer_failures(smtp, who)) == 3
 
 
@@ -163,55 +150,55 @@ def test_the_retry_schedule_is_configurable(ctx, stripe_sandbox, smtp):
     db.session.commit()
     who = people("custom")
     plan = active_card_plan(who.customer, who.card, T0.date())
-    run_at(T0)
+    run_jobs_at(T0)
     assert row_of(plan.id).next_retry_at == T0 + timedelta(hours=6)
-    run_at(T0 + timedelta(hours=6))
+    run_jobs_at(T0 + timedelta(hours=6))
     row = row_of(plan.id)
-    assert len(intents()) == 2 and row.next_retry_at == T0 + timedelta(hours=30)
-    run_at(T0 + timedelta(hours=24))
-    assert len(intents()) == 2
-    run_at(T0 + timedelta(hours=30))
+    assert len(sandbox_intents()) == 2 and row.next_retry_at == T0 + timedelta(hours=30)
+    run_jobs_at(T0 + timedelta(hours=24))
+    assert len(sandbox_intents()) == 2
+    run_jobs_at(T0 + timedelta(hours=30))
     row = row_of(plan.id)
-    assert len(intents()) == 3 and row.retries_exhausted and row.next_retry_at is None
-    run_at(T0 + timedelta(hours=72))
-    assert len(intents()) == 3
+    assert len(sandbox_intents()) == 3 and row.retries_exhausted and row.next_retry_at is None
+    run_jobs_at(T0 + timedelta(hours=72))
+    assert len(sandbox_intents()) == 3
 
 
 def test_soft_decline_then_a_new_card_the_retry_uses_the_new_card(ctx, stripe_sandbox, smtp):
     who = people("newcard")
     plan = active_card_plan(who.customer, who.card, T0.date())
-    run_at(T0)
+    run_jobs_at(T0)
     assert row_of(plan.id).status == "failed"
 
     clock.set_now(T0 + timedelta(hours=2))
     new = make_card(who.customer.id, GOOD)  # the customer adds a card in the wallet
     assert not new.is_default  # not even the default: it is used because it arrived after the failure
 
-    run_at(T0 + timedelta(hours=24))
+    run_jobs_at(T0 + timedelta(hours=24))
     row = row_of(plan.id)
     assert (row.status, row.card_id, row.attempt_count) == ("paid", new.id, 2)
     assert fresh_plan(plan.id).card_id == new.id
-    pis = sorted(intents(), key=lambda pi: pi["metadata"]["attempt_key"])
+    pis = sorted(sandbox_intents(), key=lambda pi: pi["metadata"]["attempt_key"])
     assert [(pi["payment_method"], pi["status"]) for pi in pis] == [
         (who.card.stripe_payment_method_id, "requires_payment_method"), (new.stripe_payment_method_id, "succeeded")]
     assert pis[1]["amount"] == PRICE
     assert len(customer_failures(smtp, who)) == 1  # only the first failure
     assert any("receipt" in str(m["Subject"]).lower() for m in smtp.to(who.email))
 
-    run_at(T0 + timedelta(hours=48))
-    assert len(intents()) == 2
+    run_jobs_at(T0 + timedelta(hours=48))
+    assert len(sandbox_intents()) == 2
 
 
 def test_running_the_job_twice_in_the_same_minute_sends_and_charges_nothing_twice(ctx, stripe_sandbox, smtp):
     who = people("twice")
     plan = active_card_plan(who.customer, who.card, T0.date())
     for moment in (T0, T0 + timedelta(hours=24)):
-        run_at(moment)
-        seen = (len(intents()), len(smtp.messages), row_of(plan.id).attempt_count)
-        run_at(moment + timedelta(seconds=30))
-        run_at(moment + timedelta(seconds=59))
-        assert (len(intents()), len(smtp.messages), row_of(plan.id).attempt_count) == seen
-    assert len(intents()) == 2
+        run_jobs_at(moment)
+        seen = (len(sandbox_intents()), len(smtp.messages), row_of(plan.id).attempt_count)
+        run_jobs_at(moment + timedelta(seconds=30))
+        run_jobs_at(moment + timedelta(seconds=59))
+        assert (len(sandbox_intents()), len(smtp.messages), row_of(plan.id).attempt_count) == seen
+    assert len(sandbox_intents()) == 2
     assert (len(customer_failures(smtp, who)), len(staff_failures(smtp, who))) == (2, 2)
     assert db.session.scalar(select(func.count()).select_from(ChargeAttempt)) == 2
 
@@ -260,7 +247,7 @@ def _hard_declined_plan(stripe_front, tag, code="stolen_card"):
     who = people(tag)
     stripe_front.hard[who.card.stripe_payment_method_id] = code
     plan = active_card_plan(who.customer, who.card, T0.date())
-    run_at(T0)
+    run_jobs_at(T0)
     row = row_of(plan.id)
     assert (row.status, row.failure_code) == ("failed", code)
     assert row.failure_message == declines.explain(code).reason
@@ -284,43 +271,43 @@ def test_hard_decline_is_not_retried_on_the_same_card_and_the_emails_ask_for_a_n
     assert "only if a new card is added" in smtp.text(staff_mail) and f"({code})" in smtp.text(staff_mail)
 
     for hours in (24, 48):
-        run_at(T0 + timedelta(hours=hours))
+        run_jobs_at(T0 + timedelta(hours=hours))
         row = row_of(plan.id)
         assert row.status == "failed" and not row.retries_exhausted, hours
         assert row.next_retry_at == T0 + timedelta(hours=hours + 24)
     assert _creates_on(stripe_front, who.card) == 1 and len(stripe_front.creates) == 1
     assert len(customer_failures(smtp, who)) == 1  # a skipped retry is not another failure
 
-    run_at(T0 + timedelta(hours=72))
+    run_jobs_at(T0 + timedelta(hours=72))
     row = row_of(plan.id)
     assert row.status == "failed" and row.retries_exhausted and row.next_retry_at is None
     assert len(stripe_front.creates) == 1  # the stolen card was never charged again
     assert "retries exhausted" in str(staff_failures(smtp, who)[-1]["Subject"])
     last = smtp.text(customer_failures(smtp, who)[-1])
     assert "Please add a new card" in last and "We will not try this card again" in last
-    assert intents() == []  # nothing ever reached the sandbox
+    assert sandbox_intents() == []  # nothing ever reached the sandbox
 
 
 def test_hard_decline_then_a_new_card_the_next_retry_succeeds_on_it(ctx, stripe_front, smtp):
     who, plan = _hard_declined_plan(stripe_front, "replaced")
-    run_at(T0 + timedelta(hours=24))  # no new card yet: skipped
+    run_jobs_at(T0 + timedelta(hours=24))  # no new card yet: skipped
     assert len(stripe_front.creates) == 1 and row_of(plan.id).status == "failed"
 
     clock.set_now(T0 + timedelta(hours=30))
     new = make_card(who.customer.id, GOOD)
-    run_at(T0 + timedelta(hours=48) - timedelta(minutes=1))
+    run_jobs_at(T0 + timedelta(hours=48) - timedelta(minutes=1))
     assert len(stripe_front.creates) == 1
 
-    run_at(T0 + timedelta(hours=48))
+    run_jobs_at(T0 + timedelta(hours=48))
     row = row_of(plan.id)
     assert (row.status, row.card_id) == ("paid", new.id)
     assert fresh_plan(plan.id).card_id == new.id
     assert _creates_on(stripe_front, who.card) == 1 and _creates_on(stripe_front, new) == 1
-    (pi,) = intents()
+    (pi,) = sandbox_intents()
     assert (pi["status"], pi["amount"], pi["payment_method"]) == ("succeeded", PRICE, new.stripe_payment_method_id)
     assert len(customer_failures(smtp, who)) == 1
 
-    run_at(T0 + timedelta(hours=72))
+    run_jobs_at(T0 + timedelta(hours=72))
     assert len(stripe_front.creates) == 2
 
 
@@ -339,13 +326,13 @@ def test_hard_decline_then_the_plan_card_is_replaced_and_the_new_card_declines_s
     assert row_of(plan.id).status == "failed" and fresh_plan(plan.id).card_id == other.id
     assert (_creates_on(stripe_front, who.card), _creates_on(stripe_front, other)) == (1, 1)
 
-    run_at(T0 + timedelta(hours=24))
+    run_jobs_at(T0 + timedelta(hours=24))
     assert (_creates_on(stripe_front, who.card), _creates_on(stripe_front, other)) == (1, 2)
     row = row_of(plan.id)
     assert (row.status, row.card_id, row.failure_code) == ("failed", other.id, "card_declined")
     assert row.next_retry_at == T0 + timedelta(hours=48)
-    run_at(T0 + timedelta(hours=48))
-    run_at(T0 + timedelta(hours=72))
+    run_jobs_at(T0 + timedelta(hours=48))
+    run_jobs_at(T0 + timedelta(hours=72))
     assert (_creates_on(stripe_front, who.card), _creates_on(stripe_front, other)) == (1, 4)
     assert row_of(plan.id).retries_exhausted
 
@@ -372,11 +359,11 @@ def test_a_first_payment_never_gets_a_retry(ctx, stripe_sandbox, smtp):
     assert plan_billing.next_retry_after(row_of(plans[True].id), T0 - timedelta(hours=25)) is None
 
     for hours in (0, 24, 48, 72):
-        run_at(T0 + timedelta(hours=hours))
+        run_jobs_at(T0 + timedelta(hours=hours))
     first_row, later_row = row_of(plans[True].id), row_of(plans[False].id)
     assert (first_row.status, first_row.attempt_count) == ("failed", 1)
     assert (later_row.status, later_row.attempt_count) == ("paid", 2)
-    (pi,) = intents()
+    (pi,) = sandbox_intents()
     assert pi["metadata"]["plan_id"] == str(plans[False].id)
 
 
@@ -397,9 +384,9 @@ def test_card_expiring_within_30_days_is_warned_once_and_one_60_days_out_is_not(
     def warnings(address):
         return [m for m in smtp.to(address) if "expires soon" in str(m["Subject"])]
 
-    run_at(today)
-    run_at(today + timedelta(minutes=1))
-    run_at(today + timedelta(days=1))
+    run_jobs_at(today)
+    run_jobs_at(today + timedelta(minutes=1))
+    run_jobs_at(today + timedelta(days=1))
     (mail,) = warnings("nia.soon@example.com")
     text = smtp.text(mail)
     assert "Visa •••• 4242" in text and "/portal/magic/" in text
@@ -407,6 +394,6 @@ def test_card_expiring_within_30_days_is_warned_once_and_one_60_days_out_is_not(
     assert db.session.get(Card, soon_card.id).expiry_warning_sent_at == today
     assert db.session.get(Card, later_card.id).expiry_warning_sent_at is None
 
-    run_at(datetime(2026, 3, 31, 10, 0, tzinfo=LA))  # 30 days before Apr 30: now the second card is due
+    run_jobs_at(datetime(2026, 3, 31, 10, 0, tzinfo=LA))  # 30 days before Apr 30: now the second card is due
     assert len(warnings("oz.later@example.com")) == 1 and len(warnings("nia.soon@example.com")) == 1
-    assert intents() == []
+    assert sandbox_intents() == []

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -30,10 +30,10 @@ from sqlalchemy import func, select
 from portal import clock
 from portal.extensions import db
 from portal.models import ChargeAttempt, CustomerPlan, Payment, PaymentAllocation, PlanPayment
-from portal.services.payments import gateway
 from portal.services.plans import billing as plan_billing
 from tests.conftest import BACKEND, REPO, running_sandbox
 from tests.factories import make_card, make_customer
+from tests.helpers import sandbox_intents
 
 if BACKEND == "postgres":
     PAYMENTS, RUNNERS, CUSTOMERS = 500, 4, 50
@@ -106,7 +106,7 @@ def run_jobs(env: dict, as_of: datetime | None = None) -> dict:
 
 def later(minutes: int = 10) -> datetime:
     """--as-of past STRIPE_RECONCILE_AFTER_MINUTES, so attempts a dead run left open are reconciled."""
-    return datetime.now(timezone.utc) + timedelta(minutes=minutes)
+    return datetime.now(UTC) + timedelta(minutes=minutes)
 
 
 def customers_with_cards(count: int) -> list[tuple[int, int]]:
@@ -143,23 +143,6 @@ def seed_due_payments(pairs: list[tuple[int, int]], count: int) -> list[int]:
     ids = [row.id for row in rows]
     db.session.remove()  # hold nothing while the runners work
     return ids
-
-
-def sandbox_payment_intents(sandbox) -> list[dict]:
-    """Every PaymentIntent in the sandbox (localstripe pages with limit/starting_after)."""
-    intents, after = [], None
-    while True:
-        params = {"limit": 100}
-        if after:
-            params["starting_after"] = after
-        r = requests.get(sandbox["url"] + "/v1/payment_intents", params=params, timeout=60,
-                         headers={"Authorization": f"Bearer {gateway.SANDBOX_KEY}"})
-        r.raise_for_status()
-        page = r.json()
-        intents.extend(page["data"])
-        if not page["has_more"] or not page["data"]:
-            return intents
-        after = page["data"][-1]["id"]
 
 
 def plan_payment_id_of(intent: dict) -> int | None:
@@ -207,7 +190,7 @@ def assert_charged_exactly_once(sandbox, payment_ids: list[int], context: str = 
             f"{context}: payment {i} allocations {[(a.payment_id, a.amount_cents) for a in allocations[i]]}"
 
     by_payment = defaultdict(list)
-    intents = sandbox_payment_intents(sandbox)
+    intents = sandbox_intents(sandbox)
     for intent in intents:
         pid = plan_payment_id_of(intent)
         if pid in wanted:
@@ -319,7 +302,7 @@ def test_killed_runs_leave_every_payment_charged_once(app, sandbox, ctx, smtp):
         left_open = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.plan_payment_id.in_(ids),
                                                                    ChargeAttempt.status.in_(("pending", "unknown"))))
         left_open = list(left_open)
-        keys_at_stripe = {(pi["metadata"] or {}).get("attempt_key") for pi in sandbox_payment_intents(sandbox)}
+        keys_at_stripe = {(pi["metadata"] or {}).get("attempt_key") for pi in sandbox_intents(sandbox)}
         stats["open_attempts"] += len(left_open)
         stats["interrupted_while_charging"] += bool(left_open) or 0 < paid < PER_TRIAL
         stats["charged_not_recorded"] += sum(a.idempotency_key in keys_at_stripe for a in left_open)

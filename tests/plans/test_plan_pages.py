@@ -10,7 +10,6 @@ import re
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import requests
 from sqlalchemy import func, select
 
 from portal import clock
@@ -18,7 +17,7 @@ from portal.extensions import db
 from portal.models import Card, ChargeAttempt, CustomerPlan, Payment, PlanPayment, PlanTemplate, Refund
 from portal.services.platform import scheduler
 from tests.factories import make_card, make_customer, make_invoice, make_job, make_staff, sandbox_card
-from tests.helpers import csrf_token_from, wait_for_email
+from tests.helpers import csrf_token_from, sandbox_intents, set_clock, wait_for_email
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 GOOD, DECLINED = "4242424242424242", "4000000000000341"
@@ -26,14 +25,6 @@ TODAY = date(2026, 3, 2)  # frozen_clock: 2026-03-02 17:00 UTC = 09:00 in Los An
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
-
-def intents(sandbox: dict) -> list[dict]:
-    """Every PaymentIntent the sandbox holds, oldest first."""
-    r = requests.get(f"{sandbox['url']}/v1/payment_intents?limit=1000",
-                     headers={"Authorization": "Bearer sk_test_sandbox"}, timeout=10)
-    r.raise_for_status()
-    return sorted(r.json()["data"], key=lambda pi: (pi["created"], pi["id"]))
-
 
 def succeeded(pis: list[dict]) -> list[int]:
     return [pi["amount"] for pi in pis if pi["status"] == "succeeded"]
@@ -63,12 +54,6 @@ def fresh(model, id_):
 def plan_rows(plan_id: int) -> list[PlanPayment]:
     return list(db.session.scalars(select(PlanPayment).where(PlanPayment.plan_id == plan_id)
                                    .order_by(PlanPayment.due_date).execution_options(populate_existing=True)))
-
-
-def at(day: date, hour: int = 10) -> datetime:
-    when = datetime(day.year, day.month, day.day, hour, 0, tzinfo=LA)
-    clock.set_now(when)
-    return when
 
 
 def add_plan(customer, *, status: str = "active", method: str = "card", card=None, frequency: str | None = "monthly",
@@ -200,11 +185,12 @@ def test_template_to_plan_sent_and_accepted_in_the_portal(app, client, login_sta
     with app.app_context():
         assert db.session.get(CustomerPlan, plan_id).status == "pending"
         assert count(PlanPayment) == 0 and count(Payment) == 0
-    assert [(pi["amount"], pi["status"]) for pi in intents(stripe_sandbox)] == [(2_900, "requires_payment_method")]
+    assert [(pi["amount"], pi["status"]) for pi in sandbox_intents(stripe_sandbox)] == \
+        [(2_900, "requires_payment_method")]
     frozen_clock.advance(days=2)
     with app.app_context():
         scheduler.run_due()
-    assert len(intents(stripe_sandbox)) == 1  # D-4: a declined first payment is never retried
+    assert len(sandbox_intents(stripe_sandbox)) == 1  # D-4: a declined first payment is never retried
 
     # two days later (the portal session has gone idle) the same link logs in again and the plan is still waiting
     assert portal.get(f"/portal/plans/{plan_id}").status_code == 302
@@ -234,7 +220,7 @@ def test_template_to_plan_sent_and_accepted_in_the_portal(app, client, login_sta
         assert (payment.amount_cents, payment.method, payment.card_last4) == (7_900, "card", "4242")
         card = db.session.get(Card, plan.card_id)
         assert card.last4 == "4242" and card.removed_at is None  # the plan's card stays on file
-    assert succeeded(intents(stripe_sandbox)) == [7_900]
+    assert succeeded(sandbox_intents(stripe_sandbox)) == [7_900]
     receipts = wait_for_email(smtp, "ana.plans@example.com", "Payment receipt")
     assert len(receipts) == 1 and "79.00" in smtp.text(receipts[0])
     admin_view = client.get(f"/admin/plans/{plan_id}").get_data(True)
@@ -309,7 +295,7 @@ def test_banner_sums_failed_and_overdue_plans_until_everything_is_paid(app, clie
     with app.app_context():
         assert [r.status for r in plan_rows(card_plan.id)] == ["paid"]
         assert [r.status for r in plan_rows(cash_plan.id)] == ["paid"]
-    assert succeeded(intents(stripe_sandbox)) == [3_000]
+    assert succeeded(sandbox_intents(stripe_sandbox)) == [3_000]
 
 
 # --- SP-10: staff update the plan's card ----------------------------------------------------------------------
@@ -361,7 +347,7 @@ def test_update_card_charges_or_marks_paid_the_outstanding_payments(app, client,
     with app.app_context():
         assert fresh(CustomerPlan, charged.id).card_id == bad.id
         assert count(ChargeAttempt) == 0
-    assert intents(stripe_sandbox) == []
+    assert sandbox_intents(stripe_sandbox) == []
 
     # (a) charge: one charge for the exact total, each outstanding payment paid and linked to it
     r = client.post(f"/admin/plans/{charged.id}/card", data={"csrf_token": csrf, "token": token,
@@ -371,7 +357,7 @@ def test_update_card_charges_or_marks_paid_the_outstanding_payments(app, client,
     page = client.get(r.headers["Location"]).get_data(True)
     assert "charged $39.98 for all outstanding payments" in page and "The billing date is unchanged" in page
     assert page.count('data-payment-status="paid"') == 2 and "retries exhausted" not in page  # settled
-    pis = intents(stripe_sandbox)
+    pis = sandbox_intents(stripe_sandbox)
     assert [(pi["amount"], pi["status"]) for pi in pis] == [(3_998, "succeeded")]
     with app.app_context():
         plan = fresh(CustomerPlan, charged.id)
@@ -399,7 +385,7 @@ def test_update_card_charges_or_marks_paid_the_outstanding_payments(app, client,
         assert [(r.status, r.marked_paid_by_id, r.payment_id) for r in rows] == [("marked_paid", admin.id, None)] * 2
         assert fresh(CustomerPlan, marked.id).next_billing_date == date(2026, 3, 20)
         assert count(Payment) == 1 and count(ChargeAttempt) == 1
-    assert len(intents(stripe_sandbox)) == 1
+    assert len(sandbox_intents(stripe_sandbox)) == 1
 
     # nothing outstanding: "Add card" saves the card, charges nothing
     html, csrf = get_form(client, f"/admin/plans/{clean.id}/card")
@@ -410,7 +396,7 @@ def test_update_card_charges_or_marks_paid_the_outstanding_payments(app, client,
     assert "nothing was charged" in client.get(r.headers["Location"]).get_data(True)
     with app.app_context():
         assert fresh(CustomerPlan, clean.id).card_id == good.id
-    assert len(intents(stripe_sandbox)) == 1
+    assert len(sandbox_intents(stripe_sandbox)) == 1
 
 
 # --- SP-11, D-8: the customer updates the plan's card in the portal -------------------------------------------
@@ -439,7 +425,7 @@ def test_customer_new_card_pays_everything_owed_and_staff_hear_of_replacements(a
     assert r.status_code == 302 and r.headers["Location"].endswith(f"/portal/plans/{plan.id}"), r.get_data(True)[:600]
     page = client.get(r.headers["Location"]).get_data(True)
     assert "everything you owed on this plan ($60.00) is paid" in page and "Outstanding plan payments" not in page
-    pis = intents(stripe_sandbox)
+    pis = sandbox_intents(stripe_sandbox)
     assert [(pi["amount"], pi["status"]) for pi in pis] == [(6_000, "succeeded")]
     with app.app_context():
         fresh_plan = fresh(CustomerPlan, plan.id)
@@ -477,7 +463,7 @@ def test_customer_new_card_pays_everything_owed_and_staff_hear_of_replacements(a
         assert fresh(CustomerPlan, waiting.id).status == "pending"
         scheduler.run_due()  # delivers anything still queued
     assert not [m for m in smtp.messages if "changed a card" in str(m["Subject"])]
-    assert len(intents(stripe_sandbox)) == 1
+    assert len(sandbox_intents(stripe_sandbox)) == 1
 
 
 # --- REP-2: the overdue dashboard; REP-3: the plan report -----------------------------------------------------
@@ -487,32 +473,32 @@ def test_overdue_dashboard_buckets_reasons_dunning_and_card_flags(app, client, l
         admin = make_staff("admin")
         # 100 days before 2026-03-02: a yearly cash plan's bill, not collected (SP-6)
         cash_due = TODAY - timedelta(days=100)
-        at(cash_due, 9)
+        set_clock(cash_due, 9)
         cash_customer = make_customer("Cash", "Carter", email="cash@example.com")
         add_plan(cash_customer, method="cash", frequency="yearly", prices={"yearly": 12_000}, next_billing=cash_due,
                  name="Cash Club")
-        at(cash_due + timedelta(days=1))
+        set_clock(cash_due + timedelta(days=1))
         scheduler.run_due()
         # 45 days before: a yearly card plan declined on its due date and on every retry (D-1, D-3)
         exhausted_due = TODAY - timedelta(days=45)
-        at(exhausted_due, 9)
+        set_clock(exhausted_due, 9)
         late = make_customer("Lena", "Late", email="lena@example.com")
         late_card = make_card(late.id, DECLINED)
         add_plan(late, card=late_card, frequency="yearly", prices={"yearly": 9_000}, next_billing=exhausted_due,
                  name="Late Club")
         for hours in (0, 24, 48, 72):
-            at(exhausted_due)
+            set_clock(exhausted_due)
             scheduler.run_due(clock.now() + timedelta(hours=hours, minutes=5))
         # yesterday: a monthly card plan declined once, next retry 24 h after
         fresh_due = TODAY - timedelta(days=1)
-        at(fresh_due, 9)
+        set_clock(fresh_due, 9)
         recent = make_customer("Rita", "Recent", email="rita@example.com")
         recent_card = make_card(recent.id, DECLINED)
         add_plan(recent, card=recent_card, prices={"monthly": 3_000}, next_billing=fresh_due, name="Recent Club")
-        at(fresh_due)
+        set_clock(fresh_due)
         scheduler.run_due()
         # an invoice 10 days past due, and one not yet due (not listed)
-        at(TODAY, 9)
+        set_clock(TODAY, 9)
         inv_customer = make_customer("Ivan", "Invoice", email="ivan@example.com")
         late_invoice = make_invoice(inv_customer, 25_000, number="INV-LATE", due_date=TODAY - timedelta(days=10))
         make_invoice(inv_customer, 10_000, number="INV-FUTURE", due_date=TODAY + timedelta(days=3))
@@ -592,7 +578,7 @@ def test_bad_plan_input_gets_a_message_and_charges_nothing(app, client, login_cu
     def nothing_charged():
         with app.app_context():
             assert count(ChargeAttempt) == 0 and count(PlanPayment) == 1
-        assert intents(stripe_sandbox) == []
+        assert sandbox_intents(stripe_sandbox) == []
 
     # --- portal: accepting what cannot be accepted
     login_customer(c)
@@ -694,7 +680,7 @@ def test_bad_plan_input_gets_a_message_and_charges_nothing(app, client, login_cu
         assert count(Refund) == 0 and fresh(Payment, payment.id).refunded_cents == 0
         assert count(ChargeAttempt) == 0
         assert fresh(CustomerPlan, cash.id).status == "active"
-    assert intents(stripe_sandbox) == []
+    assert sandbox_intents(stripe_sandbox) == []
 
     # --- a technician sees no plan money pages
     tech_client = app.test_client()

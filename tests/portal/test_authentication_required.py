@@ -8,7 +8,7 @@ from portal.extensions import db
 from portal.models import ChargeAttempt, Customer, Invoice
 from portal.services.payments import charges
 from tests.factories import make_card, make_customer, make_invoice
-from tests.helpers import csrf_token_from
+from tests.helpers import csrf_token_from, sandbox_intents
 
 NEEDS_3DS = "4000002500003155"
 
@@ -101,6 +101,5 @@ def test_an_abandoned_confirmation_does_not_block_paying_again(app, client, logi
         statuses = [a.status for a in db.session.scalars(select(ChargeAttempt).order_by(ChargeAttempt.id))]
         assert statuses == ["failed", "succeeded"]
         assert db.session.get(Invoice, invoice.id).paid_cents == 6_000
-    pis = requests.get(f"{stripe_sandbox['url']}/v1/payment_intents", timeout=5,
-                       headers={"Authorization": "Bearer sk_test_sandbox"}).json()["data"]
+    pis = sandbox_intents(stripe_sandbox)
     assert sorted(p["status"] for p in pis) == ["canceled", "succeeded"]

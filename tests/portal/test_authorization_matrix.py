@@ -11,7 +11,7 @@ from datetime import date
 from portal import clock
 from portal.extensions import db
 from portal.models import ChargeAttempt, Payment, PaymentAllocation
-from tests.factories import (make_card, make_customer, make_estimate, make_invoice, make_job, make_plan)
+from tests.factories import make_card, make_customer, make_estimate, make_invoice, make_job, make_plan
 from tests.helpers import csrf_token_from
 
 PUBLIC = {"portal.auth.login", "portal.auth.magic", "portal.auth.sent", "portal.auth.logout"}

@@ -9,8 +9,7 @@ from sqlalchemy import select
 from portal import clock
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, Estimate, Payment
-from portal.services.platform import mailer
-from portal.services.platform import settings
+from portal.services.platform import mailer, settings
 from tests.factories import make_card, make_customer, make_estimate
 from tests.helpers import csrf_token_from
 

@@ -6,8 +6,8 @@ from itsdangerous import URLSafeTimedSerializer
 
 from portal.extensions import db
 from portal.models import Customer
-from tests.helpers import csrf_token_from
 from tests.factories import make_customer, make_staff
+from tests.helpers import csrf_token_from
 
 LINK = re.compile(r"http://portal\.test(/portal/magic/[A-Za-z0-9_.\-]+)")
 

@@ -4,8 +4,8 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.models import ActivityEvent, Customer, QueuedEmail
 from portal.services.platform import mailer
-from tests.helpers import csrf_token_from
 from tests.factories import make_customer, make_staff
+from tests.helpers import csrf_token_from
 
 
 def test_smtp_outage_keeps_the_action_and_the_email_then_the_job_runner_delivers_once(

@@ -18,12 +18,12 @@ from datetime import date, timedelta
 from sqlalchemy import exists, func, or_, select, update
 
 from portal import clock
-from portal.extensions import db
+from portal.extensions import db, execute_dml
 from portal.models import Customer, Invoice, Job, StaffUser, invoice_jobs
-from portal.services.platform import activity
 from portal.services.billing import invoices
-from portal.services.work import work_orders
 from portal.services.errors import ServiceError, ValidationError
+from portal.services.platform import activity
+from portal.services.work import work_orders
 
 CADENCES = {
     "weekly": "Weekly",
@@ -40,9 +40,8 @@ def next_date(cadence: str, after: date) -> date:
         return after + timedelta(days=7)
     if cadence == "biweekly":
         return after + timedelta(days=14)
-    if cadence == "semimonthly":
-        if after.day < 15:
-            return after.replace(day=15)
+    if cadence == "semimonthly" and after.day < 15:
+        return after.replace(day=15)
     first_of_next = (after.replace(day=1) + timedelta(days=32)).replace(day=1)
     return first_of_next
 
@@ -120,7 +119,7 @@ def eligible(customer: Customer) -> list[Invoice]:
 
 
 def _claim(customer_id: int, day: date) -> bool:
-    result = db.session.execute(
+    result = execute_dml(
         update(Customer).where(Customer.id == customer_id, Customer.auto_invoice_cadence.is_not(None),
                                func.coalesce(Customer.auto_invoice_last_run_on, date(1970, 1, 1)) < day)
         .values(auto_invoice_last_run_on=day).execution_options(synchronize_session=False))

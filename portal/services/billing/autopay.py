@@ -15,13 +15,11 @@ from portal import clock
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, Customer, Invoice, StaffUser
 from portal.money import format_money
-from portal.services.platform import activity
-from portal.services.payments import charges
-from portal.services.payments import declines
-from portal.services.platform import mailer
-from portal.services.platform import settings
+from portal.pagination import paginate
 from portal.services.crm import messages
 from portal.services.errors import ServiceError, ValidationError
+from portal.services.payments import charges, declines
+from portal.services.platform import activity, mailer, settings
 
 WINDOW_START_HOUR, WINDOW_END_HOUR = 0, 2
 BATCH_SIZE = 100
@@ -152,7 +150,7 @@ def customers_without_card(page: int = 1, per_page: int = 50):
     has_card = exists().where(Card.customer_id == Customer.id, Card.removed_at.is_(None))
     stmt = (select(Customer).where(~has_card, Customer.status.not_in(("archived", "blacklisted")))
             .order_by(Customer.last_name, Customer.first_name, Customer.company_name, Customer.id))
-    return db.paginate(stmt, page=max(page, 1), per_page=per_page, error_out=False)
+    return paginate(stmt, page, per_page)
 
 
 def enrolled(limit: int = 200) -> list[tuple[Customer, Card | None]]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask_babel import force_locale, gettext as _
+from flask_babel import force_locale, format_date
+from flask_babel import gettext as _
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from sqlalchemy import select
@@ -16,10 +17,9 @@ from sqlalchemy import select
 from portal.extensions import db
 from portal.labels import label
 from portal.models import Customer, Invoice, Payment, PaymentAllocation, Refund
+from portal.money import format_money
 from portal.services.payments import ledger
 from portal.services.platform import mailer, settings
-from portal.money import format_money
-from flask_babel import format_date
 
 FONT_DIRS = [os.environ.get("PORTAL_PDF_FONT_DIR", ""), "/usr/share/fonts/truetype/dejavu",
              "/usr/share/fonts/dejavu", "/usr/local/share/fonts"]
@@ -152,8 +152,8 @@ def receipt_pdf(payment: Payment, language: str | None = None) -> bytes:
         refunds = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id,
                                                           Refund.status != "failed")).all()
         for refund in refunds:
-            doc.para(f"{_('Refund')} {_date(refund.created_at.date(), lang)}: −{_money(refund.amount_cents, cur, lang)}",
-                     size=10)
+            when, amount = _date(refund.created_at.date(), lang), _money(refund.amount_cents, cur, lang)
+            doc.para(f"{_('Refund')} {when}: −{amount}", size=10)
         doc.ln(4)
         doc.para(_("Thank you!"), size=11, bold=True)
         return bytes(doc.output())

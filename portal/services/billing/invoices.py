@@ -1,6 +1,7 @@
 """INV-2, INV-7: sending an invoice to the customer (email with a magic link that opens it in the portal)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -9,19 +10,25 @@ from sqlalchemy.orm import contains_eager
 
 from portal import clock
 from portal.extensions import db
-from portal.models import Customer, Estimate, Invoice, InvoiceLineItem, Job, Payment, PaymentAllocation, StaffUser
+from portal.models import (
+    Customer,
+    Estimate,
+    Invoice,
+    InvoiceLineItem,
+    InvoiceStatus,
+    Job,
+    Payment,
+    PaymentAllocation,
+    StaffUser,
+)
 from portal.money import MAX_CHARGE_CENTS, format_money, percent_of
-from portal.services.platform import activity
-from portal.services.payments import charges
-from portal.services.platform import mailer
-from portal.services.platform import magic_links
-from portal.services.platform import settings
-from portal.services.errors import ServiceError, ValidationError
-from portal.services.work.line_items import Line
-from portal.services.work import work_orders
+from portal.pagination import paginate
 from portal.services.crm.customers import contains_pattern
-from portal.services.errors import NotFound
-from portal.services.payments import ledger
+from portal.services.errors import NotFound, ServiceError, ValidationError, found
+from portal.services.payments import charges, ledger
+from portal.services.platform import activity, magic_links, mailer, settings
+from portal.services.work import work_orders
+from portal.services.work.line_items import Line
 
 
 def send(invoice: Invoice, actor: StaffUser | None) -> None:
@@ -54,7 +61,7 @@ def _mark_sent(invoice: Invoice) -> bool:
     now, today = clock.now(), clock.today()
     resend = invoice.sent_at is not None
     if invoice.status == "draft":
-        invoice.status = "open"
+        invoice.status = InvoiceStatus.OPEN
         charges.refresh_invoice_status(invoice)  # a credited deposit makes it partially paid
     invoice.sent_at = invoice.sent_at or now
     invoice.last_sent_at = now
@@ -138,7 +145,7 @@ def _set_lines(invoice: Invoice, lines: list[Line]) -> None:
                                                   unit_price_cents=line.unit_price_cents, position=i))
 
 
-def create(customer: Customer, staff: StaffUser | None, *, lines: list[Line], jobs: list[Job] = (),
+def create(customer: Customer, staff: StaffUser | None, *, lines: list[Line], jobs: Sequence[Job] = (),
            discount_bp: int | None = None, tax_bp: int | None = None, issue_date: date | None = None,
            due_date: date | None = None, notes: str | None = None) -> Invoice:
     """A draft invoice; by default the customer's personal discount and the business's tax and terms."""
@@ -173,7 +180,7 @@ def create(customer: Customer, staff: StaffUser | None, *, lines: list[Line], jo
     return invoice
 
 
-def _credit_deposits(invoice: Invoice, jobs: list[Job]) -> None:
+def _credit_deposits(invoice: Invoice, jobs: Sequence[Job]) -> None:
     """The deposit paid when the customer approved an estimate counts toward the invoice of its job."""
     if not jobs:
         return
@@ -274,7 +281,7 @@ def void(invoice: Invoice, staff: StaffUser, reason: str | None) -> None:
         raise ServiceError("This invoice has payments; refund them first, then void it.")
     if charges.open_attempt_for(invoice) is not None:
         raise ServiceError("A card payment for this invoice is being processed; wait for it to settle.")
-    invoice.status, invoice.voided_at, invoice.void_reason = "void", clock.now(), reason
+    invoice.status, invoice.voided_at, invoice.void_reason = InvoiceStatus.VOID, clock.now(), reason
     activity.record(invoice.customer_id, "invoice", f"Invoice {invoice.number} voided by {staff.name}: {reason}",
                     staff=staff, invoice_id=invoice.id)
 
@@ -295,15 +302,12 @@ def search(*, status: str | None = None, q: str | None = None, page: int = 1, pe
         stmt = stmt.where(Invoice.status == status)
     if q and q.strip():
         term = contains_pattern(q.strip())
-        stmt = stmt.where(or_(func.lower(Invoice.number).like(term, escape="\\"), func.lower(Customer.first_name).like(term, escape="\\"),
-                              func.lower(Customer.last_name).like(term, escape="\\"), func.lower(Customer.company_name).like(term, escape="\\")))
-    total = db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    pages = max((total + per_page - 1) // per_page, 1)
-    page = min(max(page, 1), pages)
-    rows = db.session.scalars(stmt.options(contains_eager(Invoice.customer))
-                              .order_by(Invoice.issue_date.desc(), Invoice.id.desc())
-                              .limit(per_page).offset((page - 1) * per_page)).all()
-    return InvoiceList(list(rows), page, pages, total)
+        stmt = stmt.where(or_(*(func.lower(column).like(term, escape="\\")
+                                for column in (Invoice.number, Customer.first_name, Customer.last_name,
+                                               Customer.company_name))))
+    result = paginate(stmt.options(contains_eager(Invoice.customer))
+                      .order_by(Invoice.issue_date.desc(), Invoice.id.desc()), page, per_page)
+    return InvoiceList(list(result.items), result.page, max(result.pages, 1), result.total)
 
 
 def pay_all_selection(customer: Customer, raw_ids: str | None) -> tuple[list[Invoice], list[Invoice]]:
@@ -323,3 +327,12 @@ def pay_all_selection(customer: Customer, raw_ids: str | None) -> tuple[list[Inv
     payable = [i for i in rows if i.status in charges.PAYABLE_INVOICE and i.balance_cents > 0]
     return payable, [i for i in rows if i not in payable]
 
+
+
+def load(invoice_id: int) -> Invoice:
+    """An invoice by id (staff side), or NotFound; a customer's own: `payments.charges.invoice_of`."""
+    return found(db.session.get(Invoice, invoice_id), "Invoice not found.")
+
+
+def by_ids(ids: list[int]) -> list[Invoice]:
+    return list(db.session.scalars(select(Invoice).where(Invoice.id.in_(ids)))) if ids else []

@@ -20,12 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from portal import clock
 from portal.extensions import db
 from portal.models import Customer, Invoice, InvoiceReminder, Job, invoice_jobs
-from portal.services.platform import activity
-from portal.services.payments import charges
-from portal.services.platform import magic_links
-from portal.services.platform import mailer
-from portal.services.platform import settings
 from portal.services.errors import ValidationError
+from portal.services.payments import charges
+from portal.services.platform import activity, magic_links, mailer, settings
 
 BATCH_SIZE = 200
 MAX_STEPS = 10

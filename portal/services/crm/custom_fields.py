@@ -12,10 +12,10 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import func, select
 
 from portal.extensions import db
-from portal.models import CustomFieldDefinition, CustomFieldValue, Customer, StaffUser
+from portal.models import Customer, CustomFieldDefinition, CustomFieldValue, StaffUser
 from portal.models.customers import CUSTOM_FIELD_TYPES
+from portal.services.errors import ValidationError, found
 from portal.services.platform import activity
-from portal.services.errors import ServiceError, ValidationError
 
 TYPE_LABELS = {"text": "Text", "long_text": "Long text", "number": "Number", "date": "Date",
                "checkbox": "Checkbox", "list": "List (one choice)", "multi_list": "Multi-list (several choices)"}
@@ -166,7 +166,4 @@ def save_values(customer: Customer, raw: dict[int, object], staff: StaffUser) ->
 
 
 def get_definition(field_id: int) -> CustomFieldDefinition:
-    definition = db.session.get(CustomFieldDefinition, field_id)
-    if definition is None:
-        raise ServiceError("No such field.")
-    return definition
+    return found(db.session.get(CustomFieldDefinition, field_id), "No such field.")

@@ -9,11 +9,12 @@ from sqlalchemy.orm import selectinload
 
 from portal import clock
 from portal.extensions import db
-from portal.models import Address, Customer, CustomerEmail, CustomerPhone, StaffUser, Tag
+from portal.models import Address, Card, Customer, CustomerEmail, CustomerPhone, CustomerStatus, Invoice, StaffUser, Tag
 from portal.models.customers import CATEGORIES, CUSTOMER_STATUSES
+from portal.money import percent_to_input
+from portal.pagination import paginate
+from portal.services.errors import ValidationError, found
 from portal.services.platform import activity
-from portal.services.errors import ValidationError
-from portal.models import Card, Invoice
 
 
 @dataclass
@@ -125,13 +126,13 @@ def _apply(customer: Customer, data: CustomerInput) -> None:
 
 
 def _set_status(customer: Customer, status: str, reason: str | None) -> None:
-    customer.status = status
+    customer.status = CustomerStatus(status)
     customer.blacklist_reason = _clean(reason) if status == "blacklisted" else None
     customer.archived_at = (customer.archived_at or clock.now()) if status == "archived" else None
 
 
 def _tags(names: list[str]) -> list[Tag]:
-    wanted = []
+    wanted: list[str] = []
     for name in names:
         name = name.strip()[:60]
         if name and name.lower() not in {w.lower() for w in wanted}:
@@ -183,7 +184,7 @@ def _snapshot(customer: Customer) -> dict[str, str | None]:
     return {"name": customer.display_name, "kind": customer.kind, "email": customer.primary_email,
             "phone": customer.mobile_phone, "service address": address.one_line() if address else None,
             "language": customer.preferred_language, "category": customer.category,
-            "discount": f"{customer.discount_bp / 100:g} %", "lead source": customer.lead_source,
+            "discount": f"{percent_to_input(customer.discount_bp)} %", "lead source": customer.lead_source,
             "manager": customer.manager.name if customer.manager else None,
             "birthday": customer.birthday.isoformat() if customer.birthday else None,
             "tags": ", ".join(sorted(t.name for t in customer.tags)) or None,
@@ -192,6 +193,11 @@ def _snapshot(customer: Customer) -> dict[str, str | None]:
 
 def get(customer_id: int) -> Customer | None:
     return db.session.get(Customer, customer_id)
+
+
+def load(customer_id: int) -> Customer:
+    """The customer, or NotFound (→ 404)."""
+    return found(db.session.get(Customer, customer_id), "Customer not found.")
 
 
 def search(q: str | None = None, status: str | None = None, tag: str | None = None,
@@ -225,7 +231,8 @@ def search(q: str | None = None, status: str | None = None, tag: str | None = No
             func.lower(Customer.first_name).like(like, escape="\\"),
             func.lower(Customer.last_name).like(like, escape="\\"),
             func.lower(Customer.company_name).like(like, escape="\\"),
-            func.lower(func.coalesce(Customer.first_name, "") + " " + func.coalesce(Customer.last_name, "")).like(like, escape="\\"),
+            func.lower(func.coalesce(Customer.first_name, "") + " " + func.coalesce(Customer.last_name, ""))
+            .like(like, escape="\\"),
             Customer.emails.any(func.lower(CustomerEmail.email).like(like, escape="\\")),
             Customer.tags.any(func.lower(Tag.name).like(like, escape="\\")),
             Customer.manager.has(func.lower(StaffUser.name).like(like, escape="\\")),
@@ -236,4 +243,4 @@ def search(q: str | None = None, status: str | None = None, tag: str | None = No
                                           "(", ""), ")", "").like(f"%{digits}%")))
         stmt = stmt.where(or_(*conditions))
     stmt = stmt.order_by(func.lower(func.coalesce(Customer.last_name, Customer.company_name, "")), Customer.id)
-    return db.paginate(stmt, page=page, per_page=per_page, error_out=False)
+    return paginate(stmt, page, per_page)

@@ -8,13 +8,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
 from portal import clock
-from portal.extensions import db
-from portal.models import Customer, Job, MessageRequest, StaffUser, Visit
-from portal.services.platform import activity
-from portal.services.platform import mailer
-from portal.services.platform import magic_links
-from portal.services.platform import settings
-from portal.services.errors import ServiceError, ValidationError
+from portal.extensions import db, execute_dml
+from portal.models import Customer, MessageRequest, MessageStatus, StaffUser, Visit
+from portal.pagination import paginate
+from portal.services.errors import ServiceError, ValidationError, found
+from portal.services.platform import activity, magic_links, mailer, settings
 
 MAX_BODY = 5000
 MAX_NAME = 160
@@ -91,25 +89,23 @@ class Inbox:
 
 
 def inbox(status: str = "new", page: int = 1) -> Inbox:
-    counts = dict(db.session.execute(select(MessageRequest.status, func.count()).group_by(MessageRequest.status)).all())
+    counts: dict[str, int] = dict(db.session.execute(select(MessageRequest.status, func.count())
+                                                     .group_by(MessageRequest.status)).all())
     q = select(MessageRequest)
     if status in ("new", "handled"):
         q = q.where(MessageRequest.status == status)
-    total = db.session.scalar(select(func.count()).select_from(q.subquery()))
-    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-    page = min(max(page, 1), pages)
-    rows = db.session.scalars(
+    result = paginate(
         q.options(selectinload(MessageRequest.customer).selectinload(Customer.emails),
                   selectinload(MessageRequest.visit).selectinload(Visit.job),
                   selectinload(MessageRequest.handled_by), selectinload(MessageRequest.replied_by))
-        .order_by(MessageRequest.created_at.desc(), MessageRequest.id.desc())
-        .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    return Inbox(list(rows), page, pages, {"new": counts.get("new", 0), "handled": counts.get("handled", 0)})
+        .order_by(MessageRequest.created_at.desc(), MessageRequest.id.desc()), page, PAGE_SIZE)
+    return Inbox(list(result.items), result.page, max(result.pages, 1),
+                 {"new": counts.get("new", 0), "handled": counts.get("handled", 0)})
 
 
 def mark_handled(message: MessageRequest, staff: StaffUser) -> bool:
     """Once: a second click (or a colleague at the same time) changes nothing. Caller commits."""
-    result = db.session.execute(update(MessageRequest).where(MessageRequest.id == message.id,
+    result = execute_dml(update(MessageRequest).where(MessageRequest.id == message.id,
                                                              MessageRequest.status == "new")
                                 .values(status="handled", handled_by_id=staff.id, handled_at=clock.now())
                                 .execution_options(synchronize_session=False))
@@ -138,13 +134,10 @@ def reply(message: MessageRequest, staff: StaffUser, body: str | None) -> None:
     message.replied_at = now
     message.replied_by_id = staff.id
     if message.status == "new":
-        message.status, message.handled_by_id, message.handled_at = "handled", staff.id, now
+        message.status, message.handled_by_id, message.handled_at = MessageStatus.HANDLED, staff.id, now
     activity.record(customer.id, "message", f"Reply sent by {staff.name}: {body[:200]}", staff=staff)
 
 
-def visit_of(customer: Customer, visit_id) -> Visit | None:
-    try:
-        visit_id = int(visit_id)
-    except (TypeError, ValueError):
-        return None
-    return db.session.scalars(select(Visit).join(Job).where(Visit.id == visit_id, Job.customer_id == customer.id)).first()
+def load(message_id: int) -> MessageRequest:
+    """A message by id (staff inbox), or NotFound."""
+    return found(db.session.get(MessageRequest, message_id), "Message not found.")

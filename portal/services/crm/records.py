@@ -11,12 +11,30 @@ from sqlalchemy.orm import selectinload
 
 from portal import clock
 from portal.extensions import db
-from portal.models import (ActivityEvent, Adjustment, Card, ChargeAttempt, ContactLog, ContactTask, Customer,
-                           CustomerNote, CustomerPlan, CustomFieldValue, Estimate, Invoice, Job, MessageRequest, Payment, PlanAddon,
-                           QueuedEmail, StaffUser)
+from portal.models import (
+    ActivityEvent,
+    Adjustment,
+    Card,
+    ChargeAttempt,
+    ContactLog,
+    ContactTask,
+    Customer,
+    CustomerNote,
+    CustomerPlan,
+    CustomerStatus,
+    CustomFieldValue,
+    Estimate,
+    Invoice,
+    Job,
+    MessageRequest,
+    Payment,
+    PlanAddon,
+    QueuedEmail,
+    StaffUser,
+)
 from portal.models.customers import CONTACT_CHANNELS
-from portal.services.platform import activity
 from portal.services.errors import ServiceError, ValidationError
+from portal.services.platform import activity
 
 MAX_TEXT = 10_000
 
@@ -99,7 +117,8 @@ def set_task(customer: Customer, staff: StaffUser, *, due_at: datetime | None, n
     task = ContactTask(customer_id=customer.id, assignee_id=assignee_id, due_at=due_at,
                        note=_text(note, "note", "task note", required=False), created_at=clock.now())
     db.session.add(task)
-    activity.record(customer.id, "contact", f"Next contact set for {clock.to_local(due_at):%Y-%m-%d %H:%M} by {staff.name}"
+    activity.record(customer.id, "contact",
+                    f"Next contact set for {clock.to_local(due_at):%Y-%m-%d %H:%M} by {staff.name}"
                     + (f": {task.note[:150]}" if task.note else ""), staff=staff)
     return task
 
@@ -149,7 +168,7 @@ def has_financial_records(customer: Customer) -> bool:
 def archive(customer: Customer, staff: StaffUser) -> None:
     if customer.status == "archived":
         raise ServiceError("This customer is already archived.")
-    customer.status = "archived"
+    customer.status = CustomerStatus.ARCHIVED
     customer.archived_at = clock.now()
     activity.record(customer.id, "customer", f"Archived by {staff.name}; all records are kept", staff=staff)
 
@@ -157,7 +176,7 @@ def archive(customer: Customer, staff: StaffUser) -> None:
 def restore(customer: Customer, staff: StaffUser) -> None:
     if customer.status != "archived":
         raise ServiceError("This customer is not archived.")
-    customer.status = "inactive"
+    customer.status = CustomerStatus.INACTIVE
     customer.archived_at = None
     activity.record(customer.id, "customer", f"Restored from the archive by {staff.name}", staff=staff)
 

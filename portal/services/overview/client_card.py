@@ -7,10 +7,32 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from portal.extensions import db
-from portal.models import ActivityEvent, Customer, Invoice, Job, Payment
+from portal.models import ActivityEvent, Customer, CustomerPlan, Invoice, Job, Payment
 from portal.models.activity import ACTIVITY_TYPES
+from portal.pagination import paginate
 from portal.services.payments import charges
 from portal.services.work import work_orders
+
+MONEY_EVENTS = ("payment", "failure", "refund", "invoice", "estimate", "card")  # hidden from technicians
+
+
+def recent_events(customer: Customer, *, with_money: bool, limit: int = 30) -> list[ActivityEvent]:
+    """The newest activity on the card; without money events for those who may not see money."""
+    where = [ActivityEvent.customer_id == customer.id]
+    if not with_money:
+        where.append(ActivityEvent.event_type.not_in(MONEY_EVENTS))
+    return list(db.session.scalars(select(ActivityEvent).where(*where).options(selectinload(ActivityEvent.actor))
+                                   .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc()).limit(limit)))
+
+
+def invoices(customer: Customer, limit: int = 20) -> list[Invoice]:
+    return list(db.session.scalars(select(Invoice).where(Invoice.customer_id == customer.id)
+                                   .order_by(Invoice.issue_date.desc(), Invoice.id.desc()).limit(limit)))
+
+
+def plans(customer: Customer, limit: int = 10) -> list[CustomerPlan]:
+    return list(db.session.scalars(select(CustomerPlan).where(CustomerPlan.customer_id == customer.id)
+                                   .order_by(CustomerPlan.created_at.desc()).limit(limit)))
 
 
 @dataclass
@@ -53,10 +75,6 @@ def feed(customer: Customer, *, event_type: str | None = None, page: int = 1, pe
         q = q.where(ActivityEvent.event_type == event_type)
     else:
         event_type = None
-    total = db.session.scalar(select(func.count()).select_from(q.subquery())) or 0
-    pages = max((total + per_page - 1) // per_page, 1)
-    page = min(max(page, 1), pages)
-    events = db.session.scalars(q.options(selectinload(ActivityEvent.actor))
-                                .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc())
-                                .limit(per_page).offset((page - 1) * per_page)).all()
-    return Feed(list(events), page, pages, total, event_type)
+    result = paginate(q.options(selectinload(ActivityEvent.actor))
+                      .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc()), page, per_page)
+    return Feed(list(result.items), result.page, max(result.pages, 1), result.total, event_type)

@@ -10,11 +10,9 @@ from sqlalchemy.orm import selectinload
 from portal import clock
 from portal.extensions import db
 from portal.models import Card, Customer, CustomerPlan, Invoice, PlanPayment, Visit
-from portal.services.work import appointments
-from portal.services.payments import cards
-from portal.services.payments import charges
-from portal.services.work import estimates
+from portal.services.payments import cards, charges
 from portal.services.platform import settings
+from portal.services.work import appointments, estimates
 
 OUTSTANDING_PLAN = ("failed", "overdue")
 SHOWN = 5  # rows per block on the home page; the rest is one click away

@@ -8,13 +8,10 @@ from sqlalchemy.exc import IntegrityError
 from portal import clock
 from portal.extensions import db
 from portal.models import Card, Customer, CustomerPlan, StaffUser
-from portal.services.platform import activity
-from portal.services.payments import gateway
-from portal.services.platform import magic_links
-from portal.services.platform import mailer
 from portal.services import events
 from portal.services.errors import NotFound, ServiceError, ValidationError
-
+from portal.services.payments import gateway
+from portal.services.platform import activity, magic_links, mailer
 
 ONCE = "customer_once"  # added_by of a card entered to pay once, without "save this card"
 
@@ -92,7 +89,8 @@ def _store_payment_method(customer: Customer, pm_id: str, *, added_by: str, acto
         raise ValidationError("setup_intent", failure.message) from None
     details = pm.card
     card = Card(customer_id=customer.id, stripe_payment_method_id=pm_id, brand=details.brand, last4=details.last4,
-                exp_month=details.exp_month, exp_year=details.exp_year, postal_code=gateway.get(pm, "billing_details", "address", "postal_code"),
+                exp_month=details.exp_month, exp_year=details.exp_year,
+                postal_code=gateway.get(pm, "billing_details", "address", "postal_code"),
                 funding=gateway.get(details, "funding"), kind=kind if kind in ("personal", "hsa_fsa") else "personal",
                 nickname=(nickname or "").strip() or None, added_by=added_by if on_file else ONCE, is_default=False,
                 created_at=clock.now())
@@ -180,7 +178,8 @@ def remove(customer: Customer, card_id, *, actor: StaffUser | None = None, confi
         if not confirmed:
             raise ValidationError("confirm", f"This is the only card and it backs {', '.join(backing)}. Tick "
                                              "“I understand” to remove it: AutoPay turns off and the plan's future "
-                                             "payments fail (and the customer is asked for a card) until a new card is added.")
+                                             "payments fail (and the customer is asked for a card) until a new card "
+                                             "is added.")
         if customer.autopay_enabled:
             customer.autopay_enabled = False
             activity.record(customer.id, "card", "AutoPay turned off: its only card was removed", staff=actor)

@@ -23,20 +23,25 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal import clock
-from portal.extensions import db
+from portal.extensions import db, execute_dml
 from portal.labels import label
-from portal.models import (Card, ChargeAttempt, ChargeAttemptInvoice, Customer, Invoice, Payment, PaymentAllocation,
-                           StaffUser)
+from portal.models import (
+    Card,
+    ChargeAttempt,
+    ChargeAttemptInvoice,
+    ChargeAttemptStatus,
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    PaymentAllocation,
+    StaffUser,
+)
 from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money, percent_of
-from portal.services.platform import activity
-from portal.services.payments import declines
-from portal.services.payments import gateway
-from portal.services.platform import magic_links
-from portal.services.platform import mailer
-from portal.services.platform import once
-from portal.services.platform import settings
 from portal.services import events
 from portal.services.errors import NotFound, ServiceError, ValidationError
+from portal.services.payments import declines, gateway
+from portal.services.platform import activity, magic_links, mailer, once, settings
 
 OPEN = ("pending", "unknown")
 PAYABLE_INVOICE = ("open", "partially_paid")
@@ -283,14 +288,14 @@ def _outcome_of(attempt: ChargeAttempt, duplicate: bool = False) -> Outcome:
 def _claim(attempt: ChargeAttempt, status: str, *, from_statuses=OPEN) -> bool:
     """Move the attempt to a final state once: exactly one settler wins (request, webhook, reconciler)."""
     now = clock.now()
-    result = db.session.execute(
+    result = execute_dml(
         update(ChargeAttempt).where(ChargeAttempt.id == attempt.id, ChargeAttempt.status.in_(from_statuses))
         .values(status=status, settled_at=now if status in ("succeeded", "failed") else None)
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         db.session.refresh(attempt)
         return False
-    attempt.status = status
+    attempt.status = ChargeAttemptStatus(status)
     if status in ("succeeded", "failed"):
         attempt.settled_at = now
     return True
@@ -422,11 +427,11 @@ def refresh_invoice_status(invoice: Invoice) -> None:
     if invoice.status in ("void", "draft"):
         return
     if invoice.paid_cents >= invoice.total_cents and invoice.total_cents > 0:
-        invoice.status = "paid"
+        invoice.status = InvoiceStatus.PAID
     elif invoice.paid_cents > 0:
-        invoice.status = "partially_paid"
+        invoice.status = InvoiceStatus.PARTIALLY_PAID
     else:
-        invoice.status = "open"
+        invoice.status = InvoiceStatus.OPEN
 
 
 def send_receipt(payment: Payment, invoice: Invoice | None) -> None:

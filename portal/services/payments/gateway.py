@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import stripe
 from flask import current_app
@@ -50,7 +51,7 @@ def client() -> stripe.StripeClient:
     if using_sandbox():
         return stripe.StripeClient(SANDBOX_KEY, base_addresses={"api": base or sandbox_url()},
                                    max_network_retries=retries, http_client=http)
-    extra = {"base_addresses": {"api": base}} if base else {}
+    extra: Any = {"base_addresses": {"api": base}} if base else {}
     return stripe.StripeClient(cfg["STRIPE_SECRET_KEY"], max_network_retries=retries, http_client=http, **extra)
 
 
@@ -99,7 +100,7 @@ def ensure_customer(customer: Customer) -> str:
     """The Stripe customer is created lazily and its id kept (caller commits)."""
     if customer.stripe_customer_id:
         return customer.stripe_customer_id
-    params = {"name": customer.display_name, "metadata": {"portal_customer_id": str(customer.id)}}
+    params: Any = {"name": customer.display_name, "metadata": {"portal_customer_id": str(customer.id)}}
     if customer.primary_email:
         params["email"] = customer.primary_email
     created = client().v1.customers.create(params=params)
@@ -112,9 +113,9 @@ def retrieve_customer(stripe_customer_id: str):
 
 
 def create_setup_intent(stripe_customer_id: str, metadata: dict):
-    return client().v1.setup_intents.create(params={
-        "customer": stripe_customer_id, "usage": "off_session", "payment_method_types": ["card"],
-        "metadata": metadata})
+    params: Any = {"customer": stripe_customer_id, "usage": "off_session", "payment_method_types": ["card"],
+                   "metadata": metadata}
+    return client().v1.setup_intents.create(params=params)
 
 
 def retrieve_setup_intent(setup_intent_id: str):
@@ -137,7 +138,7 @@ def detach_payment_method(payment_method_id: str):
 
 def create_payment_intent(*, amount: int, currency: str, stripe_customer_id: str, payment_method_id: str,
                           off_session: bool, metadata: dict, idempotency_key: str):
-    params = {"amount": amount, "currency": currency.lower(), "customer": stripe_customer_id,
+    params: Any = {"amount": amount, "currency": currency.lower(), "customer": stripe_customer_id,
               "payment_method": payment_method_id, "confirm": True, "metadata": metadata,
               "payment_method_types": ["card"]}
     if off_session:
@@ -167,7 +168,7 @@ def find_payment_intent(attempt_key: str, stripe_customer_id: str | None = None,
         # localstripe has no search API nor list filters: walk the whole list (small in dev and tests).
         starting_after = None
         while True:
-            params = {"limit": 100}
+            params: Any = {"limit": 100}
             if not using_sandbox():
                 params["customer"] = stripe_customer_id
                 if created_after:
@@ -231,7 +232,8 @@ def classify(exc: Exception) -> Failure:
     if isinstance(exc, stripe.StripeError):
         err = exc.error
         code = getattr(err, "code", None) if err else None
-        return Failure("rejected", code or "invalid_request", exc.user_message or str(exc) or "Refused by the card processor.")
+        return Failure("rejected", code or "invalid_request",
+                       exc.user_message or str(exc) or "Refused by the card processor.")
     raise exc
 
 

@@ -8,7 +8,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import (Adjustment, Card, ChargeAttempt, ChargeAttemptInvoice, Customer, Invoice, Payment, PaymentAllocation, Refund)
+from portal.models import (
+    Adjustment,
+    Card,
+    ChargeAttempt,
+    ChargeAttemptInvoice,
+    Customer,
+    Invoice,
+    Payment,
+    PaymentAllocation,
+    Refund,
+)
+from portal.services.errors import found
 from portal.services.payments import declines
 from portal.services.platform import settings
 
@@ -102,11 +113,11 @@ class PaymentDetail:
 
 def payment_detail(payment: Payment) -> PaymentDetail:
     return PaymentDetail(
-        allocations=db.session.execute(select(Invoice, PaymentAllocation.amount_cents).join(PaymentAllocation)
-                                       .where(PaymentAllocation.payment_id == payment.id)).all(),
-        refunds=db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)
-                                   .order_by(Refund.created_at)).all(),
-        adjustments=db.session.scalars(select(Adjustment).where(Adjustment.payment_id == payment.id)).all(),
+        allocations=list(db.session.execute(select(Invoice, PaymentAllocation.amount_cents).join(PaymentAllocation)
+                                            .where(PaymentAllocation.payment_id == payment.id)).all()),
+        refunds=list(db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)
+                                        .order_by(Refund.created_at))),
+        adjustments=list(db.session.scalars(select(Adjustment).where(Adjustment.payment_id == payment.id))),
         attempt=db.session.get(ChargeAttempt, payment.charge_attempt_id) if payment.charge_attempt_id else None)
 
 
@@ -166,3 +177,8 @@ def transactions(start: date, end: date, types: tuple[str, ...] = TYPES) -> Repo
         {a.customer_id for a in adjustments} | {a.customer_id for a, _ in attempts}
     customers = {c.id: c for c in db.session.scalars(select(Customer).where(Customer.id.in_(ids)))} if ids else {}
     return Report(start, end, _entries(payments, refund_rows, adjustments, attempts, customers), types)
+
+
+def load_payment(payment_id: int) -> Payment:
+    """A payment by id (staff side), or NotFound."""
+    return found(db.session.get(Payment, payment_id), "Payment not found.")

@@ -16,17 +16,22 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from portal import clock
-from portal.extensions import db
-from portal.models import Adjustment, ChargeAttempt, Customer, Payment, PlanPayment, Refund, StaffUser
+from portal.extensions import db, execute_dml
+from portal.models import (
+    Adjustment,
+    ChargeAttempt,
+    Customer,
+    Payment,
+    PaymentStatus,
+    PlanPayment,
+    Refund,
+    RefundStatus,
+    StaffUser,
+)
 from portal.money import format_money
-from portal.services.platform import activity
-from portal.services.payments import charges
-from portal.services.payments import gateway
-from portal.services.platform import magic_links
-from portal.services.platform import mailer
-from portal.services.platform import once
-from portal.services.platform import settings
 from portal.services.errors import ValidationError
+from portal.services.payments import charges, gateway
+from portal.services.platform import activity, magic_links, mailer, once, settings
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -82,7 +87,7 @@ def refund(payment: Payment, amount_cents: int, reason: str | None, actor: Staff
     found = once.add_or_existing(row, Refund.idempotency_key, key)
     if found is not row:
         return found
-    claimed = db.session.execute(
+    claimed = execute_dml(
         update(Payment).where(Payment.id == payment.id,
                               Payment.refunded_cents + amount_cents <= Payment.amount_cents)
         .values(refunded_cents=Payment.refunded_cents + amount_cents)
@@ -123,7 +128,7 @@ def refund(payment: Payment, amount_cents: int, reason: str | None, actor: Staff
 def apply_stripe_status(row: Refund, stripe_refund) -> None:
     """Stripe's word on a refund. The receipt goes out when Stripe first accepts it."""
     # Claim the first answer once: the request, the webhook and the reconciler may all bring it.
-    first_answer = row.stripe_refund_id is None and db.session.execute(
+    first_answer = row.stripe_refund_id is None and execute_dml(
         update(Refund).where(Refund.id == row.id, Refund.stripe_refund_id.is_(None))
         .values(stripe_refund_id=stripe_refund.id).execution_options(synchronize_session=False)).rowcount == 1
     db.session.refresh(row)
@@ -131,7 +136,7 @@ def apply_stripe_status(row: Refund, stripe_refund) -> None:
         fail(row, gateway.get(stripe_refund, "failure_reason") or "The card network returned the refund.")
         return
     if stripe_refund.status == "succeeded" and row.status == "pending":
-        row.status, row.settled_at = "succeeded", clock.now()
+        row.status, row.settled_at = RefundStatus.SUCCEEDED, clock.now()
     if first_answer and stripe_refund.status in ("succeeded", "pending"):
         _receipt(row)
 
@@ -150,7 +155,7 @@ def _receipt(row: Refund) -> None:
 
 def fail(row: Refund, reason: str | None) -> bool:
     """R-4: the refund failed; an Adjustment says the money stayed with the business and the balance returns."""
-    claimed = db.session.execute(
+    claimed = execute_dml(
         update(Refund).where(Refund.id == row.id, Refund.status.in_(("pending", "succeeded")))
         .values(status="failed", failure_reason=(reason or "")[:300], settled_at=clock.now())
         .execution_options(synchronize_session=False)).rowcount
@@ -176,11 +181,11 @@ def fail(row: Refund, reason: str | None) -> bool:
 
 def _payment_status(payment: Payment) -> None:
     if payment.refunded_cents <= 0:
-        payment.status = "succeeded"
+        payment.status = PaymentStatus.SUCCEEDED
     elif payment.refunded_cents >= payment.amount_cents:
-        payment.status = "refunded"
+        payment.status = PaymentStatus.REFUNDED
     else:
-        payment.status = "partially_refunded"
+        payment.status = PaymentStatus.PARTIALLY_REFUNDED
     ids = plan_payment_ids(payment)
     if ids:  # SP-4: the plan's Payments section shows refunds
         db.session.execute(update(PlanPayment).where(PlanPayment.id.in_(ids), PlanPayment.payment_id == payment.id)

@@ -11,10 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from portal import clock
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, Customer, ProcessedWebhookEvent
-from portal.services.payments import cards
-from portal.services.payments import charges
-from portal.services.payments import gateway
-from portal.services.payments import refunds
+from portal.services.payments import cards, charges, gateway, refunds
 
 
 class Rejected(Exception):
@@ -102,4 +99,5 @@ def _save_wallet_card(intent) -> None:
         return
     if db.session.scalars(select(Card.id).where(Card.stripe_payment_method_id == pm_id)).first():
         return
-    cards.save_from_setup_intent(customer, intent.id, added_by=gateway.get(intent, "metadata", "added_by") or "customer")
+    added_by = gateway.get(intent, "metadata", "added_by") or "customer"
+    cards.save_from_setup_intent(customer, intent.id, added_by=added_by)

@@ -28,20 +28,28 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal import clock
-from portal.extensions import db
+from portal.extensions import db, execute_dml
 from portal.labels import label
-from portal.models import (Card, ChargeAttempt, Customer, CustomerPlan, Payment, PaymentAllocation, PlanAddon,
-                           PlanPayment, PlanPaymentLine, StaffUser)
+from portal.models import (
+    AddonStatus,
+    Card,
+    ChargeAttempt,
+    Customer,
+    CustomerPlan,
+    Payment,
+    PaymentAllocation,
+    PlanAddon,
+    PlanPayment,
+    PlanPaymentLine,
+    PlanPaymentStatus,
+    PlanStatus,
+    StaffUser,
+)
 from portal.money import format_money
-from portal.services.platform import activity
-from portal.services.payments import cards
-from portal.services.payments import charges
-from portal.services.payments import declines
-from portal.services.platform import magic_links
-from portal.services.platform import mailer
-from portal.services.platform import settings
 from portal.services.crm import messages
 from portal.services.errors import NotFound, ServiceError, ValidationError
+from portal.services.payments import cards, charges, declines
+from portal.services.platform import activity, magic_links, mailer, settings
 
 PERIOD_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
 OUTSTANDING = ("failed", "overdue")
@@ -64,7 +72,8 @@ def billing_dates(plan: CustomerPlan, first: date, until: date, frequency: str |
     """Every bill date of the plan from `first` (a billing date) to `until`, inclusive."""
     frequency = frequency or plan.frequency or (plan.offers[0] if plan.offers else "monthly")
     anchor = plan.billing_anchor_day or first.day
-    dates, n = [], 0
+    dates: list[date] = []
+    n = 0
     while True:
         d = add_period(first, frequency, anchor, n) if n else first
         if d > until or n > 1200:
@@ -158,16 +167,16 @@ def installments_that_fit(plan: CustomerPlan, *, installments: int, start_date: 
 def refresh_addon_status(addon: PlanAddon) -> None:
     """AO-5: recurring → active; one-time/installments → receivable until every part is billed and paid."""
     if addon.payment_plan == "recurring":
-        addon.status = "active"
+        addon.status = AddonStatus.ACTIVE
         return
     needed = 1 if addon.payment_plan == "one_time" else (addon.installments or 1)
     if addon.installments_billed < needed:
-        addon.status = "receivable"
+        addon.status = AddonStatus.RECEIVABLE
         return
     unpaid = db.session.scalar(select(func.count()).select_from(PlanPaymentLine).join(PlanPayment)
                                .where(PlanPaymentLine.addon_id == addon.id,
                                       PlanPayment.status.not_in(COLLECTED)))
-    addon.status = "paid" if not unpaid else "receivable"
+    addon.status = AddonStatus.PAID if not unpaid else AddonStatus.RECEIVABLE
 
 
 def create_bill(plan: CustomerPlan, due_date: date, *, status: str = "scheduled", frequency: str | None = None,
@@ -258,7 +267,7 @@ def _activate(plan: CustomerPlan, attempt: ChargeAttempt, payment: Payment) -> N
         return
     existing = db.session.scalars(select(PlanPayment).where(PlanPayment.plan_id == plan.id,
                                                             PlanPayment.due_date == today)).first()
-    plan.status = "active"
+    plan.status = PlanStatus.ACTIVE
     plan.accepted_at = clock.now()
     plan.card_id = attempt.card_id
     plan.payment_method = "card"
@@ -282,7 +291,7 @@ def _mark_paid(rows: list[PlanPayment], payment: Payment, card_id: int | None) -
     for row in rows:
         take = min(row.amount_cents, left)
         left -= take
-        row.status = "paid"
+        row.status = PlanPaymentStatus.PAID
         row.payment_id = payment.id
         row.card_id = card_id or row.card_id
         row.next_retry_at = None
@@ -324,7 +333,7 @@ def mark_outstanding_paid(plan: CustomerPlan, actor: StaffUser) -> int:
     rows = outstanding_payments(plan)
     now = clock.now()
     for row in rows:
-        row.status = "marked_paid"
+        row.status = PlanPaymentStatus.MARKED_PAID
         row.marked_paid_by_id = actor.id
         row.marked_paid_at = now
         row.next_retry_at = None
@@ -464,7 +473,7 @@ def next_retry_after(row: PlanPayment, moment: datetime) -> datetime | None:
 def _fail(plan: CustomerPlan, row: PlanPayment, code: str | None, explanation: declines.Explanation,
           card_id: int | None) -> None:
     now = clock.now()
-    row.status = "failed"
+    row.status = PlanPaymentStatus.FAILED
     row.failure_code = code
     row.failure_message = explanation.reason
     row.card_id = card_id or row.card_id
@@ -547,7 +556,7 @@ def expire_plans() -> int:
         if plan is None:
             db.session.rollback()
             continue
-        plan.status = "expired"
+        plan.status = PlanStatus.EXPIRED
         plan.next_billing_date = None
         db.session.execute(update(PlanPayment).where(PlanPayment.plan_id == plan.id,
                                                      PlanPayment.status == "scheduled", PlanPayment.due_date > today)
@@ -613,7 +622,7 @@ def mark_overdue() -> int:
             db.session.rollback()
             return count
         for row in rows:
-            row.status = "overdue"
+            row.status = PlanPaymentStatus.OVERDUE
             row.failure_message = "Not collected by the end of the due day"
             plan = db.session.get(CustomerPlan, row.plan_id)
             activity.record(plan.customer_id, "failure", f"Plan “{plan.name}”: {row.method} payment due "
@@ -697,7 +706,7 @@ def _charge_one(row_id: int, now: datetime) -> str | None:
     # guarantees it; SQLite ignores FOR UPDATE, and a runner whose reads straddled another runner's charge
     # (row read while that attempt was open, open_charge() read after it settled) would charge again.
     seen = row.attempt_count
-    claimed = db.session.execute(update(PlanPayment).where(PlanPayment.id == row.id, PlanPayment.status == row.status,
+    claimed = execute_dml(update(PlanPayment).where(PlanPayment.id == row.id, PlanPayment.status == row.status,
                                                            PlanPayment.attempt_count == seen)
                                  .values(attempt_count=seen + 1).execution_options(synchronize_session=False))
     if claimed.rowcount != 1:
@@ -748,7 +757,7 @@ def warn_expiring_cards() -> int:
         expires = card_expires_on(card)
         if expires > horizon or expires < today:
             continue
-        claimed = db.session.execute(update(Card).where(Card.id == card.id, Card.expiry_warning_sent_at.is_(None))
+        claimed = execute_dml(update(Card).where(Card.id == card.id, Card.expiry_warning_sent_at.is_(None))
                                      .values(expiry_warning_sent_at=clock.now())
                                      .execution_options(synchronize_session=False))
         if claimed.rowcount != 1:
@@ -776,3 +785,22 @@ def expiring_soon(card: Card | None, today: date | None = None) -> bool:
         return False
     today = today or clock.today()
     return card_expires_on(card) <= today + timedelta(days=EXPIRY_WARNING_DAYS)
+
+
+def due_now(plan: CustomerPlan) -> list[PlanPayment]:
+    """SP-13: the bills staff can collect now: outstanding, or scheduled for today or earlier; oldest first."""
+    return list(db.session.scalars(select(PlanPayment).where(
+        PlanPayment.plan_id == plan.id, PlanPayment.status.in_(OUTSTANDING + ("scheduled",)),
+        PlanPayment.due_date <= clock.today()).order_by(PlanPayment.due_date)))
+
+
+def charge_now(plan: CustomerPlan, card: Card, rows: list[PlanPayment], *, token: str | None,
+               actor: StaffUser) -> charges.Outcome:
+    """SP-13: one card charge for the chosen due bills (outstanding or scheduled for today). Commits (the money
+    path commits the attempt before the card processor is called)."""
+    plan = lock_plan(plan.id)
+    if open_charge(plan) is not None:
+        raise ServiceError("A payment for this plan is being processed. Wait a minute and reload the page.")
+    return charges.charge_card(plan.customer, card, sum(r.amount_cents for r in rows), token=token,
+                               purpose="plan_payments", off_session=True, initiated_by="staff", actor=actor,
+                               plan_id=plan.id, plan_payment_ids=[r.id for r in rows])

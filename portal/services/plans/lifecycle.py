@@ -9,16 +9,23 @@ from sqlalchemy import select, update
 from portal import clock
 from portal.extensions import db
 from portal.labels import label
-from portal.models import (Customer, CustomerPlan, Payment, PlanAddon, PlanPayment, PlanTemplate, StaffUser,
-                           TemplateAddon)
+from portal.models import (
+    Customer,
+    CustomerPlan,
+    Payment,
+    PlanAddon,
+    PlanPayment,
+    PlanStatus,
+    PlanTemplate,
+    StaffUser,
+    TemplateAddon,
+)
 from portal.models.plans import ADDON_PAYMENT_PLANS, FREQUENCIES
 from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money
-from portal.services.platform import activity
-from portal.services.platform import magic_links
-from portal.services.platform import mailer
-from portal.services.plans import billing as plan_billing
+from portal.services.errors import ServiceError, ValidationError, found
 from portal.services.payments import refunds
-from portal.services.errors import ServiceError, ValidationError
+from portal.services.plans import billing as plan_billing
+from portal.services.platform import activity, magic_links, mailer, settings
 
 MAX_INSTALLMENTS = 120
 MAX_NAME = 160
@@ -113,7 +120,8 @@ def create_plan(customer: Customer, data: PlanInput, actor: StaffUser, template:
     """A draft plan for the customer, with the template's add-ons. Caller commits."""
     _check_plan(data)
     plan = CustomerPlan(customer_id=customer.id, template_id=template.id if template else None, status="draft",
-                        created_by_id=actor.id, created_at=clock.now(), currency="USD")
+                        created_by_id=actor.id, created_at=clock.now(),
+                        currency=settings.currency())
     _apply(plan, data)
     db.session.add(plan)
     db.session.flush()
@@ -152,7 +160,7 @@ def update_plan(plan: CustomerPlan, data: PlanInput, actor: StaffUser) -> None:
 
 def _status(plan: CustomerPlan, new: str, actor: StaffUser | None, why: str = "") -> None:
     old = plan.status
-    plan.status = new
+    plan.status = PlanStatus(new)
     activity.record(plan.customer_id, "plan", f"Plan “{plan.name}”: {old} → {new}" + (f" ({why})" if why else ""),
                     staff=actor, plan_id=plan.id)
 
@@ -323,3 +331,26 @@ def remove_addon(plan: CustomerPlan, addon_id: int, actor: StaffUser) -> None:
     activity.record(plan.customer_id, "plan", f"Plan “{plan.name}”: add-on “{addon.name}” removed "
                     "(bills already made keep it)", staff=actor, plan_id=plan.id)
     db.session.delete(addon)
+
+
+def load_plan(plan_id: int) -> CustomerPlan:
+    """A customer plan by id (staff side), or NotFound."""
+    return found(db.session.get(CustomerPlan, plan_id), "Plan not found.")
+
+
+def load_template(template_id: int) -> PlanTemplate:
+    return found(db.session.get(PlanTemplate, template_id), "Plan template not found.")
+
+
+def find_template(template_id: int | None) -> PlanTemplate | None:
+    """The template a "new plan" form names, if any (an unknown id is no template, not an error)."""
+    return db.session.get(PlanTemplate, template_id) if template_id else None
+
+
+def remove_template_addon(template: PlanTemplate, addon_id: int | None) -> bool:
+    """Take an add-on off a template (plans made from it keep theirs). Caller commits. False: no such add-on."""
+    addon = next((a for a in template.addons if a.id == addon_id), None)
+    if addon is None:
+        return False
+    db.session.delete(addon)
+    return True

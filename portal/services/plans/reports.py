@@ -9,7 +9,17 @@ from sqlalchemy.orm import selectinload
 
 from portal import clock
 from portal.extensions import db
-from portal.models import ChargeAttempt, Customer, CustomerPlan, Invoice, PlanPayment
+from portal.models import (
+    ActivityEvent,
+    ChargeAttempt,
+    Customer,
+    CustomerPlan,
+    Invoice,
+    Payment,
+    PlanPayment,
+    Refund,
+    StaffUser,
+)
 from portal.services.payments import declines
 from portal.services.plans import billing as plan_billing
 
@@ -196,7 +206,8 @@ def monthly_value(plan: CustomerPlan) -> int:
 
 
 def plan_report(status: str | None = None) -> PlanReport:
-    counts = dict(db.session.execute(select(CustomerPlan.status, func.count()).group_by(CustomerPlan.status)).all())
+    counts: dict[str, int] = dict(db.session.execute(select(CustomerPlan.status, func.count())
+                                                     .group_by(CustomerPlan.status)).all())
     active = list(db.session.scalars(select(CustomerPlan).where(CustomerPlan.status == "active")
                                      .options(selectinload(CustomerPlan.addons))))
     owed = owed_by_plan(list(db.session.scalars(select(PlanPayment.plan_id).where(
@@ -212,3 +223,52 @@ def plan_report(status: str | None = None) -> PlanReport:
     return PlanReport(active=counts.get("active", 0), pending=counts.get("pending", 0),
                       mrr_cents=sum(monthly_value(p) for p in active), by_status=counts,
                       owing=[(p, owed[p.id]) for p in owing_plans], plans=listing)
+
+
+# --- The staff plan page (SP-*) -------------------------------------------------------------------------
+
+@dataclass
+class PlanPage:
+    """What the staff plan page shows besides the plan itself: its bills newest first, the money behind them
+    (payments, refunds, charge attempts per bill), who marked bills paid, the plan's activity and what is owed."""
+    payments: list[PlanPayment]
+    money: dict[int, Payment]
+    refunds: dict[int, list[Refund]]
+    attempts: dict[int, list[ChargeAttempt]]
+    marked_by: dict[int, StaffUser]
+    events: list[ActivityEvent]
+    owed: dict
+
+
+def plan_page(plan: CustomerPlan) -> PlanPage:
+    payments = list(db.session.scalars(select(PlanPayment).where(PlanPayment.plan_id == plan.id)
+                                       .options(selectinload(PlanPayment.card), selectinload(PlanPayment.lines))
+                                       .order_by(PlanPayment.due_date.desc())))
+    payment_ids = [p.payment_id for p in payments if p.payment_id]
+    money = {p.id: p for p in db.session.scalars(select(Payment).where(Payment.id.in_(payment_ids)))} \
+        if payment_ids else {}
+    refunds: dict[int, list[Refund]] = {}
+    if payment_ids:
+        for r in db.session.scalars(select(Refund).where(Refund.payment_id.in_(payment_ids))
+                                    .order_by(Refund.created_at)):
+            refunds.setdefault(r.payment_id, []).append(r)
+    marked_ids = [p.marked_paid_by_id for p in payments if p.marked_paid_by_id]
+    marked_by = {s.id: s for s in db.session.scalars(select(StaffUser).where(StaffUser.id.in_(marked_ids)))} \
+        if marked_ids else {}
+    events = list(db.session.scalars(select(ActivityEvent).where(ActivityEvent.plan_id == plan.id)
+                                     .options(selectinload(ActivityEvent.actor))
+                                     .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc()).limit(50)))
+    owed = owed_by_plan([plan.id]).get(plan.id, {"failed": 0, "overdue": 0, "count": 0, "total": 0})
+    return PlanPage(payments, money, refunds, _attempts_by_payment(plan, payments), marked_by, events, owed)
+
+
+def _attempts_by_payment(plan: CustomerPlan, payments: list[PlanPayment]) -> dict[int, list[ChargeAttempt]]:
+    out: dict[int, list[ChargeAttempt]] = {}
+    if not payments:
+        return out
+    rows = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.plan_id == plan.id)
+                              .options(selectinload(ChargeAttempt.card)).order_by(ChargeAttempt.created_at))
+    for attempt in rows:
+        for pid in [int(x) for x in (attempt.plan_payment_ids or "").split(",") if x.isdigit()]:
+            out.setdefault(pid, []).append(attempt)
+    return out

@@ -20,10 +20,9 @@ from portal import clock
 from portal.extensions import db
 from portal.models import Customer, CustomerEmail, StaffUser
 from portal.models.customers import new_auth_secret
-from portal.services.platform import activity
-from portal.services.platform import mailer
-from portal.services.platform.signing import serializer as _serializer
 from portal.services.errors import ServiceError
+from portal.services.platform import activity, mailer
+from portal.services.platform.signing import serializer as _serializer
 
 LOGIN_SALT = "portal-login"
 

@@ -15,15 +15,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app, g, has_request_context, render_template
-from flask_babel import force_locale, lazy_gettext as _l
+from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
 from flask_mail import Message
 from sqlalchemy import or_, select, update
 
 from portal import clock
-from portal.extensions import db, mail
-from portal.models import Customer, QueuedEmail, StaffUser
-from portal.services.platform import activity
-from portal.services.platform import settings
+from portal.extensions import db, execute_dml, mail
+from portal.models import Customer, EmailStatus, QueuedEmail, StaffUser
+from portal.models.mail import EMAIL_STATUSES
+from portal.pagination import paginate
+from portal.services.errors import found
+from portal.services.platform import activity, settings
 
 SUBJECTS = {
     "portal_invitation": _l("Your customer portal at %(business)s"),
@@ -99,7 +102,7 @@ def _smtp_configured() -> bool:
 def _claim(email_id: int) -> bool:
     """Take one email for sending; False if another runner has it or it is done."""
     now = clock.now()
-    result = db.session.execute(
+    result = execute_dml(
         update(QueuedEmail)
         .where(QueuedEmail.id == email_id,
                or_(QueuedEmail.status == "queued",
@@ -171,7 +174,7 @@ def deliver(ids: list[int]) -> dict:
             email = db.session.get(QueuedEmail, email_id)
             print(f"\n--- email #{email.id} to {email.to_address}: {email.subject}\n{email.body_text}\n---",
                   file=sys.stdout, flush=True)
-            email.status = "console"
+            email.status = EmailStatus.CONSOLE
             email.last_error = "SMTP is not configured: the email was printed to the console only."
             db.session.commit()
             counts["console"] += 1
@@ -188,7 +191,7 @@ def deliver(ids: list[int]) -> dict:
                 connection = mail.connect().__enter__()
             _send_one(email, connection)
         except Exception as exc:  # any SMTP/socket failure: keep it queued with the reason
-            email.status = "queued"
+            email.status = EmailStatus.QUEUED
             email.last_error = f"{type(exc).__name__}: {exc}"[:2000]
             email.next_attempt_at = clock.now() + retry_after
             db.session.commit()
@@ -196,7 +199,7 @@ def deliver(ids: list[int]) -> dict:
             _close(connection)
             connection = None
             continue
-        email.status = "sent"
+        email.status = EmailStatus.SENT
         email.sent_at = clock.now()
         email.last_error = None
         db.session.commit()
@@ -224,3 +227,25 @@ def deliver_pending(limit: int = BATCH_SIZE) -> dict:
         seen.update(ids)
         for k, v in deliver(ids).items():
             totals[k] += v
+
+
+# --- The outbox page (N-2) --------------------------------------------------------------------------------
+
+def outbox(status: str | None = None, page=1, per_page: int = 50):
+    """Every email, newest first, optionally of one status (EMAIL_STATUSES), one page of them."""
+    stmt = select(QueuedEmail).order_by(QueuedEmail.created_at.desc(), QueuedEmail.id.desc())
+    if status in EMAIL_STATUSES:
+        stmt = stmt.where(QueuedEmail.status == status)
+    return paginate(stmt, page, per_page)
+
+
+def load_email(email_id: int) -> QueuedEmail:
+    return found(db.session.get(QueuedEmail, email_id), "Email not found.")
+
+
+def queue_again(email: QueuedEmail) -> bool:
+    """Put an unsent email back in the queue for right now. Caller commits, then `deliver([email.id])`."""
+    if email.status not in ("queued", "console"):
+        return False
+    email.status, email.next_attempt_at = EmailStatus.QUEUED, clock.now()
+    return True

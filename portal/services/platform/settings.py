@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from flask import current_app, g, has_request_context
 from sqlalchemy import select
+from sqlalchemy import select as _select
 
 from portal.extensions import db
 from portal.models import BusinessSettings
 from portal.services.errors import ValidationError
-from sqlalchemy import select as _select
 
 
 def get() -> BusinessSettings:

@@ -10,8 +10,8 @@ from portal import clock
 from portal.extensions import db
 from portal.models import StaffUser
 from portal.models.staff import ROLES
+from portal.services.errors import ServiceError, ValidationError, found
 from portal.services.platform import mailer
-from portal.services.errors import ServiceError, ValidationError
 from portal.services.platform.signing import serializer
 
 INVITE_SALT = "staff-invite"
@@ -138,3 +138,12 @@ def load_from_session(session_id: str) -> StaffUser | None:
 def active_staff() -> list[StaffUser]:
     return list(db.session.scalars(select(StaffUser).where(StaffUser.is_active_account.is_(True))
                                    .order_by(StaffUser.name)))
+
+
+def load(staff_id: int) -> StaffUser:
+    return found(db.session.get(StaffUser, staff_id), "Staff member not found.")
+
+
+def all_staff() -> list[StaffUser]:
+    """Everyone, active first (the staff page)."""
+    return list(db.session.scalars(select(StaffUser).order_by(StaffUser.is_active_account.desc(), StaffUser.name)))

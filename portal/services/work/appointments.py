@@ -11,7 +11,7 @@ from sqlalchemy.orm import contains_eager, selectinload
 from portal import clock
 from portal.extensions import db
 from portal.models import Customer, Job, Visit
-
+from portal.services.errors import NotFound, found
 
 OPEN = ("scheduled", "in_progress")  # a completed or cancelled visit is not upcoming
 
@@ -41,8 +41,13 @@ def next_visit(customer: Customer) -> Visit | None:
                               .order_by(Visit.starts_at).limit(1)).first()
 
 
-def visit_of(customer: Customer, visit_id: int) -> Visit | None:
-    return db.session.scalars(_visits(customer).where(Visit.id == visit_id)).first()
+def visit_of(customer: Customer, visit_id) -> Visit:
+    """One of the customer's visits, or NotFound (the one `visit_of`: ids from forms are checked here too)."""
+    try:
+        visit_id = int(visit_id)
+    except (TypeError, ValueError):
+        raise NotFound("Visit not found.") from None
+    return found(db.session.scalars(_visits(customer).where(Visit.id == visit_id)).first(), "Visit not found.")
 
 
 def address_of(visit: Visit) -> str:

@@ -11,17 +11,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from portal import clock
-from portal.extensions import db
-from portal.models import Card, ChargeAttempt, Customer, Estimate, Payment
+from portal.extensions import db, execute_dml
+from portal.models import Card, ChargeAttempt, Customer, Estimate, EstimateLineItem, EstimateStatus, Payment
 from portal.money import format_money
-from portal.services.platform import activity
-from portal.services.payments import charges
-from portal.services.platform import mailer
 from portal.services.crm import messages
-from portal.services.errors import ServiceError, ValidationError
-from portal.models import EstimateLineItem
-from portal.services.platform import settings
-from portal.services.platform import magic_links
+from portal.services.errors import ServiceError, ValidationError, found
+from portal.services.payments import charges
+from portal.services.platform import activity, magic_links, mailer, settings
 from portal.services.work import work_orders
 from portal.services.work.line_items import Line
 
@@ -45,9 +41,17 @@ def open_for(customer: Customer, limit: int = 50) -> list[Estimate]:
         .order_by(Estimate.created_at.desc(), Estimate.id.desc()).limit(limit)))
 
 
-def estimate_of(customer: Customer, estimate_id: int) -> Estimate | None:
-    return db.session.scalars(select(Estimate).where(Estimate.id == estimate_id, Estimate.customer_id == customer.id,
-                                                     Estimate.status.in_(VISIBLE))).first()
+def estimate_of(customer: Customer, estimate_id: int) -> Estimate:
+    """One of the customer's estimates they may see, or NotFound."""
+    return found(db.session.scalars(select(Estimate).where(Estimate.id == estimate_id,
+                                                           Estimate.customer_id == customer.id,
+                                                           Estimate.status.in_(VISIBLE))).first(),
+                 "Estimate not found.")
+
+
+def load(estimate_id: int) -> Estimate:
+    """An estimate by id (staff side), or NotFound."""
+    return found(db.session.get(Estimate, estimate_id), "Estimate not found.")
 
 
 def is_expired(estimate: Estimate) -> bool:
@@ -99,7 +103,7 @@ def approve(estimate: Estimate, name: str | None, ip: str | None) -> None:
     if estimate.deposit_cents:
         raise ServiceError(_("This estimate needs a deposit; pay it to approve."))
     now = clock.now()
-    result = db.session.execute(update(Estimate).where(Estimate.id == estimate.id, Estimate.status == "sent")
+    result = execute_dml(update(Estimate).where(Estimate.id == estimate.id, Estimate.status == "sent")
                                 .values(status="approved", approved_at=now, approved_name=name,
                                         approved_ip=(ip or "")[:45] or None)
                                 .execution_options(synchronize_session=False))
@@ -139,7 +143,7 @@ def on_deposit_paid(attempt: ChargeAttempt, *, payment: Payment) -> None:
     estimate = db.session.get(Estimate, attempt.estimate_id)
     if estimate is None:
         return
-    result = db.session.execute(update(Estimate).where(Estimate.id == estimate.id, Estimate.status == "sent")
+    result = execute_dml(update(Estimate).where(Estimate.id == estimate.id, Estimate.status == "sent")
                                 .values(status="approved", approved_at=clock.now(), deposit_payment_id=payment.id)
                                 .execution_options(synchronize_session=False))
     db.session.refresh(estimate)
@@ -165,7 +169,7 @@ def decline(estimate: Estimate, reason: str | None) -> None:
         raise ServiceError(_("This estimate cannot be answered now."))
     if open_deposit_attempt(estimate) is not None:
         raise ServiceError(_("Your deposit payment is being processed. Reload the page in a minute."))
-    result = db.session.execute(update(Estimate).where(Estimate.id == estimate.id, Estimate.status == "sent")
+    result = execute_dml(update(Estimate).where(Estimate.id == estimate.id, Estimate.status == "sent")
                                 .values(status="declined", declined_at=clock.now(), decline_reason=reason,
                                         approved_name=None, approved_ip=None)
                                 .execution_options(synchronize_session=False))
@@ -249,7 +253,7 @@ def edit(estimate: Estimate, staff, *, title: str | None, message: str | None, l
         raise ServiceError("The customer's deposit payment is being processed; wait for it to settle.")
     if estimate.status == "sent":
         # The customer must not approve a price they have not been sent: back to draft until it is sent again.
-        estimate.status = "draft"
+        estimate.status = EstimateStatus.DRAFT
     estimate.title, estimate.message = _staff_terms(title, message, deposit_cents, valid_until, lines)
     estimate.deposit_cents, estimate.valid_until = deposit_cents, valid_until
     _set_lines(estimate, lines)
@@ -271,7 +275,7 @@ def send(estimate: Estimate, staff) -> None:
     if not customer.can_log_in:
         raise ServiceError("Archived or blacklisted customers cannot be sent estimates.")
     resend = estimate.status == "sent"
-    estimate.status = "sent"
+    estimate.status = EstimateStatus.SENT
     estimate.sent_at = clock.now()
     link = magic_links.portal_link(customer, f"/portal/estimates/{estimate.id}")
     mailer.queue_email("estimate_sent", customer.primary_email,
@@ -287,7 +291,7 @@ def convert_to_job(estimate: Estimate, staff):
         raise ServiceError("This estimate is already a job.")
     if estimate.status != "approved":
         raise ServiceError("Only an approved estimate can become a job.")
-    result = db.session.execute(update(Estimate).where(Estimate.id == estimate.id, Estimate.status == "approved")
+    result = execute_dml(update(Estimate).where(Estimate.id == estimate.id, Estimate.status == "approved")
                                 .values(status="converted").execution_options(synchronize_session=False))
     if result.rowcount != 1:
         raise ServiceError("This estimate is already a job.")

@@ -2,6 +2,7 @@
 scheduled → in progress → finished / cancelled."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -9,11 +10,10 @@ from sqlalchemy.orm import selectinload
 
 from portal import clock
 from portal.extensions import db
-from portal.models import Customer, Invoice, Job, JobLineItem, StaffUser, Visit
+from portal.models import Customer, Invoice, Job, JobLineItem, JobStatus, StaffUser, Visit, VisitStatus
 from portal.models.invoices import invoice_jobs
-from portal.services.platform import activity
-from portal.services.platform import settings
-from portal.services.errors import ServiceError, ValidationError
+from portal.services.errors import ServiceError, ValidationError, found
+from portal.services.platform import activity, settings
 from portal.services.work.line_items import Line
 
 TRANSITIONS = {"scheduled": ("in_progress", "finished", "cancelled"), "in_progress": ("finished", "cancelled"),
@@ -48,7 +48,7 @@ def _set_lines(job: Job, lines: list[Line]) -> None:
 
 
 def create_job(customer: Customer, staff: StaffUser, *, title: str | None, description: str | None = None,
-               address: str | None = None, technician_id: int | None = None, lines: list[Line] = ()) -> Job:
+               address: str | None = None, technician_id: int | None = None, lines: Sequence[Line] = ()) -> Job:
     if not customer.can_log_in and customer.status == "blacklisted":
         raise ServiceError("This customer is blacklisted: no new work.")
     title = _clean(title, "title", 200, required=True, what="job title")
@@ -87,7 +87,7 @@ def set_status(job: Job, staff: StaffUser, status: str) -> None:
                            f"{STATUS_WORDS.get(status, status)}.")
     if status in ("in_progress", "cancelled") and job.status == "finished" and invoiced(job):
         raise ServiceError("This job is already invoiced; void the invoice first.")
-    job.status = status
+    job.status = JobStatus(status)
     job.finished_at = clock.now() if status == "finished" else None
     if status in ("cancelled", "finished"):
         # Visits still open close with the job: a finished job's past visits were done, its future ones won't
@@ -95,7 +95,7 @@ def set_status(job: Job, staff: StaffUser, status: str) -> None:
         for visit in job.visits:
             if visit.status in ("scheduled", "in_progress"):
                 done = status == "finished" and visit.starts_at <= clock.now()
-                visit.status = "completed" if done else "cancelled"
+                visit.status = VisitStatus.COMPLETED if done else VisitStatus.CANCELLED
     activity.record(job.customer_id, "job", f"Job {job.number} {STATUS_WORDS[status]} by {staff.name}", staff=staff)
 
 
@@ -136,7 +136,7 @@ def set_visit_status(visit: Visit, staff: StaffUser, status: str) -> None:
     allowed = {"scheduled": ("in_progress", "completed", "cancelled"), "in_progress": ("completed", "cancelled")}
     if status not in allowed.get(visit.status, ()):
         raise ServiceError(f"A {visit.status.replace('_', ' ')} visit cannot become {status.replace('_', ' ')}.")
-    visit.status = status
+    visit.status = VisitStatus(status)
     activity.record(visit.job.customer_id, "job", f"Visit of job {visit.job.number} "
                     f"({clock.to_local(visit.starts_at):%Y-%m-%d %H:%M}) {status.replace('_', ' ')} by {staff.name}",
                     staff=staff)
@@ -177,3 +177,19 @@ def count_uninvoiced_finished(customer: Customer) -> int:
     return db.session.scalar(select(func.count()).select_from(Job).where(
         Job.customer_id == customer.id, Job.status == "finished", Job.id.not_in(billed),
         select(JobLineItem.id).where(JobLineItem.job_id == Job.id).exists())) or 0
+
+
+def load_job(job_id: int) -> Job:
+    """A job with its visits (and their technicians) loaded, or NotFound."""
+    return found(db.session.scalars(select(Job).where(Job.id == job_id)
+                                    .options(selectinload(Job.visits).selectinload(Visit.technician))).first(),
+                 "Job not found.")
+
+
+def load_visit(visit_id: int) -> Visit:
+    return found(db.session.get(Visit, visit_id), "Visit not found.")
+
+
+def invoices_of(job: Job) -> list[Invoice]:
+    """The invoices a job was billed on (the job page's list)."""
+    return list(db.session.scalars(select(Invoice).join(Invoice.jobs).where(Job.id == job.id).order_by(Invoice.id)))

@@ -1,0 +1,1 @@
+"""The staff dashboard (figures: portal.services.overview.dashboard)."""

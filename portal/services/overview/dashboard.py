@@ -1,0 +1,59 @@
+"""C-10, S-3: the staff dashboard's figures — my customers, my overdue tasks, today's visits, money owed,
+open estimates and the counts in the header."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from portal import clock
+from portal.extensions import db
+from portal.models import ContactTask, Customer, Estimate, Invoice, QueuedEmail, StaffUser, Visit
+from portal.services.payments import charges
+from portal.services.work import work_orders
+
+
+@dataclass
+class Dashboard:
+    my_customers: list[Customer]
+    overdue_tasks: list[ContactTask]
+    visits: list[Visit]
+    counts: dict[str, int]
+    money: dict | None  # None: the viewer may not see money
+
+
+def for_staff(me: StaffUser, *, with_money: bool) -> Dashboard:
+    my_customers = db.session.scalars(
+        select(Customer).where(Customer.manager_id == me.id, Customer.status != "archived")
+        .order_by(Customer.created_at.desc()).limit(10)).all()
+    overdue_tasks = db.session.scalars(
+        select(ContactTask).join(Customer, Customer.id == ContactTask.customer_id)
+        .where(ContactTask.assignee_id == me.id, ContactTask.done_at.is_(None), ContactTask.due_at < clock.now(),
+               Customer.status != "archived")
+        .options(selectinload(ContactTask.customer)).order_by(ContactTask.due_at).limit(50)).all()
+    visits = work_orders.visits_on(clock.today(), technician=me if me.role == "technician" else None)
+    counts = {
+        "customers": db.session.scalar(select(func.count()).select_from(Customer)
+                                       .where(Customer.status != "archived")) or 0,
+        "emails_waiting": db.session.scalar(select(func.count()).select_from(QueuedEmail)
+                                            .where(QueuedEmail.status == "queued")) or 0,
+    }
+    return Dashboard(list(my_customers), list(overdue_tasks), visits, counts, money() if with_money else None)
+
+
+def money() -> dict:
+    """What is owed (all payable invoices, and those past due) and the estimates waiting for an answer."""
+    payable = Invoice.status.in_(charges.PAYABLE_INVOICE)
+    owed = func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0)
+    open_count, outstanding = db.session.execute(select(func.count(), owed).where(payable)).one()
+    overdue_count, overdue_cents = db.session.execute(
+        select(func.count(), owed).where(payable, Invoice.due_date < clock.today())).one()
+    open_estimates = db.session.scalars(
+        select(Estimate).where(Estimate.status == "sent",
+                               Estimate.valid_until.is_(None) | (Estimate.valid_until >= clock.today()))
+        .options(selectinload(Estimate.customer), selectinload(Estimate.line_items))
+        .order_by(Estimate.sent_at.desc()).limit(10)).all()
+    return {"outstanding_cents": int(outstanding or 0), "open_invoices": open_count or 0,
+            "overdue_count": overdue_count or 0, "overdue_cents": int(overdue_cents or 0),
+            "open_estimates": list(open_estimates)}
