@@ -18,6 +18,7 @@ from admin.plans.forms import (
     PlanTemplateForm,
 )
 from portal import clock
+from portal.extensions import db
 from portal.blueprints.actions import parsed, run_action, run_form
 from portal.labels import label
 from portal.models import CustomerPlan
@@ -290,7 +291,8 @@ def plan_card(plan_id: int):
 
     def save():
         """The card (new or on file) becomes the plan's; then the outstanding bills are marked paid or charged.
-        One commit for the card and the bills; a charge commits its attempt itself before the card is charged."""
+        The card is committed first, so it stays on file even when the bills step is refused (a charge already
+        running); a charge commits its attempt itself before the card is charged."""
         if form.card_id.data == "new":
             if not form.setup_intent.data:
                 raise ValidationError("card_id", "Enter the card details.")
@@ -299,6 +301,8 @@ def plan_card(plan_id: int):
         else:
             card = cards.card_of(plan.customer, form.card_id.data)
         plan_billing.set_card(plan, card, actor=current_user)
+        if choice:
+            db.session.commit()
         if choice == "mark_paid":
             return card, plan_billing.mark_outstanding_paid(plan, current_user), None
         if choice == "charge":

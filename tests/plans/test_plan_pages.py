@@ -692,3 +692,34 @@ def test_bad_plan_input_gets_a_message_and_charges_nothing(app, client, login_cu
     tech_csrf = csrf_token_from(tech_client.get("/admin/customers").get_data(True))
     assert tech_client.post(f"/admin/plans/{active.id}/card", data={"csrf_token": tech_csrf, "card_id": str(card.id),
                                                                    "outstanding": "charge"}).status_code == 403
+
+
+def test_a_new_card_stays_on_file_when_the_outstanding_charge_cannot_start(app, client, login_staff, stripe_sandbox,
+                                                                           smtp, frozen_clock):
+    """SP-10: a plan charge already running refuses the second charge (409), but the card staff just entered is
+    kept on file and becomes the plan's card, so it need not be typed again."""
+    with app.app_context():
+        admin = make_staff("admin")
+        c = make_customer("Bea", "Busy", email="bea@example.com")
+        bad = make_card(c.id, DECLINED)
+        plan = add_plan(c, card=bad, prices={"monthly": 1_999}, next_billing=date(2026, 3, 15))
+        add_payment(plan, date(2026, 2, 15), "failed")
+        db.session.add(ChargeAttempt(idempotency_key="plan_running_1", customer_id=c.id, card_id=bad.id,
+                                     amount_cents=1_999, currency="USD", purpose="plan_payment", off_session=True,
+                                     plan_id=plan.id, status="pending"))
+        db.session.commit()
+        seti = sandbox_card(c.id, GOOD, purpose="payment")
+        cards_before = count(Card)
+
+    login_staff(admin)
+    html, csrf = get_form(client, f"/admin/plans/{plan.id}/card")
+    r = client.post(f"/admin/plans/{plan.id}/card", data={"csrf_token": csrf, "token": hidden(html, "token"),
+                                                          "card_id": "new", "setup_intent": seti,
+                                                          "outstanding": "charge"})
+    assert r.status_code == 409 and "A payment for this plan is being processed" in r.get_data(True)
+    with app.app_context():
+        assert count(Card) == cards_before + 1
+        new_card = db.session.scalars(select(Card).order_by(Card.id.desc())).first()
+        assert new_card.last4 == "4242" and fresh(CustomerPlan, plan.id).card_id == new_card.id
+        assert count(ChargeAttempt) == 1  # nothing charged again
+    assert sandbox_intents(stripe_sandbox) == []
