@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import current_app
 from sqlalchemy import exists, func, select
 
 from portal import clock
-from portal.extensions import db
+from portal.extensions import db, get_existing
 from portal.models import Card, ChargeAttempt, Customer, Invoice, StaffUser
 from portal.money import format_money
 from portal.pagination import paginate
 from portal.services.crm import messages
 from portal.services.errors import ServiceError, ValidationError
 from portal.services.payments import charges, declines
-from portal.services.platform import activity, mailer, settings
+from portal.services.platform import activity, settings
 
 WINDOW_START_HOUR, WINDOW_END_HOUR = 0, 2
 BATCH_SIZE = 100
@@ -93,8 +92,8 @@ def run() -> dict:
 
 
 def _charge_one(invoice_id: int) -> str | None:
-    invoice = db.session.get(Invoice, invoice_id)
-    customer = db.session.get(Customer, invoice.customer_id)
+    invoice = get_existing(Invoice, invoice_id)
+    customer = get_existing(Customer, invoice.customer_id)
     card = default_card(customer)
     if card is None:
         return None  # enrolment needs a card; removing the last one turns AutoPay off
@@ -119,15 +118,11 @@ def on_failed(attempt: ChargeAttempt, *, explanation: declines.Explanation, invo
     if attempt.purpose != PURPOSE or invoice is None:
         return
     invoice.autopay_failed_at = clock.now()
-    customer = db.session.get(Customer, attempt.customer_id)
+    customer = get_existing(Customer, attempt.customer_id)
     card = db.session.get(Card, attempt.card_id)
-    link = current_app.config["BASE_URL"].rstrip("/") + f"/admin/invoices/{invoice.id}"
-    for address in messages.staff_recipients(customer):
-        mailer.queue_email("payment_failed_staff", address,
-                           {"invoice": invoice, "attempt": attempt, "explanation": explanation, "card": card,
-                            "name": customer.display_name, "link": link,
-                            "subject_args": {"name": customer.display_name, "number": invoice.number}},
-                           language="en", customer=customer)
+    messages.email_staff(customer, "payment_failed_staff",
+                         {"invoice": invoice, "attempt": attempt, "explanation": explanation, "card": card},
+                         admin_path=f"/admin/invoices/{invoice.id}", subject_args={"number": invoice.number})
     activity.record(customer.id, "invoice", f"AutoPay of {format_money(attempt.amount_cents, attempt.currency)} "
                     f"for invoice {invoice.number} failed; reminders apply to it again", invoice_id=invoice.id)
 
@@ -138,11 +133,8 @@ def on_default_card_changed(customer: Customer, *, old: Card | None, new: Card |
     Receiver of `events.default_card_changed`."""
     if actor is not None or not customer.autopay_enabled:
         return
-    link = current_app.config["BASE_URL"].rstrip("/") + f"/admin/customers/{customer.id}#cards"
-    for address in messages.staff_recipients(customer):
-        mailer.queue_email("card_changed_staff", address,
-                           {"plan": None, "old": old, "new": new, "name": customer.display_name, "link": link,
-                            "subject_args": {"name": customer.display_name}}, language="en", customer=customer)
+    messages.email_staff(customer, "card_changed_staff", {"plan": None, "old": old, "new": new},
+                         admin_path=f"/admin/customers/{customer.id}#cards")
 
 
 def customers_without_card(page: int = 1, per_page: int = 50):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
@@ -54,6 +55,20 @@ def staff_recipients(customer: Customer) -> list[str]:
                                                                  StaffUser.is_active_account.is_(True))))
 
 
+def email_staff(customer: Customer, template: str, context: dict, *, admin_path: str | None = None,
+                subject_args: dict | None = None, log_activity: bool = True) -> None:
+    """Queue a staff email (English) about `customer` to `staff_recipients`. The context gets the customer's
+    `name`, and `link` (absolute) when `admin_path` names the staff page; `log_activity` also files the emails on
+    the customer's feed. Caller commits."""
+    ctx = {"name": customer.display_name, **context,
+           "subject_args": {"name": customer.display_name, **(subject_args or {})}}
+    if admin_path:
+        ctx["link"] = current_app.config["BASE_URL"].rstrip("/") + admin_path
+    for address in staff_recipients(customer):
+        mailer.queue_email(template, address, ctx, language="en", customer=customer if log_activity else None,
+                           log_activity=log_activity)
+
+
 def send(customer: Customer, *, name: str | None, phone: str | None, body: str | None,
          visit: Visit | None = None) -> MessageRequest:
     """The customer writes to the business. Caller commits."""
@@ -67,10 +82,8 @@ def send(customer: Customer, *, name: str | None, phone: str | None, body: str |
     db.session.flush()
     what = "Reschedule request" if visit is not None else "Message"
     activity.record(customer.id, "message", f"{what} from the portal: {body[:200]}", actor_kind="customer")
-    for address in staff_recipients(customer):
-        mailer.queue_email("message_received", address, {"message": message, "visit": visit, "sender": customer,
-                                                       "subject_args": {"name": customer.display_name}},
-                           language="en", log_activity=False)
+    email_staff(customer, "message_received", {"message": message, "visit": visit, "sender": customer},
+                log_activity=False)
     return message
 
 

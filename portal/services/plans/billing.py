@@ -22,7 +22,6 @@ import calendar
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -499,14 +498,11 @@ def _notify_failure(plan: CustomerPlan, row: PlanPayment, explanation: declines.
                            {"plan": plan, "row": row, "explanation": explanation, "hard": hard, "card": card,
                             "link": magic_links.portal_link(customer, f"/portal/plans/{plan.id}/card"),
                             "subject_args": {"plan": plan.name}}, customer=customer)
-    link = current_app.config["BASE_URL"].rstrip("/") + f"/admin/plans/{plan.id}"
-    for address in messages.staff_recipients(customer):
-        mailer.queue_email("plan_payment_failed_staff", address,
-                           {"plan": plan, "row": row, "explanation": explanation, "hard": hard, "card": card,
-                            "name": customer.display_name, "link": link,
-                            "subject_args": {"name": customer.display_name, "plan": plan.name,
-                                             "what": "retries exhausted" if row.retries_exhausted else "failed"}},
-                           language="en", customer=customer)
+    messages.email_staff(customer, "plan_payment_failed_staff",
+                         {"plan": plan, "row": row, "explanation": explanation, "hard": hard, "card": card},
+                         admin_path=f"/admin/plans/{plan.id}",
+                         subject_args={"plan": plan.name,
+                                       "what": "retries exhausted" if row.retries_exhausted else "failed"})
 
 
 def on_card_removed(card: Card, *, customer: Customer, replacement: Card | None, actor: StaffUser | None) -> None:
@@ -527,11 +523,8 @@ def notify_staff_card_changed(plan: CustomerPlan, old: Card | None, new: Card | 
     customer = db.session.get(Customer, plan.customer_id) if plan is not None else None
     if customer is None:
         return
-    link = current_app.config["BASE_URL"].rstrip("/") + f"/admin/plans/{plan.id}"
-    for address in messages.staff_recipients(customer):
-        mailer.queue_email("card_changed_staff", address,
-                           {"plan": plan, "old": old, "new": new, "name": customer.display_name, "link": link,
-                            "subject_args": {"name": customer.display_name}}, language="en", customer=customer)
+    messages.email_staff(customer, "card_changed_staff", {"plan": plan, "old": old, "new": new},
+                         admin_path=f"/admin/plans/{plan.id}")
 
 
 # --- Scheduled work (Q-3) -------------------------------------------------------------------------------

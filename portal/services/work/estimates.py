@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from portal import clock
-from portal.extensions import db, execute_dml
+from portal.extensions import db, execute_dml, get_existing
 from portal.models import Card, ChargeAttempt, Customer, Estimate, EstimateLineItem, EstimateStatus, Payment
 from portal.money import format_money
 from portal.services.crm import messages
@@ -181,7 +181,7 @@ def decline(estimate: Estimate, reason: str | None) -> None:
 
 
 def _answered(estimate: Estimate, deposit: Payment | None = None) -> None:
-    customer = db.session.get(Customer, estimate.customer_id)
+    customer = get_existing(Customer, estimate.customer_id)
     total = format_money(estimate.total_cents, estimate.currency)
     if estimate.status == "approved":
         summary = (f"Estimate {estimate.number} ({total}) approved by {estimate.approved_name}"
@@ -191,11 +191,8 @@ def _answered(estimate: Estimate, deposit: Payment | None = None) -> None:
             f": {estimate.decline_reason[:200]}" if estimate.decline_reason else "")
     activity.record(customer.id, "estimate", summary, actor_kind="customer",
                     detail=f"IP {estimate.approved_ip}" if estimate.status == "approved" else None)
-    for address in messages.staff_recipients(customer):
-        mailer.queue_email("estimate_answered", address, {
-            "estimate": estimate, "sender": customer, "deposit": deposit,
-            "subject_args": {"number": estimate.number, "answer": estimate.status, "name": customer.display_name}},
-                           language="en", log_activity=False)
+    messages.email_staff(customer, "estimate_answered", {"estimate": estimate, "sender": customer, "deposit": deposit},
+                         subject_args={"number": estimate.number, "answer": estimate.status}, log_activity=False)
 
 
 # --- Staff side: create, send, convert (issue: staff admin) -----------------------------------------------
@@ -263,7 +260,7 @@ def edit(estimate: Estimate, staff, *, title: str | None, message: str | None, l
 
 def send(estimate: Estimate, staff) -> None:
     """Email the customer a portal link that opens the estimate. Sent and resent alike."""
-    customer = db.session.get(Customer, estimate.customer_id)
+    customer = get_existing(Customer, estimate.customer_id)
     if estimate.status not in ("draft", "sent"):
         raise ServiceError(f"An estimate that is {estimate.status} is not sent again.")
     if is_expired(estimate) or (estimate.valid_until is not None and estimate.valid_until < clock.today()):
@@ -295,7 +292,7 @@ def convert_to_job(estimate: Estimate, staff):
                                 .values(status="converted").execution_options(synchronize_session=False))
     if result.rowcount != 1:
         raise ServiceError("This estimate is already a job.")
-    customer = db.session.get(Customer, estimate.customer_id)
+    customer = get_existing(Customer, estimate.customer_id)
     job = work_orders.create_job(customer, staff, title=estimate.title, description=estimate.message,
                           lines=[Line(li.description, li.quantity, li.unit_price_cents) for li in estimate.line_items])
     db.session.refresh(estimate)
