@@ -4,7 +4,6 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from sqlalchemy import select
 
 from portal import clock
 from portal.blueprints.portal_session import current_customer
@@ -18,55 +17,33 @@ from portal.blueprints.wallet import (
 )
 from portal.extensions import db
 from portal.forms.payments import PayAllForm, PayInvoiceForm
-from portal.models import ChargeAttempt, Invoice, Payment, PaymentAllocation, Refund
+from portal.models import ChargeAttempt, Invoice, Payment
 from portal.money import MoneyError, parse_amount, to_input
-from portal.pagination import paginate
 from portal.services.billing import documents, invoices
 from portal.services.errors import NotFound, ServiceError, ValidationError
-from portal.services.payments import charges
+from portal.services.payments import charges, ledger
 from portal.services.platform import settings
 
 bp = Blueprint("invoices", __name__)
-VISIBLE = ("open", "partially_paid", "paid", "void")
 PER_PAGE = 25
 
 
 def _invoice(invoice_id: int) -> Invoice:
-    invoice = db.session.scalars(select(Invoice).where(Invoice.id == invoice_id,
-                                                       Invoice.customer_id == current_customer.id,
-                                                       Invoice.status.in_(VISIBLE))).first()
-    if invoice is None:
-        abort(404)
-    return invoice
+    return invoices.for_customer(current_customer, invoice_id)
 
 
 @bp.get("/invoices")
 def index():
     show = request.args.get("show", "open")
-    q = select(Invoice).where(Invoice.customer_id == current_customer.id, Invoice.status.in_(VISIBLE))
-    if show == "open":
-        q = q.where(Invoice.status.in_(charges.PAYABLE_INVOICE))
-    elif show == "paid":
-        q = q.where(Invoice.status == "paid")
-    page = paginate(q.order_by(Invoice.issue_date.desc(), Invoice.id.desc()), request.args.get("page"), PER_PAGE)
+    page = invoices.customer_list(current_customer, show, request.args.get("page"), PER_PAGE)
     return render_template("portal/invoices/list.html", invoices=page.items, page=page, show=show,
                            today=clock.today())
-
-
-def _payments_of(invoice: Invoice):
-    rows = db.session.execute(select(Payment, PaymentAllocation.amount_cents).join(PaymentAllocation)
-                              .where(PaymentAllocation.invoice_id == invoice.id)
-                              .order_by(Payment.received_at)).all()
-    ids = [p.id for p, _ in rows]
-    refunds = db.session.scalars(select(Refund).where(Refund.payment_id.in_(ids)).order_by(Refund.created_at)).all() \
-        if ids else []
-    return rows, refunds
 
 
 @bp.get("/invoices/<int:invoice_id>")
 def detail(invoice_id: int):
     invoice = _invoice(invoice_id)
-    payments, refunds = _payments_of(invoice)
+    payments, refunds = invoices.payments_of(invoice)
     return render_template("portal/invoices/detail.html", invoice=invoice, payments=payments, refunds=refunds,
                            today=clock.today())
 
@@ -161,7 +138,7 @@ def _pay_all_page(form: PayAllForm, payable, settled, status: int = 200, outcome
     shown = [i.id for i in payable + settled]
     entry = card_entry("payment") if payable else {}
     if shown:  # card_entry committed: reload the invoices in one query, not one per row
-        db.session.scalars(select(Invoice).where(Invoice.id.in_(shown))).all()
+        invoices.by_ids(shown)
     return render_template("portal/invoices/pay_all.html", form=form, payable=payable, settled=settled, total=total,
                            cards=saved, entry=entry, outcome=outcome, currency=settings.currency(),
                            today=clock.today()), status
@@ -227,21 +204,15 @@ def pay_all_confirm(attempt_id: int):
 
 
 def _payment(payment_id: int) -> Payment:
-    payment = db.session.scalars(select(Payment).where(Payment.id == payment_id,
-                                                       Payment.customer_id == current_customer.id)).first()
-    if payment is None:
-        abort(404)
-    return payment
+    return ledger.customer_payment(current_customer, payment_id)
 
 
 @bp.get("/payments/<int:payment_id>")
 def receipt(payment_id: int):
     payment = _payment(payment_id)
-    invoices = db.session.execute(select(Invoice, PaymentAllocation.amount_cents).join(PaymentAllocation)
-                                  .where(PaymentAllocation.payment_id == payment.id)).all()
-    refunds = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)
-                                 .order_by(Refund.created_at)).all()
-    return render_template("portal/receipt.html", payment=payment, invoices=invoices, refunds=refunds)
+    detail = ledger.payment_detail(payment)
+    return render_template("portal/receipt.html", payment=payment, invoices=detail.allocations,
+                           refunds=detail.refunds)
 
 
 def _pdf(data: bytes, filename: str):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
 
 from portal import clock
 from portal.blueprints.actions import run_action
@@ -55,17 +54,9 @@ def chosen_card(form, *, on_file: bool) -> Card:
 
 
 def forget_if_done(card: Card | None) -> None:
-    """A card entered without "save this card" leaves the file once its payment is settled (not while the
-    bank's confirmation is pending: Stripe cannot finish a payment on a detached card)."""
-    if card is None:
-        return
-    card = db.session.get(Card, card.id)
-    if card.added_by != cards.ONCE or card.removed_at is not None:
-        return
-    open_attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.card_id == card.id,
-                                                                  ChargeAttempt.status.in_(charges.OPEN))).first()
-    if open_attempt is None:
-        cards.forget(card)
+    """A card used once leaves the file once its payment is settled (`charges.forget_card_used_once`)."""
+    if card is not None:
+        charges.forget_card_used_once(card.id)
         db.session.commit()
 
 
@@ -79,10 +70,8 @@ def authenticate_page(outcome: charges.Outcome, confirm_url: str):
 def back_from_bank(attempt_id: int, *conditions) -> tuple[ChargeAttempt, charges.Outcome]:
     """The customer's own attempt (matching `conditions`), checked with Stripe after the bank's confirmation
     window; 404 for anything else. Returns the attempt and its outcome."""
-    attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.id == attempt_id,
-                                                             ChargeAttempt.customer_id == current_customer.id,
-                                                             *conditions)).first()
-    if attempt is None or not CardActionForm().validate_on_submit():
+    attempt = charges.customer_attempt(current_customer, attempt_id, *conditions)
+    if not CardActionForm().validate_on_submit():
         abort(404)
     confirm_with_bank(attempt)
     forget_if_done(attempt.card)

@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import contains_eager
 
 from portal import clock
-from portal.extensions import db
+from portal.extensions import db, get_existing
 from portal.models import (
     Customer,
     Estimate,
@@ -19,6 +19,7 @@ from portal.models import (
     Job,
     Payment,
     PaymentAllocation,
+    Refund,
     StaffUser,
 )
 from portal.money import MAX_CHARGE_CENTS, format_money, percent_of
@@ -33,18 +34,19 @@ from portal.services.work.line_items import Line
 
 def send(invoice: Invoice, actor: StaffUser | None) -> None:
     """Send or resend. A draft becomes open; a resend restarts the reminder schedule (INV-5). Caller commits."""
-    customer = db.session.get(Customer, invoice.customer_id)
-    _check_sendable(invoice, customer)
+    customer = get_existing(Customer, invoice.customer_id)
+    to = _check_sendable(invoice, customer)
     resend = _mark_sent(invoice)
     link = magic_links.portal_link(customer, f"/portal/invoices/{invoice.id}")
-    mailer.queue_email("invoice_sent", customer.primary_email,
+    mailer.queue_email("invoice_sent", to,
                        {"invoice": invoice, "link": link, "subject_args": {"number": invoice.number}},
                        customer=customer, actor=actor)
     activity.record(customer.id, "invoice", f"Invoice {invoice.number} {'resent' if resend else 'sent'}",
                     staff=actor, invoice_id=invoice.id)
 
 
-def _check_sendable(invoice: Invoice, customer: Customer) -> None:
+def _check_sendable(invoice: Invoice, customer: Customer) -> str:
+    """The address to send the invoice to, or ServiceError."""
     if invoice.status == "void":
         raise ServiceError(f"Invoice {invoice.number} is void and cannot be sent.")
     if not invoice.line_items or invoice.total_cents <= 0:
@@ -53,6 +55,7 @@ def _check_sendable(invoice: Invoice, customer: Customer) -> None:
         raise ServiceError("This customer has no email address.")
     if not customer.can_log_in:
         raise ServiceError("Archived or blacklisted customers cannot be sent invoices.")
+    return customer.primary_email
 
 
 def _mark_sent(invoice: Invoice) -> bool:
@@ -81,7 +84,7 @@ def send_many(customer: Customer, chosen: list[Invoice], actor: StaffUser | None
     if len({i.customer_id for i in chosen}) > 1 or chosen[0].customer_id != customer.id:
         raise ValidationError("invoice_ids", "All the invoices must belong to this customer.")
     for invoice in chosen:
-        _check_sendable(invoice, customer)
+        to = _check_sendable(invoice, customer)
         if invoice.status not in ("draft", "open", "partially_paid") or invoice.balance_cents <= 0:
             raise ValidationError("invoice_ids", f"Invoice {invoice.number} is {invoice.status.replace('_', ' ')} "
                                                  "and has nothing to pay.")
@@ -93,7 +96,7 @@ def send_many(customer: Customer, chosen: list[Invoice], actor: StaffUser | None
             invoice.auto_invoiced_at = now
     items = [(i, magic_links.portal_link(customer, f"/portal/invoices/{i.id}")) for i in chosen]
     email = mailer.queue_email(
-        "invoices_sent", customer.primary_email,
+        "invoices_sent", to,
         {"items": items, "automatic": automatic, "total_cents": sum(i.balance_cents for i in chosen),
          "currency": chosen[0].currency, "pay_all_link": magic_links.portal_link(customer, pay_all_path(chosen))},
         customer=customer, actor=actor, attachments=[("invoice_pdf", i.id) for i in chosen])
@@ -207,6 +210,7 @@ def update(invoice: Invoice, staff: StaffUser, *, lines: list[Line], discount_bp
     if issue_date is not None and due_date is None:  # cleared: the business's standard terms
         due_date = issue_date + timedelta(days=settings.get().invoice_due_days or 14)
     invoice.notes = _check_terms(discount_bp, tax_bp, issue_date, due_date, notes)
+    assert discount_bp is not None and tax_bp is not None and issue_date is not None  # _check_terms refuses None
     if not lines:
         raise ValidationError("lines", "Add at least one line.")
     invoice.discount_bp, invoice.tax_bp, invoice.issue_date, invoice.due_date = discount_bp, tax_bp, issue_date, \
@@ -336,3 +340,37 @@ def load(invoice_id: int) -> Invoice:
 
 def by_ids(ids: list[int]) -> list[Invoice]:
     return list(db.session.scalars(select(Invoice).where(Invoice.id.in_(ids)))) if ids else []
+
+
+# --- The portal's view of a customer's invoices (P-2, P-3) -------------------------------------------------
+
+VISIBLE_TO_CUSTOMER = ("open", "partially_paid", "paid", "void")  # drafts are the business's own
+
+
+def for_customer(customer: Customer, invoice_id: int) -> Invoice:
+    """One of the customer's sent invoices, or NotFound (another customer's, a draft, or none)."""
+    return found(db.session.scalars(select(Invoice).where(Invoice.id == invoice_id,
+                                                          Invoice.customer_id == customer.id,
+                                                          Invoice.status.in_(VISIBLE_TO_CUSTOMER))).first(),
+                 "Invoice not found.")
+
+
+def customer_list(customer: Customer, show: str, page, per_page: int = 25):
+    """The customer's invoices, newest first: `show` "open" (still to pay), "paid" or anything else (all)."""
+    q = select(Invoice).where(Invoice.customer_id == customer.id, Invoice.status.in_(VISIBLE_TO_CUSTOMER))
+    if show == "open":
+        q = q.where(Invoice.status.in_(charges.PAYABLE_INVOICE))
+    elif show == "paid":
+        q = q.where(Invoice.status == "paid")
+    return paginate(q.order_by(Invoice.issue_date.desc(), Invoice.id.desc()), page, per_page)
+
+
+def payments_of(invoice: Invoice) -> tuple[list, list[Refund]]:
+    """The payments allocated to the invoice as (Payment, cents on this invoice), and their refunds."""
+    rows = list(db.session.execute(select(Payment, PaymentAllocation.amount_cents).join(PaymentAllocation)
+                                   .where(PaymentAllocation.invoice_id == invoice.id)
+                                   .order_by(Payment.received_at)).all())
+    ids = [p.id for p, _ in rows]
+    refunds = list(db.session.scalars(select(Refund).where(Refund.payment_id.in_(ids))
+                                      .order_by(Refund.created_at))) if ids else []
+    return rows, refunds

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal import clock
-from portal.extensions import db, execute_dml
+from portal.extensions import db, execute_dml, get_existing
 from portal.labels import label
 from portal.models import (
     Card,
@@ -39,8 +39,8 @@ from portal.models import (
 )
 from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money, percent_of
 from portal.services import events
-from portal.services.errors import NotFound, ServiceError, ValidationError
-from portal.services.payments import declines, gateway
+from portal.services.errors import NotFound, ServiceError, ValidationError, found
+from portal.services.payments import cards, declines, gateway
 from portal.services.platform import activity, magic_links, mailer, once, settings
 
 OPEN = ("pending", "unknown")
@@ -193,8 +193,8 @@ def _lock_shares(customer: Customer, invoices: list[Invoice], amount_cents: int)
 
 def send(attempt: ChargeAttempt) -> Outcome:
     """Call Stripe for a committed attempt and record what it said."""
-    customer = db.session.get(Customer, attempt.customer_id)
-    card = db.session.get(Card, attempt.card_id)
+    customer = get_existing(Customer, attempt.customer_id)
+    card = get_existing(Card, attempt.card_id)  # a charge is always made with a card
     metadata = {"attempt_key": attempt.idempotency_key, "attempt_id": str(attempt.id),
                 "portal_customer_id": str(customer.id)}
     if attempt.invoice_id:
@@ -385,7 +385,7 @@ def mark_unknown(attempt: ChargeAttempt, failure: gateway.Failure) -> None:
 
 def notify_failure(attempt: ChargeAttempt, explanation: declines.Explanation, invoice: Invoice | None) -> None:
     """PAY-6/PAY-7: the customer learns why and gets a link to pay (and authenticate) in the portal."""
-    customer = db.session.get(Customer, attempt.customer_id)
+    customer = get_existing(Customer, attempt.customer_id)
     if not customer.primary_email or not customer.can_log_in:
         return
     target = f"/portal/invoices/{invoice.id}/pay" if invoice is not None else "/portal/wallet"
@@ -435,7 +435,7 @@ def refresh_invoice_status(invoice: Invoice) -> None:
 
 
 def send_receipt(payment: Payment, invoice: Invoice | None) -> None:
-    customer = db.session.get(Customer, payment.customer_id)
+    customer = get_existing(Customer, payment.customer_id)
     if not customer.primary_email:
         return
     link = magic_links.portal_link(customer, f"/portal/payments/{payment.id}") if customer.can_log_in else None
@@ -523,7 +523,7 @@ def reconcile(batch_size: int = 100) -> dict:
                 if attempt.stripe_payment_intent_id:
                     intent = gateway.retrieve_payment_intent(attempt.stripe_payment_intent_id)
                 else:
-                    customer = db.session.get(Customer, attempt.customer_id)
+                    customer = get_existing(Customer, attempt.customer_id)
                     intent = gateway.find_payment_intent(attempt.idempotency_key, customer.stripe_customer_id,
                                                          int(attempt.created_at.timestamp()) - 300)
             except gateway.StripeError:
@@ -540,3 +540,23 @@ def reconcile(batch_size: int = 100) -> dict:
                 record_intent(attempt, intent, reconciling=True)
             db.session.commit()
             done[attempt.status if attempt.status in ("succeeded", "failed") else "still_open"] += 1
+
+
+def customer_attempt(customer: Customer, attempt_id: int, *conditions) -> ChargeAttempt:
+    """One of the customer's charge attempts (matching `conditions`), or NotFound: what the portal's "back from
+    the bank" pages load."""
+    return found(db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.id == attempt_id,
+                                                                ChargeAttempt.customer_id == customer.id,
+                                                                *conditions)).first(), "Payment not found.")
+
+
+def forget_card_used_once(card_id: int | None) -> None:
+    """A card entered without "save this card" leaves the file once its payment is settled (not while the
+    bank's confirmation is pending: Stripe cannot finish a payment on a detached card). Caller commits."""
+    card = db.session.get(Card, card_id) if card_id else None
+    if card is None or card.added_by != cards.ONCE or card.removed_at is not None:
+        return
+    open_attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.card_id == card.id,
+                                                                  ChargeAttempt.status.in_(OPEN))).first()
+    if open_attempt is None:
+        cards.forget(card)

@@ -182,3 +182,10 @@ def transactions(start: date, end: date, types: tuple[str, ...] = TYPES) -> Repo
 def load_payment(payment_id: int) -> Payment:
     """A payment by id (staff side), or NotFound."""
     return found(db.session.get(Payment, payment_id), "Payment not found.")
+
+
+def customer_payment(customer: Customer, payment_id: int) -> Payment:
+    """One of the customer's payments (the portal's receipts), or NotFound."""
+    return found(db.session.scalars(select(Payment).where(Payment.id == payment_id,
+                                                          Payment.customer_id == customer.id)).first(),
+                 "Payment not found.")
