@@ -27,7 +27,7 @@ def lines_in_form(rows) -> list:
     return [{"description": d or "", "quantity": q or "1", "price": p or ""} for d, q, p in rows]
 
 
-def lines_of(items, currency: str = "USD") -> list:
+def lines_of(items, currency: str) -> list:
     return [{"description": li.description, "quantity": str(li.quantity),
              "price": to_input(li.unit_price_cents, currency)} for li in items]
 

@@ -57,6 +57,7 @@ def safe_url(endpoint: str, **values) -> str | None:
 
 def init_app(app: Flask) -> None:
     app.add_template_filter(_money, "money")
+    app.add_template_filter(money.percent_to_input, "percent")  # basis points → "8.25", exact
     app.add_template_filter(_localdt, "localdt")
     app.add_template_filter(_localdate, "localdate")
     app.add_template_filter(_localtime, "localtime")
