@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from sqlalchemy import exists, func, or_, select, update
 
 from portal import clock
-from portal.extensions import db, execute_dml
+from portal.extensions import db, execute_dml, get_existing
 from portal.models import Customer, Invoice, Job, StaffUser, invoice_jobs
 from portal.services.billing import invoices
 from portal.services.errors import ServiceError, ValidationError
@@ -77,14 +77,15 @@ def set_cadence(customer: Customer, cadence: str | None, actor: StaffUser) -> No
         raise ValidationError("cadence", "Archived or blacklisted customers cannot get automatic invoices.")
     was = customer.auto_invoice_cadence
     customer.auto_invoice_cadence = cadence
-    customer.auto_invoice_last_run_on = clock.today() if cadence else None
+    today = clock.today()
+    customer.auto_invoice_last_run_on = today if cadence else None
     if cadence is None:
         customer.auto_invoice_enabled_at = None
         activity.record(customer.id, "invoice", "Automatic invoicing turned off", staff=actor)
         return
     if was is None:
         customer.auto_invoice_enabled_at = clock.now()  # work finished from now on; the backlog stays as it is
-    first = next_date(cadence, customer.auto_invoice_last_run_on)
+    first = next_date(cadence, today)
     activity.record(customer.id, "invoice", f"Automatic invoicing {'changed to' if was else 'turned on'}: "
                     f"{CADENCES[cadence].lower()}; first email on {first.isoformat()} if anything is due",
                     staff=actor)
@@ -92,8 +93,10 @@ def set_cadence(customer: Customer, cadence: str | None, actor: StaffUser) -> No
 
 def _new_invoices(customer: Customer) -> None:
     """Finished work since turning it on that no invoice covers yet: one invoice per job."""
+    enabled_at = customer.auto_invoice_enabled_at
+    assert enabled_at is not None  # set_cadence sets it with the cadence
     for job in work_orders.uninvoiced_finished(customer):
-        if job.line_items and job.finished_at and job.finished_at >= customer.auto_invoice_enabled_at:
+        if job.line_items and job.finished_at and job.finished_at >= enabled_at:
             try:
                 with db.session.begin_nested():
                     invoices.create(customer, None, lines=invoices.job_lines([job]), jobs=[job])
@@ -141,7 +144,7 @@ def run() -> dict:
 
 
 def _run_one(customer_id: int, today: date) -> int:
-    customer = db.session.get(Customer, customer_id)
+    customer = get_existing(Customer, customer_id)
     day = due_date(customer, today)
     if day is None:
         return 0

@@ -14,7 +14,7 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from sqlalchemy import select
 
-from portal.extensions import db
+from portal.extensions import db, get_existing
 from portal.labels import label
 from portal.models import Customer, Invoice, Payment, PaymentAllocation, Refund
 from portal.money import format_money
@@ -92,7 +92,7 @@ def _header(doc: _Doc, title: str, customer: Customer) -> None:
 
 
 def invoice_pdf(invoice: Invoice, language: str | None = None) -> bytes:
-    customer = db.session.get(Customer, invoice.customer_id)
+    customer = get_existing(Customer, invoice.customer_id)
     lang = language or customer.preferred_language or "en"
     with force_locale(lang):
         cur = invoice.currency
@@ -132,7 +132,7 @@ def invoice_pdf(invoice: Invoice, language: str | None = None) -> bytes:
 
 
 def receipt_pdf(payment: Payment, language: str | None = None) -> bytes:
-    customer = db.session.get(Customer, payment.customer_id)
+    customer = get_existing(Customer, payment.customer_id)
     lang = language or customer.preferred_language or "en"
     with force_locale(lang):
         cur = payment.currency

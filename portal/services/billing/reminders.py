@@ -18,7 +18,7 @@ from sqlalchemy import exists, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from portal import clock
-from portal.extensions import db
+from portal.extensions import db, get_existing
 from portal.models import Customer, Invoice, InvoiceReminder, Job, invoice_jobs
 from portal.services.errors import ValidationError
 from portal.services.payments import charges
@@ -99,8 +99,10 @@ def run() -> dict:
 
 
 def _remind(invoice_id: int, today: date, steps: list[int]) -> int:
-    invoice = db.session.get(Invoice, invoice_id)
-    customer = db.session.get(Customer, invoice.customer_id)
+    invoice = get_existing(Invoice, invoice_id)
+    customer = get_existing(Customer, invoice.customer_id)
+    # _eligible selected it for having both dates
+    assert invoice.reminder_anchor_date is not None and invoice.due_date is not None
     step = step_due(invoice.reminder_anchor_date, today, steps)
     if step is None or not customer.primary_email:
         return 0
@@ -142,6 +144,7 @@ def status(invoice: Invoice) -> SimpleNamespace:
     why = _why_none(invoice)
     next_day = None
     if why is None:
+        assert invoice.reminder_anchor_date is not None  # else _why_none says "no due date"
         done = [r.day_offset for r in sent if r.anchor_date == invoice.reminder_anchor_date]
         left = [d for d in schedule() if not any(o >= d for o in done)]
         if left:

@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal import clock
-from portal.extensions import db
+from portal.extensions import db, get_existing
 from portal.models import Card, Customer, CustomerPlan, StaffUser
 from portal.services import events
 from portal.services.errors import NotFound, ServiceError, ValidationError
@@ -70,6 +70,7 @@ def save_from_setup_intent(customer: Customer, setup_intent_id: str, *, added_by
     if intent.status != "succeeded" or not intent.payment_method:
         raise ValidationError("setup_intent", _("The card was not confirmed. Enter the card again."))
     pm_id = gateway.id_of(intent.payment_method)
+    assert pm_id is not None  # intent.payment_method is set (checked above); Stripe ids it
     return _store_payment_method(customer, pm_id, added_by=added_by, actor=actor, kind=kind, nickname=nickname,
                                  make_default=make_default, on_file=on_file)
 
@@ -82,6 +83,7 @@ def _store_payment_method(customer: Customer, pm_id: str, *, added_by: str, acto
     try:
         pm = gateway.retrieve_payment_method(pm_id)
         if pm.customer != customer.stripe_customer_id:
+            assert customer.stripe_customer_id is not None  # the SetupIntent was this Stripe customer's
             # Stripe attaches on a confirmed SetupIntent; the sandbox does not, so we finish the job.
             pm = gateway.attach_payment_method(pm_id, customer.stripe_customer_id)
     except gateway.StripeError as exc:
@@ -220,7 +222,7 @@ def mark_detached(pm_id: str) -> Card | None:
                                                  Card.removed_at.is_(None))).first()
     if card is None:
         return None
-    customer = db.session.get(Customer, card.customer_id)
+    customer = get_existing(Customer, card.customer_id)
     card.is_default, card.removed_at = False, clock.now()
     db.session.flush()
     others = active_cards(customer)

@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from portal import clock
-from portal.extensions import db, execute_dml
+from portal.extensions import db, execute_dml, get_existing
 from portal.models import (
     Adjustment,
     ChargeAttempt,
@@ -99,7 +99,7 @@ def refund(payment: Payment, amount_cents: int, reason: str | None, actor: Staff
     db.session.refresh(payment)
     _payment_status(payment)
     _unapply(payment, amount_cents)
-    customer = db.session.get(Customer, payment.customer_id)
+    customer = get_existing(Customer, payment.customer_id)
     activity.record(customer.id, "refund", f"Refund of {format_money(amount_cents, payment.currency)} started "
                     f"({payment.method}){': ' + row.reason if row.reason else ''}", staff=actor,
                     invoice_id=_first_invoice_id(payment))
@@ -109,9 +109,9 @@ def refund(payment: Payment, amount_cents: int, reason: str | None, actor: Staff
         _receipt(row)
         db.session.commit()
         return row
-    attempt = db.session.get(ChargeAttempt, payment.charge_attempt_id)
+    payment_intent_id = _payment_intent_of(payment)
     try:
-        stripe_refund = gateway.create_refund(payment_intent_id=attempt.stripe_payment_intent_id,
+        stripe_refund = gateway.create_refund(payment_intent_id=payment_intent_id,
                                               amount=amount_cents, metadata={"refund_key": key},
                                               idempotency_key=key)
     except gateway.StripeError as exc:
@@ -123,6 +123,14 @@ def refund(payment: Payment, amount_cents: int, reason: str | None, actor: Staff
     apply_stripe_status(row, stripe_refund)
     db.session.commit()
     return row
+
+
+def _payment_intent_of(payment: Payment) -> str:
+    """The Stripe PaymentIntent of a card payment: its charge attempt settled as succeeded, which records it."""
+    attempt = get_existing(ChargeAttempt, payment.charge_attempt_id)
+    if attempt.stripe_payment_intent_id is None:
+        raise LookupError(f"Charge attempt {attempt.id} of card payment {payment.id} has no PaymentIntent")
+    return attempt.stripe_payment_intent_id
 
 
 def apply_stripe_status(row: Refund, stripe_refund) -> None:
@@ -142,8 +150,8 @@ def apply_stripe_status(row: Refund, stripe_refund) -> None:
 
 
 def _receipt(row: Refund) -> None:
-    payment = db.session.get(Payment, row.payment_id)
-    customer = db.session.get(Customer, payment.customer_id)
+    payment = get_existing(Payment, row.payment_id)
+    customer = get_existing(Customer, payment.customer_id)
     activity.record(customer.id, "refund", f"Refund of {format_money(row.amount_cents, payment.currency)} "
                     f"{'completed' if row.status == 'succeeded' else 'sent to the bank'}",
                     invoice_id=_first_invoice_id(payment))
@@ -162,7 +170,7 @@ def fail(row: Refund, reason: str | None) -> bool:
     if claimed != 1:
         return False
     db.session.refresh(row)
-    payment = db.session.get(Payment, row.payment_id)
+    payment = get_existing(Payment, row.payment_id)
     db.session.execute(update(Payment).where(Payment.id == payment.id)
                        .values(refunded_cents=Payment.refunded_cents - row.amount_cents)
                        .execution_options(synchronize_session=False))
@@ -258,13 +266,12 @@ def reconcile(batch_size: int = 100) -> dict:
 
 def _reconcile_rows(rows, done: dict) -> None:
     for row in rows:
-        payment = db.session.get(Payment, row.payment_id)
-        attempt = db.session.get(ChargeAttempt, payment.charge_attempt_id)
+        payment = get_existing(Payment, row.payment_id)
         try:
             if row.stripe_refund_id:
                 found = gateway.retrieve_refund(row.stripe_refund_id)
             else:
-                found = next((r for r in gateway.list_refunds(attempt.stripe_payment_intent_id)
+                found = next((r for r in gateway.list_refunds(_payment_intent_of(payment))
                               if gateway.get(r, "metadata", "refund_key") == row.idempotency_key), None)
         except gateway.StripeError:
             db.session.rollback()

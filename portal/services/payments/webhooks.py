@@ -65,8 +65,9 @@ def _dispatch(kind: str, obj) -> None:
         elif attempt is not None and attempt.status == "failed" and intent.status == "succeeded":
             charges.settle_succeeded(attempt, intent, late=True)  # money taken after all: record it
     elif kind == "charge.refunded":
-        if gateway.get(obj, "payment_intent"):
-            for stripe_refund in gateway.list_refunds(gateway.id_of(gateway.get(obj, "payment_intent"))):
+        payment_intent_id = gateway.id_of(gateway.get(obj, "payment_intent"))
+        if payment_intent_id:
+            for stripe_refund in gateway.list_refunds(payment_intent_id):
                 refunds.on_stripe_refund(stripe_refund)
     elif kind == "charge.refund.updated":
         refunds.on_stripe_refund(gateway.retrieve_refund(obj.id))

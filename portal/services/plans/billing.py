@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal import clock
-from portal.extensions import db, execute_dml
+from portal.extensions import db, execute_dml, get_existing
 from portal.labels import label
 from portal.models import (
     AddonStatus,
@@ -271,6 +271,7 @@ def _activate(plan: CustomerPlan, attempt: ChargeAttempt, payment: Payment) -> N
     plan.card_id = attempt.card_id
     plan.payment_method = "card"
     plan.billing_anchor_day = today.day
+    assert plan.frequency is not None  # accept() set it to an offered one before charging
     plan.start_date = plan.start_date if plan.start_date and plan.start_date <= today else today
     plan.next_billing_date = add_period(today, plan.frequency, plan.billing_anchor_day)
     row = existing or create_bill(plan, today, status="scheduled", frequency=plan.frequency, is_first=True,
@@ -318,7 +319,7 @@ def charge_outstanding(plan: CustomerPlan, card: Card, *, token: str | None, ini
     if not rows:
         return None
     total = sum(r.amount_cents for r in rows)
-    customer = db.session.get(Customer, plan.customer_id)
+    customer = get_existing(Customer, plan.customer_id)
     return charges.charge_card(customer, card, total, token=token, purpose="plan_payments",
                                off_session=initiated_by != "customer", initiated_by=initiated_by, actor=actor,
                                plan_id=plan.id, plan_payment_ids=[r.id for r in rows])
@@ -394,7 +395,7 @@ def record_cash(plan: CustomerPlan, rows: list[PlanPayment], *, method: str, ref
     payable = [r for r in fresh if r.status in OUTSTANDING + ("scheduled",) and r.due_date <= clock.today()]
     if not payable:
         raise ValidationError("payment_id", "Choose a payment that is due.")
-    customer = db.session.get(Customer, plan.customer_id)
+    customer = get_existing(Customer, plan.customer_id)
     total = sum(r.amount_cents for r in payable)
     payment = charges.record_manual(customer, method=method, amount_cents=total, reference=reference, actor=actor,
                                     token=token, commit=False)
@@ -480,7 +481,7 @@ def _fail(plan: CustomerPlan, row: PlanPayment, code: str | None, explanation: d
     row.next_retry_at = next_retry_after(row, now)
     row.retries_exhausted = row.next_retry_at is None
     hard = declines.is_hard_decline(code) or code == "no_card"
-    state = ("retries exhausted" if row.retries_exhausted else
+    state = ("retries exhausted" if row.next_retry_at is None else
              f"next retry {clock.to_local(row.next_retry_at):%Y-%m-%d %H:%M}"
              + (" (only with another card)" if hard else ""))
     activity.record(plan.customer_id, "failure", f"Plan “{plan.name}”: payment due {row.due_date.isoformat()} "
@@ -491,7 +492,7 @@ def _fail(plan: CustomerPlan, row: PlanPayment, code: str | None, explanation: d
 
 def _notify_failure(plan: CustomerPlan, row: PlanPayment, explanation: declines.Explanation, hard: bool) -> None:
     """SP-14, D-1, D-3: the customer (reason + update-card link) and the business."""
-    customer = db.session.get(Customer, plan.customer_id)
+    customer = get_existing(Customer, plan.customer_id)
     card = db.session.get(Card, row.card_id) if row.card_id else None
     if customer.primary_email and customer.can_log_in:
         mailer.queue_email("plan_payment_failed", customer.primary_email,
@@ -554,6 +555,7 @@ def expire_plans() -> int:
         db.session.execute(update(PlanPayment).where(PlanPayment.plan_id == plan.id,
                                                      PlanPayment.status == "scheduled", PlanPayment.due_date > today)
                            .values(status="cancelled").execution_options(synchronize_session=False))
+        assert plan.end_date is not None  # selected for an end date that passed
         activity.record(plan.customer_id, "plan", f"Plan “{plan.name}”: end date {plan.end_date.isoformat()} "
                         "passed. Status: active → expired", plan_id=plan.id)
         db.session.commit()
@@ -595,6 +597,7 @@ def generate_bills() -> int:
                     if not exists:
                         create_bill(plan, due)
                         created += 1
+                    assert plan.frequency is not None  # an active plan bills at a frequency
                     plan.next_billing_date = add_period(due, plan.frequency, plan.billing_anchor_day or due.day)
                 db.session.commit()
             except IntegrityError:
@@ -617,7 +620,7 @@ def mark_overdue() -> int:
         for row in rows:
             row.status = PlanPaymentStatus.OVERDUE
             row.failure_message = "Not collected by the end of the due day"
-            plan = db.session.get(CustomerPlan, row.plan_id)
+            plan = get_existing(CustomerPlan, row.plan_id)
             activity.record(plan.customer_id, "failure", f"Plan “{plan.name}”: {row.method} payment due "
                             f"{row.due_date.isoformat()} ({format_money(row.amount_cents, plan.currency)}) was not "
                             "collected: overdue", plan_id=plan.id)
@@ -655,7 +658,7 @@ def charge_due() -> dict:
 
 def pick_card(plan: CustomerPlan, row: PlanPayment) -> Card | None:
     """D-2: a card added since the last failure is used first; a hard-declined card is not used again."""
-    customer_cards = cards.active_cards(db.session.get(Customer, plan.customer_id))
+    customer_cards = cards.active_cards(get_existing(Customer, plan.customer_id))
     hard_card = row.card_id if row.status == "failed" and (declines.is_hard_decline(row.failure_code)
                                                             or row.failure_code == "no_card") else None
     candidates = [c for c in customer_cards if c.id != hard_card]
@@ -678,7 +681,7 @@ def _charge_one(row_id: int, now: datetime) -> str | None:
     if row is None:
         db.session.rollback()
         return "busy"
-    plan = db.session.get(CustomerPlan, row.plan_id)
+    plan = get_existing(CustomerPlan, row.plan_id)
     due = (row.status == "scheduled" and row.due_date <= clock.today()) or (
         row.status == "failed" and row.next_retry_at is not None and row.next_retry_at <= now
         and not row.retries_exhausted and not row.is_first_payment)
@@ -709,7 +712,7 @@ def _charge_one(row_id: int, now: datetime) -> str | None:
 
     set_committed_value(row, "attempt_count", seen + 1)
     key = f"plan_{row.id}_{row.attempt_count}"
-    customer = db.session.get(Customer, plan.customer_id)
+    customer = get_existing(Customer, plan.customer_id)
     try:
         outcome = charges.charge_card(customer, card, row.amount_cents, token=None, key=key, purpose="plan_payment",
                                       off_session=True, initiated_by="system", plan_id=plan.id,
@@ -756,7 +759,7 @@ def warn_expiring_cards() -> int:
         if claimed.rowcount != 1:
             db.session.rollback()
             continue
-        customer = db.session.get(Customer, card.customer_id)
+        customer = get_existing(Customer, card.customer_id)
         if customer.primary_email and customer.can_log_in:
             mailer.queue_email("card_expiring", customer.primary_email,
                                {"card": card, "expires": expires,
@@ -770,6 +773,7 @@ def warn_expiring_cards() -> int:
 
 def card_expires_on(card: Card) -> date:
     """A card works through the last day of its expiry month."""
+    assert card.exp_year is not None and card.exp_month is not None  # callers pass only cards with an expiry
     return date(card.exp_year, card.exp_month, calendar.monthrange(card.exp_year, card.exp_month)[1])
 
 

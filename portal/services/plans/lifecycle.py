@@ -7,7 +7,7 @@ from datetime import date
 from sqlalchemy import select, update
 
 from portal import clock
-from portal.extensions import db
+from portal.extensions import db, get_existing
 from portal.labels import label
 from portal.models import (
     Customer,
@@ -169,7 +169,7 @@ def send(plan: CustomerPlan, actor: StaffUser) -> None:
     """Draft → pending: the customer gets the "Pay and accept" email (magic link to the plan). Caller commits."""
     if plan.status not in ("draft", "pending"):
         raise ServiceError(f"This plan is {plan.status}; only a draft or pending plan is sent.")
-    customer = db.session.get(Customer, plan.customer_id)
+    customer = get_existing(Customer, plan.customer_id)
     if not customer.primary_email:
         raise ServiceError("The customer has no email address; add one first.")
     if not customer.can_log_in:
@@ -292,9 +292,11 @@ def installment_warning(plan: CustomerPlan, data: AddonInput) -> str | None:
                                               end_date=data.end_date)
     if fits >= data.installments:
         return None
+    end = data.end_date or plan.end_date
+    assert end is not None  # without an end date installments_that_fit counts them all
     return (f"Only {fits} of the {data.installments} installments fall on bills between "
             f"{(data.start_date or plan.next_billing_date or plan.start_date or clock.today()).isoformat()} and "
-            f"{(data.end_date or plan.end_date).isoformat()}: the payment would be incomplete "
+            f"{end.isoformat()}: the payment would be incomplete "
             f"({format_money(plan_billing.installment_amount(data.amount_cents, data.installments, 1) * fits)} of "
             f"{format_money(data.amount_cents)} billed). Change the dates or the number of installments, or save "
             "anyway.")

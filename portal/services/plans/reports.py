@@ -170,6 +170,7 @@ def overdue_report(today: date | None = None, bucket: str | None = None, kind: s
             select(Invoice).where(Invoice.status.in_(("open", "partially_paid")), Invoice.due_date < today)
             .options(selectinload(Invoice.customer)).order_by(Invoice.due_date)).all()
         for inv in invoices:
+            assert inv.due_date is not None  # `due_date < today` selected it
             age = (today - inv.due_date).days
             report.rows.append(OverdueRow(
                 "invoice", inv.customer, f"Invoice {inv.number}", "admin.invoice_view", inv.id, inv.balance_cents,

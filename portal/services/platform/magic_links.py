@@ -74,6 +74,7 @@ def redeem(token: str) -> Redemption:
     try:
         payload = serializer.loads(token, max_age=int(max_age().total_seconds()))
     except SignatureExpired as exc:
+        assert exc.payload is not None  # itsdangerous types it Optional; loads(max_age=...) always sets it
         try:
             payload = serializer.load_payload(exc.payload)
         except BadSignature:

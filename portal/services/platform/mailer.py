@@ -21,7 +21,7 @@ from flask_mail import Message
 from sqlalchemy import or_, select, update
 
 from portal import clock
-from portal.extensions import db, execute_dml, mail
+from portal.extensions import db, execute_dml, get_existing, mail
 from portal.models import Customer, EmailStatus, QueuedEmail, StaffUser
 from portal.models.mail import EMAIL_STATUSES
 from portal.pagination import paginate
@@ -171,7 +171,7 @@ def deliver(ids: list[int]) -> dict:
         for email_id in ids:
             if not _claim(email_id):
                 continue
-            email = db.session.get(QueuedEmail, email_id)
+            email = get_existing(QueuedEmail, email_id)  # claimed just above
             print(f"\n--- email #{email.id} to {email.to_address}: {email.subject}\n{email.body_text}\n---",
                   file=sys.stdout, flush=True)
             email.status = EmailStatus.CONSOLE
@@ -184,7 +184,7 @@ def deliver(ids: list[int]) -> dict:
     for email_id in ids:
         if not _claim(email_id):
             continue
-        email = db.session.get(QueuedEmail, email_id)
+        email = get_existing(QueuedEmail, email_id)  # claimed just above
         email.attempts += 1
         try:
             if connection is None:

@@ -27,7 +27,7 @@ def earlier(key: str | None, kind: str) -> int | None:
     return db.session.scalar(select(FormSubmission.target_id).where(FormSubmission.form_key == f"{kind}:{key}"))
 
 
-def add_or_existing(row, column, key: str):
+def add_or_existing(row, column, key: str | None):
     """Insert `row`, whose `column` is unique and holds `key`; if the same form already inserted it (a double
     submit, possibly at the same moment), return that earlier row instead. Flushes."""
     db.session.add(row)
@@ -35,6 +35,8 @@ def add_or_existing(row, column, key: str):
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
+        if key is None:  # no key: the clash is some other constraint's, never "the same form twice"
+            raise
         existing = db.session.scalars(select(type(row)).where(column == key)).first()
         if existing is not None:
             return existing

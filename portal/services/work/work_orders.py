@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from typing import Literal, overload
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -29,6 +30,14 @@ def _technician(technician_id: int | None) -> StaffUser | None:
     if tech is None or not tech.is_active_account:
         raise ValidationError("technician_id", "Choose an active staff member.")
     return tech
+
+
+@overload
+def _clean(value: str | None, field: str, limit: int, required: Literal[True], what: str = "value") -> str: ...
+
+
+@overload
+def _clean(value: str | None, field: str, limit: int, required: bool = False, what: str = "value") -> str | None: ...
 
 
 def _clean(value: str | None, field: str, limit: int, required: bool = False, what: str = "value") -> str | None:
