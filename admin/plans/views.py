@@ -18,8 +18,8 @@ from admin.plans.forms import (
     PlanTemplateForm,
 )
 from portal import clock
-from portal.extensions import db
 from portal.blueprints.actions import parsed, run_action, run_form
+from portal.extensions import db
 from portal.labels import label
 from portal.models import CustomerPlan
 from portal.models.plans import FREQUENCIES
