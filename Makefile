@@ -44,13 +44,23 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The whole suite on SQLite, then on PostgreSQL when TEST_DATABASE_URL is set.
+# The whole suite on SQLite and, when TEST_DATABASE_URL is set, on PostgreSQL. The two runs are independent (own
+# database, Stripe sandbox, SMTP server and browser on free ports), so they run side by side: the PostgreSQL run's
+# output is kept in test-artifacts/postgres.log and printed after the SQLite run. Either failing fails `make test`.
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
+
 test: lint translations
-	$(BIN)/python -m pytest -q -p no:cacheprovider
-	@if [ -n "$$TEST_DATABASE_URL" ]; then \
-		echo "== again on PostgreSQL ($$TEST_DATABASE_URL)"; \
-		PORTAL_TEST_DB=postgres $(BIN)/python -m pytest -q -p no:cacheprovider; \
-	fi
+	@mkdir -p test-artifacts
+	@set -u; \
+	if [ -n "$${TEST_DATABASE_URL:-}" ]; then \
+		PORTAL_TEST_DB=postgres $(PYTEST) > test-artifacts/postgres.log 2>&1 & pg=$$!; \
+	fi; \
+	echo "== SQLite"; $(PYTEST); sqlite=$$?; pgrc=0; \
+	if [ -n "$${TEST_DATABASE_URL:-}" ]; then \
+		wait $$pg; pgrc=$$?; echo "== PostgreSQL ($$TEST_DATABASE_URL)"; cat test-artifacts/postgres.log; \
+	fi; \
+	echo "== SQLite: exit $$sqlite, PostgreSQL: exit $$pgrc"; \
+	test $$sqlite -eq 0 -a $$pgrc -eq 0
 
 clean-db:
 	rm -f instance/portal.sqlite3 instance/stripe-sandbox.pickle
