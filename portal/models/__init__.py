@@ -43,6 +43,7 @@ from portal.models.plans import (
                                      PlanTemplate,
                                      TemplateAddon,
 )
+from portal.models.security import LoginSession, RecoveryCode
 from portal.models.settings import BusinessSettings, FormSubmission
 from portal.models.staff import StaffUser
 
@@ -50,8 +51,9 @@ __all__ = [
     "ActivityEvent", "Address", "Adjustment", "BusinessSettings", "Card", "ChargeAttempt", "ChargeAttemptInvoice",
     "ContactLog", "ContactTask", "CustomFieldDefinition", "CustomFieldValue", "Customer", "CustomerEmail",
     "CustomerNote", "CustomerPhone", "CustomerPlan", "Estimate", "EstimateLineItem", "FormSubmission", "Invoice",
-    "InvoiceLineItem", "InvoiceReminder", "Job", "JobLineItem", "MessageRequest", "Payment", "PaymentAllocation",
-    "PlanAddon", "PlanPayment", "PlanPaymentLine", "PlanTemplate", "ProcessedWebhookEvent", "QueuedEmail", "Refund",
+    "InvoiceLineItem", "InvoiceReminder", "Job", "JobLineItem", "LoginSession", "MessageRequest", "Payment",
+    "PaymentAllocation", "PlanAddon", "PlanPayment", "PlanPaymentLine", "PlanTemplate", "ProcessedWebhookEvent",
+    "QueuedEmail", "RecoveryCode", "Refund",
     "StaffUser", "Tag", "TemplateAddon", "Visit", "customer_tags", "invoice_jobs",
     # statuses
     "AddonStatus", "ChargeAttemptStatus", "CustomerStatus", "EmailStatus", "EstimateStatus", "InvoiceStatus",

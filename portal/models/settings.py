@@ -29,6 +29,7 @@ class BusinessSettings(db.Model):
     reminder_days: Mapped[str] = mapped_column(String(60), default="1,7,14,30")
     autopay_enabled: Mapped[bool] = mapped_column(Boolean, default=False)  # INV-6
     require_card_for_deposits: Mapped[bool] = mapped_column(Boolean, default=False)  # W-6
+    require_staff_2fa: Mapped[bool] = mapped_column(Boolean, default=False)  # Settings › Security
     default_tax_bp: Mapped[int] = mapped_column(Integer, default=0)
     invoice_due_days: Mapped[int] = mapped_column(Integer, default=14)
     next_invoice_number: Mapped[int] = mapped_column(Integer, default=1001)

@@ -21,6 +21,7 @@ def get() -> BusinessSettings:
                                currency=cfg["BUSINESS_CURRENCY"], fee_percent_bp=295, fee_fixed_cents=30,
                                refund_window_days=90, dunning_retry_hours="24,48,72", reminders_enabled=True,
                                reminder_days="1,7,14,30", autopay_enabled=False, require_card_for_deposits=False,
+                               require_staff_2fa=False,
                                default_tax_bp=0, invoice_due_days=14, next_invoice_number=1001,
                                next_job_number=1, next_estimate_number=1)
     if has_request_context():
