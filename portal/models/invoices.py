@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
 from portal.extensions import db
+from portal.models.payments import PaymentStatus
 from portal.models.types import UTCDateTime, status_type
 
 
@@ -46,7 +47,8 @@ class Invoice(db.Model):
     tax_bp: Mapped[int] = mapped_column(Integer, default=0)
     tax_cents: Mapped[int] = mapped_column(Integer, default=0)
     total_cents: Mapped[int] = mapped_column(Integer, default=0)
-    paid_cents: Mapped[int] = mapped_column(Integer, default=0)
+    paid_cents: Mapped[int] = mapped_column(Integer, default=0)  # credited by payments; a refund does not lower it
+    refunded_cents: Mapped[int] = mapped_column(Integer, default=0)  # R-7: given back, not owed again
     notes: Mapped[str | None] = mapped_column(Text)  # shown to the customer
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -66,6 +68,15 @@ class Invoice(db.Model):
     @property
     def balance_cents(self) -> int:
         return 0 if self.status == InvoiceStatus.VOID else max(self.total_cents - self.paid_cents, 0)
+
+    @property
+    def shown_status(self) -> StrEnum:
+        """R-7: the status people read. A refunded invoice reads "Refunded" / "Partially refunded", owing nothing
+        more than before the refund."""
+        if self.status in (InvoiceStatus.PAID, InvoiceStatus.PARTIALLY_PAID) and self.refunded_cents > 0:
+            return PaymentStatus.REFUNDED if self.refunded_cents >= self.paid_cents else \
+                PaymentStatus.PARTIALLY_REFUNDED
+        return self.status
 
 
 class InvoiceLineItem(db.Model):

@@ -203,6 +203,8 @@ class Refund(db.Model):
     idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
     stripe_refund_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     failure_reason: Mapped[str | None] = mapped_column(String(300))
+    # staff ticked "the customer still owes this": the refunded money is owed again on the invoice
+    still_owed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
