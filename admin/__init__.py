@@ -18,7 +18,8 @@ TECHNICIAN_ENDPOINTS = {"admin.dashboard", "admin.logout", "admin.customer_list"
                         "admin.customer_contact", "admin.customer_task_done"}
 TECHNICIAN_JOB_STATUSES = ("in_progress", "finished")  # technicians start and finish; office cancels and reopens
 # refunds, deletes: admin (owner) only
-ADMIN_ONLY_PREFIXES = ("admin.staff", "admin.settings", "admin.refund", "admin.customer_delete")
+ADMIN_ONLY_PREFIXES = ("admin.staff", "admin.settings", "admin.refund", "admin.customer_delete",
+                       "admin.customer_export")
 
 
 def form_id(value) -> int | None:
@@ -65,7 +66,7 @@ def no_store(response):
 def init_app(app: Flask) -> None:
     # The views, grouped like portal.services; each registers its routes on `bp` (endpoint = admin.<function>).
     from admin.billing import automation, invoices  # noqa: F401
-    from admin.crm import client_card, custom_fields, customers, messages  # noqa: F401
+    from admin.crm import client_card, custom_fields, customers, importing, messages  # noqa: F401
     from admin.overview import views as overview_views  # noqa: F401
     from admin.payments import reports  # noqa: F401
     from admin.payments import views as payment_views  # noqa: F401  (registers its routes on bp)

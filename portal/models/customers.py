@@ -246,3 +246,29 @@ class ContactTask(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     assignee = relationship("StaffUser")
     customer = relationship("Customer")
+
+
+class CustomerImport(db.Model):
+    """DATA-1: an uploaded customer CSV between its preview and its confirmation. `rows` holds the decoded cells
+    (JSON: [line, [cells]]) with any row that looked like it carried a card number emptied (its line is kept in
+    `card_lines`); it is cleared once imported, so the file's contents are not kept twice."""
+
+    __tablename__ = "customer_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    encoding: Mapped[str] = mapped_column(String(20))
+    delimiter: Mapped[str] = mapped_column(String(5))
+    headers: Mapped[str] = mapped_column(Text)  # JSON list
+    mapping: Mapped[str] = mapped_column(Text)  # JSON list: the target field of each column, "" = ignored
+    rows: Mapped[str | None] = mapped_column(Text)
+    card_lines: Mapped[str | None] = mapped_column(Text)  # JSON {line: column}
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    update_existing: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_count: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_count: Mapped[int] = mapped_column(Integer, default=0)
+    refused_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    imported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: previewed, not yet confirmed
