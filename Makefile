@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FLASK  := $(BIN)/flask --app wsgi
 PORT   ?= 5000
 
-.PHONY: run test lint venv migrate seed clean-db translations i18n-update
+.PHONY: run serve test lint venv migrate seed clean-db translations i18n-update
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ run: seed
 	PORTAL_BASE_URL=http://127.0.0.1:$(PORT) $(FLASK) stripe-sandbox --quiet & sandbox=$$!; \
 	trap 'kill $$sandbox 2>/dev/null || true' EXIT INT TERM; \
 	PORTAL_BASE_URL=http://127.0.0.1:$(PORT) $(FLASK) run --host 127.0.0.1 --port $(PORT)
+
+# Production on this machine (docs/production.md): refuses a config that would break (one line per setting),
+# migrates, then gunicorn (gunicorn.conf.py; HOST, PORT default 127.0.0.1:8000, WEB_CONCURRENCY default 2) and
+# the scheduler (`flask --app wsgi jobs run --every 60`). SIGTERM or Ctrl-C stops both.
+serve: translations
+	$(BIN)/python -m portal.serve
 
 # Lint and types (pyproject: [tool.ruff], [tool.mypy]); `make test` runs it first.
 lint: venv

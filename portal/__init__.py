@@ -20,9 +20,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_pyfile("config.py", silent=True)
     if os.environ.get("DATABASE_URL"):
         app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+    from portal import ops
+
+    ops.read_environment(app)  # SECRET_KEY, REDIS_URL, LOG_FORMAT, SENTRY_DSN, NODE_NAME
     app.config.from_prefixed_env("PORTAL")
     if test_config:
         app.config.update(test_config)
+    if app.config.get("SERVE_MODE"):  # make serve: refuse what would break several nodes (issue 14)
+        problems = ops.refusals(app.config, ops.web_workers())
+        if problems:
+            raise ops.ConfigRefused(problems)
     _finish_config(app)
 
     from portal.extensions import babel, csrf, db, limiter, login_manager, mail, migrate
@@ -65,13 +72,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     cli.init_app(app)
     _init_mail_after_request(app)
     _init_log_redaction()
-
-    @app.get("/healthz")
-    def healthz():
-        from sqlalchemy import text
-
-        db.session.execute(text("SELECT 1"))
-        return {"status": "ok"}
+    ops.init_app(app)  # proxy headers, request ids, logs, Sentry, /healthz
 
     return app
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import threading
 
 import click
 from flask import Flask, current_app
@@ -17,17 +20,61 @@ jobs_cli = AppGroup("jobs", help="Scheduled work (Q-3).")
 
 @jobs_cli.command("run")
 @click.option("--as-of", "as_of", default=None, help="Run as if it were this ISO date/time (business time zone).")
-def jobs_run(as_of: str | None):
-    """Run every rule that is due now (or at --as-of)."""
+@click.option("--every", "every", type=click.FloatRange(min=0.5), default=None,
+              help="Keep running: a pass of the due rules every N seconds until SIGTERM/SIGINT (make serve).")
+def jobs_run(as_of: str | None, every: float | None):
+    """Run every rule that is due now (or at --as-of); with --every, loop."""
     from portal.services.platform import scheduler
 
+    if every is not None:
+        if as_of:
+            raise click.BadParameter("--every runs on the real clock; leave out --as-of", param_hint="--every")
+        _jobs_loop(every)
+        return
     try:
         when = clock.parse_as_of(as_of) if as_of else None
     except ValueError:
         raise click.BadParameter("use an ISO date or date-time, like 2026-12-01 or 2026-12-01T00:30",
                                  param_hint="--as-of") from None
+    started = clock.now()
     results = scheduler.run_due(when)
+    if when is None:
+        try:
+            scheduler.record_run(node_name(), started, results)
+        except Exception:  # the work is done and committed; a missing health record is not a failed run
+            db.session.rollback()
+            current_app.logger.exception("could not record the scheduler run")
     click.echo(json.dumps(results, indent=2, default=str))
+
+
+def node_name() -> str:
+    """This machine's name in scheduler_runs and the logs: NODE_NAME (PORTAL_NODE_NAME), else the host name."""
+    return str(current_app.config.get("NODE_NAME") or socket.gethostname())
+
+
+def _jobs_loop(every: float) -> None:
+    """Issue 14: the scheduler process of `make serve`. One line per pass; exits 0 on SIGTERM/SIGINT."""
+    from portal.services.platform import scheduler
+
+    stop = threading.Event()
+
+    def _stop(signum, _frame):
+        current_app.logger.info("scheduler: %s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    node = node_name()
+    click.echo(f"scheduler on {node}: a pass every {every:g} s (SIGTERM stops it)", err=True)
+
+    def _report(results: dict) -> None:
+        failed = scheduler.failed_rules(results)
+        summary = {"at": clock.now().isoformat(timespec="seconds"), "node": node, "failed": failed,
+                   "results": results}
+        click.echo(json.dumps(summary, default=str, separators=(",", ":")), err=False)
+
+    scheduler.run_every(every, node, stop, _report)
+    click.echo(f"scheduler on {node}: stopped", err=True)
 
 
 @click.command("create-staff")

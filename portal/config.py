@@ -40,7 +40,9 @@ class Defaults:
     MAIL_TIMEOUT = 10
     MAIL_SUPPRESS_SEND = False  # Flask-Mail would suppress under TESTING; our tests read a real SMTP server
     MAIL_DELIVER_AFTER_REQUEST = True
-    MAIL_RETRY_MINUTES = 5
+    MAIL_RETRY_MINUTES = 5  # the first retry; each next one waits twice as long, at most MAIL_RETRY_MAX_MINUTES
+    MAIL_RETRY_MAX_MINUTES = 240
+    MAIL_MAX_ATTEMPTS = 10  # then the email is "failed" (the 10th try comes ~17 h after the first) until staff retry
 
     # Stripe. With no secret key the sandbox (localstripe) on 127.0.0.1 is used.
     STRIPE_SECRET_KEY = None
@@ -67,3 +69,11 @@ class Defaults:
 
     WTF_CSRF_TIME_LIMIT = None  # the session bounds the token's life
     CUSTOMERS_PER_PAGE = 25
+
+    # Production (issue 14; docs/production.md). SERVE_MODE is set by `make serve` (PORTAL_SERVE_MODE=1).
+    SERVE_MODE = False
+    TRUSTED_PROXIES = 0  # PORTAL_TRUSTED_PROXIES=N: X-Forwarded-For/-Proto/-Host from N proxies (ProxyFix)
+    LOG_FORMAT = "text"  # LOG_FORMAT=json: one JSON object per line
+    SENTRY_DSN = None  # errors are reported to Sentry only when set
+    NODE_NAME = None  # this machine's name in scheduler_runs; the host name when unset
+    WEBHOOK_MAX_BYTES = 1024 * 1024  # a Stripe event is a few kB; a larger body is refused (413)

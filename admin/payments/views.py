@@ -15,7 +15,7 @@ from portal.models import Invoice, Payment
 from portal.money import format_money, parse_amount, to_input
 from portal.services.crm import customers as customer_service
 from portal.services.errors import NotFound
-from portal.services.payments import cards, charges, gateway, ledger, refunds
+from portal.services.payments import cards, charges, disputes, gateway, ledger, refunds
 from portal.services.platform import settings
 
 
@@ -205,7 +205,8 @@ def _payment_page(payment: Payment, form: RefundForm, status: int = 200):
     return render_template("admin/payments/payment.html", payment=payment, form=form, customer=payment.customer,
                            detail=ledger.payment_detail(payment), why_not=refunds.why_not(payment),
                            refundable=refunds.refundable_cents(payment),
-                           window_closes=refunds.window_closes_at(payment)), status
+                           window_closes=refunds.window_closes_at(payment),
+                           disputes=disputes.of_payment(payment)), status
 
 
 @bp.post("/payments/<int:payment_id>/refund")

@@ -25,6 +25,7 @@ from portal.models.payments import (
                                      ChargeAttempt,
                                      ChargeAttemptInvoice,
                                      ChargeAttemptStatus,
+                                     Dispute,
                                      Payment,
                                      PaymentAllocation,
                                      PaymentStatus,
@@ -46,9 +47,11 @@ from portal.models.plans import (
 from portal.models.security import LoginSession, RecoveryCode
 from portal.models.settings import BusinessSettings, FormSubmission
 from portal.models.staff import StaffUser
+from portal.models.system import SchedulerRun
 
 __all__ = [
     "ActivityEvent", "Address", "Adjustment", "BusinessSettings", "Card", "ChargeAttempt", "ChargeAttemptInvoice",
+    "Dispute", "SchedulerRun",
     "ContactLog", "ContactTask", "CustomFieldDefinition", "CustomFieldValue", "Customer", "CustomerEmail",
     "CustomerNote", "CustomerPhone", "CustomerPlan", "Estimate", "EstimateLineItem", "FormSubmission", "Invoice",
     "InvoiceLineItem", "InvoiceReminder", "Job", "JobLineItem", "LoginSession", "MessageRequest", "Payment",

@@ -237,3 +237,25 @@ class ProcessedWebhookEvent(db.Model):
     stripe_event_id: Mapped[str] = mapped_column(String(80), unique=True)
     event_type: Mapped[str] = mapped_column(String(80))
     processed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class Dispute(db.Model):
+    """Issue 14: a chargeback Stripe reported (charge.dispute.created / closed), recorded once per Stripe dispute.
+    While open the payment reads "Disputed"; a lost dispute is recorded as an Adjustment (the money left)."""
+
+    __tablename__ = "disputes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stripe_dispute_id: Mapped[str] = mapped_column(String(64), unique=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    reason: Mapped[str | None] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(String(30))  # Stripe's: needs_response, under_review, won, lost …
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None

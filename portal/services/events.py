@@ -11,6 +11,7 @@ place, `portal.services.wiring.connect()`, which the app factory calls; so `paym
 | charge_failed | ChargeAttempt | explanation, invoice | plans.billing (dunning), billing.autopay |
 | card_removed | Card | customer, replacement, actor | plans.billing (plans move to another card, D-8) |
 | default_card_changed | Customer | old, new, actor | billing.autopay (D-8) |
+| payment_disputed | Dispute | payment, closed | crm.messages (staff are emailed) |
 """
 from __future__ import annotations
 
@@ -22,3 +23,5 @@ charge_succeeded = _events.signal("charge-succeeded", doc="A card charge settled
 charge_failed = _events.signal("charge-failed", doc="A card charge was declined or failed for good.")
 card_removed = _events.signal("card-removed", doc="A card left the wallet; `replacement` is the card now used.")
 default_card_changed = _events.signal("default-card-changed", doc="The customer's default card changed.")
+payment_disputed = _events.signal("payment-disputed", doc="A cardholder disputed a card payment (closed: the bank "
+                                                          "decided).")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from portal import clock
 from portal.services import events
 from portal.services.billing import auto_invoicing, autopay, documents, reminders
+from portal.services.crm import messages
 from portal.services.payments import charges, refunds
 from portal.services.plans import billing as plan_billing
 from portal.services.platform import mailer, scheduler, settings
@@ -28,6 +29,7 @@ def connect() -> None:
     events.charge_failed.connect(autopay.on_failed)
     events.card_removed.connect(plan_billing.on_card_removed)
     events.default_card_changed.connect(autopay.on_default_card_changed)
+    events.payment_disputed.connect(messages.on_payment_disputed)
 
     mailer.register_attachment("invoice_pdf", documents.INVOICE_PDF)
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import selectinload
 
 from portal import clock
-from portal.extensions import db, execute_dml
+from portal.extensions import db, execute_dml, get_existing
 from portal.models import Customer, MessageRequest, MessageStatus, StaffUser, Visit
 from portal.pagination import paginate
 from portal.services.errors import ServiceError, ValidationError, found
@@ -67,6 +67,14 @@ def email_staff(customer: Customer, template: str, context: dict, *, admin_path:
     for address in staff_recipients(customer):
         mailer.queue_email(template, address, ctx, language="en", customer=customer if log_activity else None,
                            log_activity=log_activity)
+
+
+def on_payment_disputed(dispute, *, payment, closed: bool) -> None:
+    """Issue 14 (`payment_disputed`): staff hear of a chargeback when it opens and when the bank decides."""
+    customer = get_existing(Customer, dispute.customer_id)
+    email_staff(customer, "payment_disputed_staff", {"dispute": dispute, "payment": payment, "closed": closed},
+                admin_path=f"/admin/payments/{payment.id}",
+                subject_args={"what": f"dispute {dispute.status.replace('_', ' ')}" if closed else "disputed"})
 
 
 def send(customer: Customer, *, name: str | None, phone: str | None, body: str | None,

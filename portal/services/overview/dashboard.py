@@ -10,7 +10,8 @@ from sqlalchemy.orm import selectinload
 from portal import clock
 from portal.extensions import db
 from portal.models import ContactTask, Customer, Estimate, Invoice, QueuedEmail, StaffUser, Visit
-from portal.services.payments import charges
+from portal.services.payments import charges, disputes
+from portal.services.platform import mailer
 from portal.services.work import work_orders
 
 
@@ -38,6 +39,7 @@ def for_staff(me: StaffUser, *, with_money: bool) -> Dashboard:
                                        .where(Customer.status != "archived")) or 0,
         "emails_waiting": db.session.scalar(select(func.count()).select_from(QueuedEmail)
                                             .where(QueuedEmail.status == "queued")) or 0,
+        "emails_failed": mailer.failed_count(),  # issue 14: given up after their tries; staff retry them
     }
     return Dashboard(list(my_customers), list(overdue_tasks), visits, counts, money() if with_money else None)
 
@@ -56,4 +58,4 @@ def money() -> dict:
         .order_by(Estimate.sent_at.desc()).limit(10)).all()
     return {"outstanding_cents": int(outstanding or 0), "open_invoices": open_count or 0,
             "overdue_count": overdue_count or 0, "overdue_cents": int(overdue_cents or 0),
-            "open_estimates": list(open_estimates)}
+            "open_estimates": list(open_estimates), "disputes": disputes.open_disputes(10)}

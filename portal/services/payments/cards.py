@@ -254,3 +254,28 @@ def update_nickname(customer: Customer, card_id, nickname: str | None, kind: str
         card.kind = kind
     activity.record(customer.id, "card", f"Card details edited: {card.label}", staff=actor)
     return card
+
+
+def refresh_from_stripe(pm) -> Card | None:
+    """payment_method.automatically_updated / .updated (issue 14): the card network reissued the card (new expiry,
+    sometimes a new number) and Stripe updated the payment method in place. Brand, last 4 and expiry follow it; a
+    changed expiry clears the D-7 warning, so the new date gets its own. Caller commits (the webhook)."""
+    card = db.session.scalars(select(Card).where(Card.stripe_payment_method_id == pm.id)).first()
+    details = gateway.get(pm, "card")
+    if card is None or details is None:
+        return None
+    brand, last4 = gateway.get(details, "brand"), gateway.get(details, "last4")
+    try:
+        exp_month, exp_year = int(gateway.get(details, "exp_month")), int(gateway.get(details, "exp_year"))
+    except (TypeError, ValueError):
+        return None
+    before = (card.label, card.exp_month, card.exp_year)
+    card.brand, card.last4 = brand or card.brand, last4 or card.last4
+    if (exp_month, exp_year) != (card.exp_month, card.exp_year):
+        card.exp_month, card.exp_year = exp_month, exp_year
+        card.expiry_warning_sent_at = None
+    if before != (card.label, card.exp_month, card.exp_year):
+        activity.record(card.customer_id, "card", f"Card updated by the card network: {before[0]} "
+                        f"(exp {before[1] or '?'}/{before[2] or '?'}) is now {card.label} "
+                        f"(exp {exp_month:02d}/{exp_year})")
+    return card

@@ -283,3 +283,40 @@ def _reconcile_rows(rows, done: dict) -> None:
             apply_stripe_status(row, found)
         db.session.commit()
         done["settled"] += 1
+
+
+def record_outside(stripe_refund) -> Refund | None:
+    """charge.refunded for a refund made outside the app (the Stripe dashboard): recorded once, like a refund
+    staff made here without "the customer still owes this" (R-7), with its receipt. Caller commits (the webhook,
+    with its event id); the Refund's unique Stripe id keeps a second event from recording it again."""
+    if gateway.get(stripe_refund, "status") in ("failed", "canceled"):
+        return None
+    pi = gateway.id_of(gateway.get(stripe_refund, "payment_intent"))
+    attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.stripe_payment_intent_id == pi)).first() \
+        if pi else None
+    payment = db.session.scalars(select(Payment).where(Payment.charge_attempt_id == attempt.id)).first() \
+        if attempt is not None else None
+    if payment is None:
+        return None  # not one of our payments
+    amount = min(int(gateway.get(stripe_refund, "amount", default=0)), refundable_cents(payment))
+    if amount <= 0:
+        return None
+    claimed = execute_dml(
+        update(Payment).where(Payment.id == payment.id, Payment.refunded_cents + amount <= Payment.amount_cents)
+        .values(refunded_cents=Payment.refunded_cents + amount).execution_options(synchronize_session=False)).rowcount
+    if claimed != 1:
+        return None
+    succeeded = gateway.get(stripe_refund, "status") == "succeeded"
+    row = Refund(payment_id=payment.id, amount_cents=amount, reason="Refunded in the Stripe dashboard",
+                 method="card", status=RefundStatus.SUCCEEDED if succeeded else RefundStatus.PENDING,
+                 idempotency_key=f"refund_stripe_{stripe_refund.id}"[:80], stripe_refund_id=stripe_refund.id,
+                 created_at=clock.now(), settled_at=clock.now() if succeeded else None)
+    db.session.add(row)
+    db.session.flush()
+    db.session.refresh(payment)
+    _payment_status(payment)
+    _count_refunded(payment, amount)
+    activity.record(payment.customer_id, "refund", f"Refund of {format_money(amount, payment.currency)} made in the "
+                    "Stripe dashboard recorded", invoice_id=_first_invoice_id(payment))
+    _receipt(row)
+    return row

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from portal import clock
 from portal.extensions import db
 from portal.models import Card, ChargeAttempt, Customer, ProcessedWebhookEvent
-from portal.services.payments import cards, charges, gateway, refunds
+from portal.services.payments import cards, charges, disputes, gateway, refunds
 
 
 class Rejected(Exception):
@@ -23,7 +23,10 @@ class TryLater(Exception):
 
 
 HANDLED = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
-           "charge.refunded", "charge.refund.updated", "setup_intent.succeeded", "payment_method.detached")
+           "charge.refunded", "charge.refund.updated", "setup_intent.succeeded", "payment_method.detached",
+           # issue 14: what real Stripe sends and the sandbox never does
+           "charge.dispute.created", "charge.dispute.updated", "charge.dispute.funds_withdrawn",
+           "charge.dispute.closed", "payment_method.automatically_updated", "payment_method.updated")
 
 
 def handle(payload: bytes, signature: str | None) -> str:
@@ -34,7 +37,9 @@ def handle(payload: bytes, signature: str | None) -> str:
         event = gateway.construct_event(payload, signature, secret)
     except (ValueError, gateway.SignatureVerificationError) as exc:
         raise Rejected(str(exc)) from None
-    if not getattr(event, "id", None):
+    except Exception as exc:  # signed, but not an event at all (a JSON list, a string): never a 500
+        raise Rejected(f"not an event ({type(exc).__name__})") from None
+    if not _looks_like_event(event):
         raise Rejected("not an event")
     db.session.add(ProcessedWebhookEvent(stripe_event_id=event.id, event_type=event.type, processed_at=clock.now()))
     try:
@@ -48,12 +53,22 @@ def handle(payload: bytes, signature: str | None) -> str:
     except gateway.StripeError as exc:
         db.session.rollback()
         raise TryLater(str(exc)) from None
+    except (KeyError, AttributeError, TypeError, ValueError) as exc:  # a signed event missing what its type needs
+        db.session.rollback()
+        raise Rejected(f"malformed {event.type} event ({type(exc).__name__})") from None
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()  # the same event committed by a concurrent delivery
         return "duplicate"
     return "processed"
+
+
+def _looks_like_event(event) -> bool:
+    """An event id, a type and a data.object with an id, all of the right kinds."""
+    obj = gateway.get(event, "data", "object")
+    return (isinstance(gateway.get(event, "id"), str) and isinstance(gateway.get(event, "type"), str)
+            and obj is not None and isinstance(gateway.get(obj, "id"), str))
 
 
 def _dispatch(kind: str, obj) -> None:
@@ -68,12 +83,19 @@ def _dispatch(kind: str, obj) -> None:
         payment_intent_id = gateway.id_of(gateway.get(obj, "payment_intent"))
         if payment_intent_id:
             for stripe_refund in gateway.list_refunds(payment_intent_id):
-                refunds.on_stripe_refund(stripe_refund)
+                if refunds.on_stripe_refund(stripe_refund) is None:  # not ours: made in the Stripe dashboard
+                    refunds.record_outside(stripe_refund)
     elif kind == "charge.refund.updated":
         refunds.on_stripe_refund(gateway.retrieve_refund(obj.id))
     elif kind == "setup_intent.succeeded":
         intent = gateway.retrieve_setup_intent(obj.id)
         _save_wallet_card(intent)
+    elif kind in ("payment_method.automatically_updated", "payment_method.updated"):
+        cards.refresh_from_stripe(gateway.retrieve_payment_method(obj.id))
+    elif kind in ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.funds_withdrawn"):
+        disputes.on_created(obj)
+    elif kind == "charge.dispute.closed":
+        disputes.on_closed(obj)
     elif kind == "payment_method.detached":
         pm = gateway.retrieve_payment_method(obj.id)
         if not pm.customer:

@@ -18,7 +18,7 @@ from flask import current_app, g, has_request_context, render_template
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from flask_mail import Message
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from portal import clock
 from portal.extensions import db, execute_dml, get_existing, mail
@@ -51,6 +51,7 @@ SUBJECTS = {
     "plan_payment_failed_staff": _l("Plan payment %(what)s: %(name)s, “%(plan)s”"),
     "card_changed_staff": _l("%(name)s changed a card that backs a plan or AutoPay"),
     "payment_failed_staff": _l("AutoPay payment failed: %(name)s, invoice %(number)s"),
+    "payment_disputed_staff": "Card payment %(what)s: %(name)s",  # staff only, English: not in the catalogs
 }
 
 @dataclass(frozen=True)
@@ -166,7 +167,6 @@ def deliver(ids: list[int]) -> dict:
     counts = {"sent": 0, "failed": 0, "console": 0}
     if not ids:
         return counts
-    retry_after = timedelta(minutes=current_app.config["MAIL_RETRY_MINUTES"])
     if not _smtp_configured():
         for email_id in ids:
             if not _claim(email_id):
@@ -190,10 +190,13 @@ def deliver(ids: list[int]) -> dict:
             if connection is None:
                 connection = mail.connect().__enter__()
             _send_one(email, connection)
-        except Exception as exc:  # any SMTP/socket failure: keep it queued with the reason
-            email.status = EmailStatus.QUEUED
+        except Exception as exc:  # any SMTP/socket failure: keep it queued with the reason, or give up
             email.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            email.next_attempt_at = clock.now() + retry_after
+            if email.attempts >= int(current_app.config["MAIL_MAX_ATTEMPTS"]):
+                email.status, email.next_attempt_at = EmailStatus.FAILED, None  # staff see it and may retry
+            else:
+                email.status = EmailStatus.QUEUED
+                email.next_attempt_at = clock.now() + retry_delay(email.attempts)
             db.session.commit()
             counts["failed"] += 1
             _close(connection)
@@ -206,6 +209,21 @@ def deliver(ids: list[int]) -> dict:
         counts["sent"] += 1
     _close(connection)
     return counts
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff after the n-th failed try: MAIL_RETRY_MINUTES, twice that, … capped at
+    MAIL_RETRY_MAX_MINUTES. With the defaults (5 min doubling to 4 h, 10 tries) the last try is ~17 h after the
+    first, so an email is given up ("failed") within 24 hours."""
+    cfg = current_app.config
+    minutes = min(float(cfg["MAIL_RETRY_MINUTES"]) * 2 ** max(attempts - 1, 0), float(cfg["MAIL_RETRY_MAX_MINUTES"]))
+    return timedelta(minutes=minutes)
+
+
+def failed_count() -> int:
+    """Emails given up after their last try (the dashboard's entry, N-3)."""
+    return db.session.scalar(select(func.count()).select_from(QueuedEmail)
+                             .where(QueuedEmail.status == EmailStatus.FAILED)) or 0
 
 
 def _close(connection) -> None:
@@ -244,8 +262,11 @@ def load_email(email_id: int) -> QueuedEmail:
 
 
 def queue_again(email: QueuedEmail) -> bool:
-    """Put an unsent email back in the queue for right now. Caller commits, then `deliver([email.id])`."""
-    if email.status not in ("queued", "console"):
+    """Put an unsent (or failed) email back in the queue for right now; a failed one gets a fresh set of tries.
+    Caller commits, then `deliver([email.id])`."""
+    if email.status not in ("queued", "console", "failed"):
         return False
+    if email.status == EmailStatus.FAILED:
+        email.attempts = 0
     email.status, email.next_attempt_at = EmailStatus.QUEUED, clock.now()
     return True
