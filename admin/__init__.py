@@ -5,12 +5,16 @@ package holds its view modules and `forms.py` with the forms only they use; form
 admin.forms, shared view helpers in admin.common. Every module registers on the one blueprint `bp`."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, redirect, request, url_for
+from flask import Blueprint, Flask, abort, redirect, request, session, url_for
 from flask_login import current_user
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 
-PUBLIC_ENDPOINTS = {"admin.login", "admin.invitation"}
+PUBLIC_ENDPOINTS = {"admin.login", "admin.login_code", "admin.invitation"}
+# Everyone's own account: sessions and two-factor (issue 18). When two-factor is required and not set up yet,
+# these are the only pages open (ENROLMENT_ENDPOINTS).
+ACCOUNT_ENDPOINTS = {"admin.account", "admin.account_2fa", "admin.account_session_end", "admin.account_sessions_end"}
+ENROLMENT_ENDPOINTS = {"admin.account_2fa", "admin.logout"}
 # Technicians see their day and customers' contact data; every other page is closed to them
 # unless listed here, so a new page is safe by default.
 TECHNICIAN_ENDPOINTS = {"admin.dashboard", "admin.logout", "admin.customer_list", "admin.customer_view",
@@ -33,6 +37,8 @@ def form_id(value) -> int | None:
 def allowed(role: str, endpoint: str) -> bool:
     if role == "admin":
         return True
+    if endpoint in ACCOUNT_ENDPOINTS:
+        return True
     if endpoint.startswith(ADMIN_ONLY_PREFIXES):
         return False
     if role == "office":
@@ -52,6 +58,9 @@ def guard():
         return None
     if not current_user.is_authenticated:
         return redirect(url_for("admin.login", next=_next_target()))
+    if session.get("staff_must_enrol") and not current_user.has_two_factor and \
+            request.endpoint not in ENROLMENT_ENDPOINTS:
+        return redirect(url_for("admin.account_2fa"))
     if not allowed(current_user.role, request.endpoint):
         abort(403)
     return None
@@ -72,7 +81,10 @@ def init_app(app: Flask) -> None:
     from admin.payments import views as payment_views  # noqa: F401  (registers its routes on bp)
     from admin.plans import reports as plan_reports  # noqa: F401
     from admin.plans import views as plan_views  # noqa: F401  (registers its routes on bp)
-    from admin.platform import auth, outbox, settings, staff  # noqa: F401
+    from admin.platform import account, auth, outbox, settings, staff  # noqa: F401
+    from portal.extensions import login_manager
+
+    login_manager.user_loader(auth.load_user)
     from admin.work import views as work_views  # noqa: F401
 
     app.register_blueprint(bp)

@@ -49,10 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from portal import models  # noqa: F401  (every table registered on the metadata)
     from portal.services import wiring
 
-    wiring.connect()
-    from portal.services.platform import staff as staff_service
-
-    login_manager.user_loader(staff_service.load_from_session)
+    wiring.connect()  # the staff user loader (server-side sessions) is registered by admin.init_app
 
     from portal import cli, errors, templating
     from portal.blueprints import register as register_portal
@@ -62,6 +59,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from portal import card_guard
 
     card_guard.init_app(app)
+    from portal import security_headers
+
+    security_headers.init_app(app)  # CSP, framing, nosniff, referrer, HSTS (issue 18)
     register_portal(app)
     from portal.blueprints.webhooks import bp as webhooks_bp
 

@@ -25,6 +25,7 @@ class Defaults:
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_HEADERS_ENABLED = False
     STAFF_LOGIN_LIMIT = "5 per minute"
+    STAFF_2FA_LIMIT = "5 per 5 minutes; 30 per day"  # wrong two-factor codes, per staff account
     PORTAL_LINK_LIMIT_PER_ADDRESS = "5 per 15 minutes"
     PORTAL_LINK_LIMIT_PER_IP = "30 per hour"
     PORTAL_MESSAGE_LIMIT = "20 per hour"  # P-6: per customer, each message also emails staff

@@ -27,7 +27,7 @@ from sqlalchemy import text
 from portal import clock, create_app
 from portal.extensions import db as _db
 from portal.extensions import limiter
-from tests.helpers import log_in_customer, log_in_staff
+from tests.helpers import close_checking_csp, log_in_customer, log_in_staff, watch_csp
 
 REPO = Path(__file__).resolve().parent.parent
 BACKEND = os.environ.get("PORTAL_TEST_DB", "sqlite")
@@ -333,8 +333,10 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    """A fresh browser context's page; the test fails on any Content-Security-Policy violation (helpers.watch_csp)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    watch_csp(context)
     pg = context.new_page()
     pg.set_default_timeout(15_000)
     yield pg
-    context.close()
+    close_checking_csp(context)

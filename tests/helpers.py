@@ -128,3 +128,31 @@ def run_jobs_at(when: datetime) -> dict:
 
     clock.set_now(when)
     return scheduler.run_due()
+
+
+# Every page a journey opens reports Content-Security-Policy violations (the DOM event, and Chromium's own console
+# error); `close_checking_csp` fails the test on any, so no journey passes with a blocked script, style or frame.
+CSP_PROBE = """document.addEventListener('securitypolicyviolation', function (e) {
+  console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') +
+                ' at ' + e.sourceFile + ':' + e.lineNumber);
+});"""
+
+
+def watch_csp(context) -> list[str]:
+    """Collect a Playwright browser context's console messages (the `page` fixture does this for its context; call
+    it on any other context a journey opens, then `close_checking_csp(context)` at the end)."""
+    console: list[str] = []
+    context.add_init_script(CSP_PROBE)
+    context.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+    context.csp_console = console
+    return console
+
+
+def csp_violations(console: list[str]) -> list[str]:
+    return [m for m in console if "CSP violation" in m or "Content Security Policy" in m]
+
+
+def close_checking_csp(context) -> None:
+    console = getattr(context, "csp_console", [])
+    context.close()
+    assert csp_violations(console) == [], f"Content-Security-Policy violations in the browser: {console}"

@@ -51,3 +51,6 @@ def test_no_get_route_answers_500_on_an_empty_database(app, login_staff, login_c
         for path in {_fill(rule), re.sub(r"<[^>]+>", "999999", rule.rule)}:
             r = client.get(path)
             assert r.status_code < 500, f"{path} answered {r.status_code} for {who}"
+            # issue 18: the security headers are on every response (tests/test_security_headers.py: their values)
+            assert "frame-ancestors 'none'" in r.headers.get("Content-Security-Policy", ""), path
+            assert r.headers.get("X-Frame-Options") == "DENY" and r.headers.get("X-Content-Type-Options") == "nosniff"

@@ -14,6 +14,19 @@ class StaffLoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=200)])
 
 
+class TwoFactorLoginForm(FlaskForm):
+    code = StringField("Code from your authenticator app, or a recovery code", validators=[
+        DataRequired("Enter the code."), Length(max=40)])
+
+
+class TwoFactorEnrolForm(FlaskForm):
+    code = StringField("6-digit code from the app", validators=[DataRequired("Enter the code."), Length(max=20)])
+
+
+class SecuritySettingsForm(FlaskForm):
+    require_staff_2fa = BooleanField("Require two-factor authentication for all staff")
+
+
 class SetPasswordForm(FlaskForm):
     password = PasswordField("New password", validators=[
         DataRequired("Choose a password."), Length(min=10, max=200, message="Use 10 to 200 characters.")])

@@ -8,7 +8,7 @@ from decimal import Decimal
 from flask import flash, redirect, render_template, request, url_for
 
 from admin import bp
-from admin.platform.forms import BusinessForm, PaymentSettingsForm
+from admin.platform.forms import BusinessForm, PaymentSettingsForm, SecuritySettingsForm
 from portal.blueprints.actions import parsed, run_form
 from portal.money import parse_amount, parse_percent_bp, percent_to_input, to_input
 from portal.services.platform import settings
@@ -68,3 +68,14 @@ def settings_page():
         return redirect(url_for("admin.settings_page"))
     return render_template("admin/settings.html", form=form, business_form=_business_form(current)), \
         400 if request.method == "POST" else 200
+
+
+@bp.post("/settings/security")
+def settings_security():
+    """Settings › Security (issue 18): require two-factor authentication for all staff."""
+    form = SecuritySettingsForm()
+    if form.validate_on_submit() and run_form(form, lambda: settings.update_security(
+            require_staff_2fa=bool(form.require_staff_2fa.data))):
+        flash("Security settings saved." + (" Staff without two-factor authentication set it up at their next login."
+                                            if form.require_staff_2fa.data else ""), "success")
+    return redirect(url_for("admin.settings_page"))

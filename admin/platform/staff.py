@@ -9,6 +9,7 @@ from admin.forms import ConfirmForm
 from admin.platform.forms import StaffInviteForm, StaffRoleForm
 from portal.blueprints.actions import run_action, run_form
 from portal.services.platform import staff as staff_service
+from portal.services.platform import two_factor
 
 
 @bp.route("/staff", methods=["GET", "POST"])
@@ -21,7 +22,8 @@ def staff_list():
             flash(f"Invitation sent to {done.result.email}.", "success")
             return redirect(url_for("admin.staff_list"))
     return render_template("admin/staff/list.html", form=form, members=staff_service.all_staff(),
-                           confirm=ConfirmForm()), 400 if form.errors else 200
+                           confirm=ConfirmForm(), security_events=two_factor.staff_events()), \
+        400 if form.errors else 200
 
 
 @bp.post("/staff/<int:staff_id>/role")
@@ -58,4 +60,14 @@ def staff_resend(staff_id: int):
     user = staff_service.load(staff_id)
     if ConfirmForm().validate_on_submit() and user.is_active_account:
         run_action(lambda: staff_service.send_invitation(user), f"Invitation sent again to {user.email}.")
+    return redirect(url_for("admin.staff_list"))
+
+
+@bp.post("/staff/<int:staff_id>/reset-2fa")
+def staff_reset_2fa(staff_id: int):
+    """Issue 18: a member lost their authenticator; they set it up again at their next login. On the trail below."""
+    user = staff_service.load(staff_id)
+    if ConfirmForm().validate_on_submit():
+        run_action(lambda: two_factor.reset(user, current_user),
+                   f"Two-factor authentication of {user.name} is reset; they set it up again after logging in.")
     return redirect(url_for("admin.staff_list"))

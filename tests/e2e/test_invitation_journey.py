@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import factories
-from tests.helpers import staff_logs_in, wait_for_email
+from tests.helpers import close_checking_csp, staff_logs_in, wait_for_email, watch_csp
 
 STAFF_EMAIL = "admin.e2e@brightair.test"
 STAFF_NAME = "Erin Admin"
@@ -61,6 +61,7 @@ def test_staff_invite_customer_opens_portal_link(app, smtp, live_server, page):
 
     # 5. The customer opens the link in their own browser context.
     customer_ctx = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    watch_csp(customer_ctx)
     try:
         customer_page = customer_ctx.new_page()
         customer_page.set_default_timeout(15_000)
@@ -69,4 +70,4 @@ def test_staff_invite_customer_opens_portal_link(app, smtp, live_server, page):
         assert "/magic/" not in customer_page.url
         expect(customer_page.get_by_role("heading", level=1)).to_have_text("Hello, Ana")
     finally:
-        customer_ctx.close()
+        close_checking_csp(customer_ctx)

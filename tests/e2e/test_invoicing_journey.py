@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
-from tests.helpers import fill_card_element, sandbox_intents, staff_logs_in
+from tests.helpers import close_checking_csp, fill_card_element, sandbox_intents, staff_logs_in, watch_csp
 
 LA = ZoneInfo("America/Los_Angeles")  # the business time zone (config default)
 CARD_NUMBER = "4242424242424242"
@@ -136,6 +136,7 @@ def test_monthly_auto_invoicing_email_then_customer_pays_all_with_new_card(app, 
 
     # 3. The customer, in a browser of their own: the email's "Pay all" link, then a new card
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    watch_csp(context)
     try:
         customer_page = context.new_page()
         customer_page.set_default_timeout(15_000)
@@ -169,7 +170,7 @@ def test_monthly_auto_invoicing_email_then_customer_pays_all_with_new_card(app, 
             expect(line).to_contain_text(f"{number}: {amount}")
             expect(line).to_contain_text("balance left $0.00")
     finally:
-        context.close()
+        close_checking_csp(context)
 
     # 4. One charge of the sum; both invoices paid by that one payment
     intents = sandbox_intents(stripe_sandbox)

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
-from tests.helpers import wait_for_email
+from tests.helpers import close_checking_csp, wait_for_email, watch_csp
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -101,6 +101,7 @@ def test_customer_portal_journey_on_a_phone(app, smtp, live_server, browser):
     ids = _setup(app)
 
     context = browser.new_context(viewport=PHONE, accept_downloads=True)
+    watch_csp(context)
     try:
         page = context.new_page()
         page.set_default_timeout(15_000)
@@ -216,4 +217,4 @@ def test_customer_portal_journey_on_a_phone(app, smtp, live_server, browser):
             assert [str(m["Subject"]) for m in notified] == [subject]
             assert MESSAGE_BODY in smtp.text(notified[0])
     finally:
-        context.close()
+        close_checking_csp(context)

@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
-from tests.helpers import staff_logs_in, wait_for_email
+from tests.helpers import close_checking_csp, staff_logs_in, wait_for_email, watch_csp
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -257,6 +257,7 @@ def test_staff_journey_from_new_customer_to_invoice_in_portal(app, smtp, live_se
     assert len(links) == 1, body
 
     customer_context = browser.new_context(viewport={"width": 1280, "height": 900})
+    watch_csp(customer_context)
     try:
         customer_page = customer_context.new_page()
         customer_page.set_default_timeout(15_000)
@@ -267,4 +268,4 @@ def test_staff_journey_from_new_customer_to_invoice_in_portal(app, smtp, live_se
         expect(customer_page.get_by_role("row", name=re.compile(r"^Total"))).to_contain_text("$180.00")
         expect(customer_page.get_by_role("link", name="Pay $180.00")).to_be_visible()
     finally:
-        customer_context.close()
+        close_checking_csp(customer_context)

@@ -21,7 +21,7 @@ from portal.extensions import db
 from portal.models import Customer, CustomerEmail, StaffUser
 from portal.models.customers import new_auth_secret
 from portal.services.errors import ServiceError
-from portal.services.platform import activity, mailer
+from portal.services.platform import activity, mailer, sessions
 from portal.services.platform.signing import serializer as _serializer
 
 LOGIN_SALT = "portal-login"
@@ -134,4 +134,5 @@ def request_link(email: str) -> None:
 def revoke(customer: Customer, staff: StaffUser | None) -> None:
     """A-6: every outstanding link and open portal session of this customer stops working."""
     customer.auth_secret = new_auth_secret()
+    sessions.end_all(customer_id=customer.id)
     activity.record(customer.id, "portal", "All portal links revoked and portal sessions logged out.", staff=staff)

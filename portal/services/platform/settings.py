@@ -98,6 +98,13 @@ def update_payments(*, fee_percent_bp: int, fee_fixed_cents: int, refund_window_
     return row
 
 
+def update_security(*, require_staff_2fa: bool) -> BusinessSettings:
+    """Settings › Security (issue 18). Caller commits."""
+    row = ensure()
+    row.require_staff_2fa = require_staff_2fa
+    return row
+
+
 NUMBER_FORMATS = {"invoice": ("next_invoice_number", "INV-{}"), "job": ("next_job_number", "J-{:04d}"),
                   "estimate": ("next_estimate_number", "E-{:04d}")}
 

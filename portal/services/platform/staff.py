@@ -11,7 +11,7 @@ from portal.extensions import db
 from portal.models import StaffUser
 from portal.models.staff import ROLES
 from portal.services.errors import ServiceError, ValidationError, found
-from portal.services.platform import mailer
+from portal.services.platform import mailer, sessions
 from portal.services.platform.signing import serializer
 
 INVITE_SALT = "staff-invite"
@@ -93,6 +93,7 @@ def set_password(user: StaffUser, password: str) -> None:
     _check_password(password)
     user.password_hash = generate_password_hash(password)
     user.rotate_session_token()  # other sessions and the invitation link stop working
+    sessions.end_all(staff_id=user.id)
 
 
 def _active_admins() -> int:
@@ -117,6 +118,7 @@ def deactivate(user: StaffUser, by: StaffUser) -> None:
     user.is_active_account = False
     user.deactivated_at = clock.now()
     user.rotate_session_token()
+    sessions.end_all(staff_id=user.id)
 
 
 def reactivate(user: StaffUser, by: StaffUser) -> None:
