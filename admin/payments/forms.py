@@ -35,4 +35,5 @@ class RefundForm(FlaskForm):
     """R-1: amount box and reason."""
     amount = StringField("Amount to refund", validators=[Length(max=20)])
     reason = StringField("Reason", validators=[Optional(), Length(max=300)])
+    still_owed = BooleanField("The customer still owes this (bill the refunded amount again on the invoice)")
     token = HiddenField(validators=[Length(max=64)])

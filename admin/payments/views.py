@@ -218,7 +218,8 @@ def refund_create(payment_id: int):
         return _payment_page(payment, form, 400)
     done = run_form(form, lambda: refunds.refund(payment, parsed("amount", parse_amount, form.amount.data,
                                                                  payment.currency),
-                                                 form.reason.data, current_user, form.token.data), "amount")
+                                                 form.reason.data, current_user, form.token.data,
+                                                 still_owed=bool(form.still_owed.data)), "amount")
     if not done:
         db.session.refresh(payment)
         return _payment_page(payment, form, 400)

@@ -19,8 +19,9 @@ from portal.extensions import db
 from portal.forms.payments import PayAllForm, PayInvoiceForm
 from portal.models import ChargeAttempt, Invoice, Payment
 from portal.money import MoneyError, parse_amount, to_input
-from portal.services.billing import documents, invoices
+from portal.services.billing import credit, documents, invoices
 from portal.services.errors import NotFound, ServiceError, ValidationError
+from portal.services.overview import owed
 from portal.services.payments import charges, ledger
 from portal.services.platform import settings
 
@@ -121,25 +122,29 @@ def confirm(invoice_id: int, attempt_id: int):
     return _after_charge(invoice, form, outcome)
 
 
-# --- INV-4: "Pay all" ----------------------------------------------------------------------------------
+# --- INV-4 and P-1: "Pay all" (invoices and plan payments in one charge) ------------------------------------
 
-def _selection(raw_ids: str | None):
+def _selection(raw_ids: str | None, raw_plans: str | None = None, *, everything: bool = False) -> owed.Selection:
     try:
-        return invoices.pay_all_selection(current_customer, raw_ids)
+        return owed.selection(current_customer, raw_ids, raw_plans, everything=everything)
     except NotFound:
         abort(404)
 
 
-def _pay_all_page(form: PayAllForm, payable, settled, status: int = 200, outcome=None):
-    total = sum(i.balance_cents for i in payable)
-    form.ids.data = ",".join(str(i.id) for i in payable)
-    form.total.data = str(total)
+def _pay_all_page(form: PayAllForm, chosen: owed.Selection, status: int = 200, outcome=None):
+    total = chosen.total_cents
+    credit_cents = min(credit.available_cents(current_customer.id), sum(i.balance_cents for i in chosen.invoices))
+    form.ids.data = ",".join(str(i.id) for i in chosen.invoices)
+    form.plans.data = ",".join(str(p.id) for p in chosen.plan_payments)
+    form.total.data = str(total - credit_cents)  # what the card is charged: credit on account goes first
     saved = card_choices(form)
-    shown = [i.id for i in payable + settled]
+    payable = bool(chosen.invoices or chosen.plan_payments)
+    shown = [i.id for i in chosen.invoices + chosen.settled], [p.id for p in chosen.plan_payments]
     entry = card_entry("payment") if payable else {}
-    if shown:  # card_entry committed: reload the invoices in one query, not one per row
-        invoices.by_ids(shown)
-    return render_template("portal/invoices/pay_all.html", form=form, payable=payable, settled=settled, total=total,
+    owed.reload(*shown)  # card_entry committed: reload the rows in one query each, not one per row
+    return render_template("portal/invoices/pay_all.html", form=form, payable=chosen.invoices,
+                           plan_payments=chosen.plan_payments, settled=chosen.settled, total=total,
+                           credit_cents=credit_cents,
                            cards=saved, entry=entry, outcome=outcome, currency=settings.currency(),
                            today=clock.today()), status
 
@@ -148,29 +153,25 @@ def _pay_all_page(form: PayAllForm, payable, settled, status: int = 200, outcome
 def pay_all():
     form = PayAllForm()
     if request.method == "GET":
-        payable, settled = _selection(request.args.get("ids"))
-        return _pay_all_page(form, payable, settled)
-    payable, settled = _selection(form.ids.data)
+        ids, plans = request.args.get("ids"), request.args.get("plans")
+        return _pay_all_page(form, _selection(ids, plans, everything=not ids and not plans))
+    chosen = _selection(form.ids.data, form.plans.data)
     if not form.validate_on_submit():
         form.form_errors.append(_("The form expired. Please try again."))
-        return _pay_all_page(form, payable, settled, 400)
-    total = sum(i.balance_cents for i in payable)
-    if not payable:  # the page says there is nothing left to pay
-        return _pay_all_page(form, payable, settled, 409)
-    if form.total.data != str(total):
-        form.form_errors.append(_("The balances changed since you opened this page. Check the total and pay again."))
-        return _pay_all_page(form, payable, settled, 409)
+        return _pay_all_page(form, chosen, 400)
+    if not chosen.invoices and not chosen.plan_payments:  # the page says there is nothing left to pay
+        return _pay_all_page(form, chosen, 409)
     new_card = None
     try:
+        seen = int(form.total.data or "0") if (form.total.data or "0").isdigit() else -1
         card = new_card = chosen_card(form, on_file=bool(form.save_card.data))
         if form.card_id.data != "new":
             new_card = None
-        outcome = charges.charge_card(current_customer, card, total, token=form.token.data, invoices=payable,
-                                      purpose="invoices", off_session=False, initiated_by="customer")
+        outcome = owed.pay_everything(current_customer, card, chosen, seen_total_cents=seen, token=form.token.data)
     except NotFound as exc:
         db.session.rollback()
         form.card_id.errors = [exc.message]
-        return _pay_all_page(form, payable, settled, 400)
+        return _pay_all_page(form, chosen, 400)
     except ServiceError as exc:
         db.session.rollback()
         if getattr(exc, "field", None) == "card_id":
@@ -178,8 +179,7 @@ def pay_all():
         else:
             form.form_errors.append(exc.message)
         form.setup_intent.data = ""
-        payable, settled = _selection(form.ids.data)
-        return _pay_all_page(form, payable, settled, 409)
+        return _pay_all_page(form, _selection(form.ids.data, form.plans.data), 409)
     finally:
         forget_if_done(new_card)
     return _after_pay_all(form, outcome)
@@ -193,13 +193,13 @@ def _after_pay_all(form: PayAllForm, outcome: charges.Outcome):
     form.token.data = charges.new_token()
     form.setup_intent.data = ""
     ids = ",".join(str(s.invoice_id) for s in outcome.attempt.invoice_shares)
-    payable, settled = _selection(ids)
-    return _pay_all_page(form, payable, settled, 402 if outcome.status == "failed" else 202, outcome=outcome)
+    chosen = _selection(ids, outcome.attempt.plan_payment_ids or "")
+    return _pay_all_page(form, chosen, 402 if outcome.status == "failed" else 202, outcome=outcome)
 
 
 @bp.post("/invoices/pay-all/<int:attempt_id>/confirm")
 def pay_all_confirm(attempt_id: int):
-    attempt, outcome = back_from_bank(attempt_id, ChargeAttempt.purpose == "invoices")
+    attempt, outcome = back_from_bank(attempt_id, ChargeAttempt.purpose.in_(("invoices", owed.PAY_ALL)))
     return _after_pay_all(PayAllForm(formdata=None), outcome)
 
 
@@ -212,7 +212,8 @@ def receipt(payment_id: int):
     payment = _payment(payment_id)
     detail = ledger.payment_detail(payment)
     return render_template("portal/receipt.html", payment=payment, invoices=detail.allocations,
-                           refunds=detail.refunds)
+                           refunds=detail.refunds, plan_payments=detail.plan_payments, detail=detail,
+                           owed=owed.for_customer(current_customer))
 
 
 def _pdf(data: bytes, filename: str):

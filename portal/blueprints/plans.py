@@ -6,14 +6,22 @@ from flask_babel import gettext as _
 
 from portal import clock
 from portal.blueprints.portal_session import current_customer
-from portal.blueprints.wallet import authenticate_page, back_from_bank, card_choices, card_entry, chosen_card
+from portal.blueprints.wallet import (
+    authenticate_page,
+    back_from_bank,
+    card_choices,
+    card_entry,
+    chosen_card,
+    forget_if_done,
+)
 from portal.extensions import db
-from portal.forms.payments import AcceptPlanForm, PlanCardForm
+from portal.forms.payments import AcceptPlanForm, CardActionForm, PlanCardForm
 from portal.labels import label
 from portal.models import ChargeAttempt
 from portal.money import format_money
 from portal.services.errors import NotFound, ServiceError, ValidationError
-from portal.services.payments import charges
+from portal.services.overview import owed
+from portal.services.payments import cards, charges
 from portal.services.plans import billing as plan_billing
 from portal.services.plans import customer_view as plans
 
@@ -22,8 +30,11 @@ bp = Blueprint("plans", __name__)
 
 @bp.get("/plans")
 def index():
+    owed_by_plan: dict[int, int] = {}
+    for row in owed.for_customer(current_customer).plan_payments:
+        owed_by_plan[row.plan_id] = owed_by_plan.get(row.plan_id, 0) + row.amount_cents
     return render_template("portal/plans/list.html", plans=plans.for_customer(current_customer),
-                           outstanding=plans.OUTSTANDING)
+                           owed_by_plan=owed_by_plan)
 
 
 def _plan(plan_id: int):
@@ -47,8 +58,11 @@ def _detail_page(plan, form: AcceptPlanForm | None = None, status: int = 200, ou
         entry = card_entry("payment")
     first_bills = {f: plan_billing.bill_for(plan, clock.today(), f).total_cents for f in plan.offers} \
         if plan.status == "pending" else {}
+    owed_rows = [p for p in owed.for_customer(current_customer).plan_payments if p.plan_id == plan.id]
+    wallet = cards.active_cards(current_customer) if plan.status == "active" and not plan.card_id else []
     return render_template("portal/plans/detail.html", detail=plans.detail(plan), plan=plan, form=form,
-                           entry=entry, outcome=outcome, first_bills=first_bills), status
+                           entry=entry, outcome=outcome, first_bills=first_bills, owed_rows=owed_rows,
+                           owed_cents=sum(p.amount_cents for p in owed_rows), wallet=wallet), status
 
 
 @bp.get("/plans/<int:plan_id>")
@@ -63,9 +77,12 @@ def accept(plan_id: int):
     if not form.validate_on_submit():
         form.form_errors.append(_("The form expired. Please try again."))
         return _detail_page(plan, form, 400)
+    new_card = None
     try:
         plan_billing.check_acceptable(plan, form.frequency.data)
-        card = chosen_card(form, on_file=True)  # the plan's card pays the next bills, so it stays on file
+        # the plan's card pays the next bills, so it stays on file — once the first payment went through
+        card = chosen_card(form, on_file=True)
+        new_card = card if form.card_id.data == "new" else None
         outcome = plan_billing.accept(current_customer, plan, form.frequency.data, card, token=form.token.data)
     except ValidationError as exc:
         db.session.rollback()
@@ -80,6 +97,8 @@ def accept(plan_id: int):
         db.session.rollback()
         flash(exc.message, "error")
         return redirect(url_for(".detail", plan_id=plan.id))
+    finally:
+        forget_if_done(new_card)  # a declined new card does not stay (W-6)
     return _after_accept(plan, form, outcome)
 
 
@@ -106,6 +125,26 @@ def accept_confirm(plan_id: int, attempt_id: int):
 
 # --- SP-11: the customer updates the plan's card ----------------------------------------------------------
 
+@bp.post("/plans/<int:plan_id>/use-card")
+def use_card(plan_id: int):
+    """One tap: a card already in the wallet pays this plan from now on (nothing is charged here)."""
+    plan = _plan(plan_id)
+    if not CardActionForm().validate_on_submit():
+        flash(_("The form expired. Please try again."), "error")
+        return redirect(url_for(".detail", plan_id=plan.id))
+    try:
+        chosen = cards.card_of(current_customer, request.form.get("card_id"))
+        plan_billing.set_card(plan, chosen, actor=None)
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for(".detail", plan_id=plan.id))
+    db.session.commit()
+    flash(_("%(card)s now pays for %(plan)s. Your billing date does not change.", card=chosen.label,
+            plan=plan.name), "success")
+    return redirect(url_for(".detail", plan_id=plan.id))
+
+
 def _card_page(plan, form: PlanCardForm, status: int = 200, outcome=None):
     card_choices(form)
     if request.method == "GET" and plan.card_id:
@@ -129,7 +168,7 @@ def card(plan_id: int):
         form.form_errors.append(_("The form expired. Please try again."))
         return _card_page(plan, form, 400)
     try:
-        chosen = chosen_card(form, on_file=True)
+        chosen = chosen_card(form, on_file=True, if_paid=False)  # SP-11: saved for the plan, paid or not
         if plan.status in ("active", "pending"):  # the page says the card is saved for the plan
             plan_billing.set_card(plan, chosen, actor=None)
             db.session.commit()

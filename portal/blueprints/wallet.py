@@ -40,15 +40,18 @@ def card_choices(form) -> list[Card]:
     return saved
 
 
-def chosen_card(form, *, on_file: bool) -> Card:
+def chosen_card(form, *, on_file: bool, if_paid: bool = True) -> Card:
     """The saved card picked, or the new card just confirmed with Stripe.js (committed, so it is ours
-    even if the charge fails). Raises NotFound / ValidationError."""
+    even if the charge fails). Raises NotFound / ValidationError.
+
+    A new card with `on_file` ("save this card") goes on file only when its payment succeeds (`if_paid`): a
+    declined card is forgotten (`forget_if_done`) and never becomes the default."""
     if form.card_id.data != "new":
         return cards.card_of(current_customer, form.card_id.data)
     if not form.setup_intent.data:
         raise ValidationError("card_id", _("Enter the card details."))
     card = cards.save_from_setup_intent(current_customer, form.setup_intent.data, added_by="customer",
-                                        on_file=on_file)
+                                        on_file=on_file and not if_paid, if_paid=on_file and if_paid)
     db.session.commit()
     return card
 

@@ -39,6 +39,7 @@ class PlanCardForm(FlaskForm):
 class PayAllForm(FlaskForm):
     """INV-4: pay several invoices in one charge. `total` is the sum the customer saw, in cents."""
     ids = HiddenField(validators=[Length(max=2000)])
+    plans = HiddenField(validators=[Length(max=2000)])  # P-1: outstanding plan payments paid with the invoices
     total = HiddenField(validators=[Length(max=20)])
     card_id = RadioField(_l("Pay with"), choices=[], validate_choice=False)
     save_card = BooleanField(_l("Save this card for future payments"), default=True)

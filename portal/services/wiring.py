@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from portal import clock
 from portal.services import events
-from portal.services.billing import auto_invoicing, autopay, documents, reminders
+from portal.services.billing import auto_invoicing, autopay, credit, documents, reminders
 from portal.services.crm import messages
 from portal.services.payments import charges, refunds
 from portal.services.plans import billing as plan_billing
@@ -25,6 +25,7 @@ def connect() -> None:
 
     events.charge_succeeded.connect(estimates.on_deposit_paid)
     events.charge_succeeded.connect(plan_billing.on_charge_succeeded)
+    events.charge_succeeded.connect(plan_billing.on_pay_all_succeeded)
     events.charge_failed.connect(plan_billing.on_charge_failed)
     events.charge_failed.connect(autopay.on_failed)
     events.card_removed.connect(plan_billing.on_card_removed)
@@ -38,6 +39,7 @@ def connect() -> None:
     scheduler.register("charge_reconciler", charges.reconcile)
     scheduler.register("refund_reconciler", refunds.reconcile)
     scheduler.register("plans", plan_billing.run)
+    scheduler.register("credit", credit.run)  # credit on account pays open invoices before AutoPay charges them
     scheduler.register("autopay", autopay.run)
     scheduler.register("auto_invoicing", auto_invoicing.run)
     scheduler.register("reminders", reminders.run)

@@ -404,10 +404,11 @@ def test_a_pay_all_waiting_for_3d_secure_is_cancelled_before_an_invoice_is_paid_
         assert [fresh(Invoice, i.id).status for i in (a, b)] == ["open", "open"]
 
 
-# --- 6. A refund of part of the pay-all payment re-opens the invoices, latest allocation first -------------
+# --- 6. A refund staff mark "still owed" re-opens the invoices of a pay-all payment, latest allocation first ---
 
 def test_a_partial_refund_of_a_pay_all_payment_reopens_the_latest_allocated_invoice_first(app, stripe_sandbox,
                                                                                           smtp):
+    """R-7: only with "the customer still owes this" ticked; without it a refund reopens nothing (test_money_truth)."""
     customer, admin, (a, b), card = people(app)
     staff_send(app, admin, customer.id, [a.id, b.id])
     c = portal_client(app, customer)
@@ -426,7 +427,7 @@ def test_a_partial_refund_of_a_pay_all_payment_reopens_the_latest_allocated_invo
         page = staff.get(f"/admin/payments/{payment.id}").get_data(True)
         r = staff.post(f"/admin/payments/{payment.id}/refund", data={
             "csrf_token": csrf_token_from(page), "token": hidden(page, "token"), "amount": amount,
-            "reason": "Goodwill"})
+            "reason": "Goodwill", "still_owed": "y"})
         assert r.status_code == 302, text_of(r.get_data(True))[:500]
         return text_of(staff.get(r.headers["Location"]).get_data(True))
 

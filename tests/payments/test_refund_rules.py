@@ -151,7 +151,8 @@ def test_two_concurrent_full_refunds_refund_once(app, stripe_sandbox):
         assert [(r.amount_cents, r.status) for r in rows] == [(12_000, "succeeded")]
         payment = _payment(s)
         assert (payment.refunded_cents, payment.status) == (12_000, "refunded")
-        assert db.session.get(Invoice, s.invoice_id).paid_cents == 0
+        invoice = db.session.get(Invoice, s.invoice_id)  # refunded once, and not owed again
+        assert (invoice.refunded_cents, invoice.balance_cents, invoice.shown_status) == (12_000, 0, "refunded")
     assert [r["amount"] for r in _stripe_refunds(stripe_sandbox, s.pi)] == [12_000]
 
 
@@ -181,8 +182,9 @@ def test_a_failed_refund_becomes_an_adjustment_and_restores_the_balance(app, str
         s = _card_payment(12_000)
         row = refunds.refund(_payment(s), 5_000, "Goodwill", _staff(s), charges.new_token())
         assert row.status == "succeeded"
-        invoice = db.session.get(Invoice, s.invoice_id)
-        assert (invoice.paid_cents, invoice.status) == (7_000, "partially_paid")
+        invoice = db.session.get(Invoice, s.invoice_id)  # given back, not owed again
+        assert (invoice.paid_cents, invoice.refunded_cents, invoice.balance_cents) == (12_000, 5_000, 0)
+        assert invoice.shown_status == "partially_refunded"
         assert (_payment(s).refunded_cents, _payment(s).status) == (5_000, "partially_refunded")
 
         assert refunds.fail(db.session.get(Refund, row.id), "closed card") is True
@@ -195,8 +197,9 @@ def test_a_failed_refund_becomes_an_adjustment_and_restores_the_balance(app, str
         assert [(a.amount_cents, a.refund_id, a.payment_id, a.invoice_id, a.customer_id) for a in adjustments] == [
             (5_000, row.id, s.payment_id, s.invoice_id, s.customer_id)]
         assert "closed card" in adjustments[0].reason
-        invoice = db.session.get(Invoice, s.invoice_id)
-        assert (invoice.paid_cents, invoice.status) == (12_000, "paid")
+        invoice = db.session.get(Invoice, s.invoice_id)  # the money stayed; the invoice stays paid
+        assert (invoice.paid_cents, invoice.refunded_cents, invoice.status) == (12_000, 0, "paid")
+        assert invoice.shown_status == "paid"
         assert (_payment(s).refunded_cents, _payment(s).status) == (0, "succeeded")
 
         # Stripe telling us again (a repeated webhook) adds nothing.
@@ -225,8 +228,8 @@ def test_a_cash_payment_is_refunded_by_hand(app, stripe_sandbox, smtp):
         assert (row.method, row.status, row.amount_cents, row.stripe_refund_id) == ("cash", "succeeded", 4_000, None)
         payment = db.session.get(Payment, payment.id)
         assert (payment.refunded_cents, payment.status) == (4_000, "partially_refunded")
-        inv = db.session.get(Invoice, invoice.id)
-        assert (inv.paid_cents, inv.status) == (6_000, "partially_paid")
+        inv = db.session.get(Invoice, invoice.id)  # given back, not owed again
+        assert (inv.paid_cents, inv.refunded_cents, inv.balance_cents) == (10_000, 4_000, 0)
         mailer.deliver_pending()
     assert _stripe_refunds(stripe_sandbox) == []  # no Stripe call
     assert len([m for m in smtp.to("cy@example.com") if "Refund" in m["Subject"]]) == 1

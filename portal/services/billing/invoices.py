@@ -24,6 +24,7 @@ from portal.models import (
 )
 from portal.money import MAX_CHARGE_CENTS, format_money, percent_of
 from portal.pagination import paginate
+from portal.services.billing import credit
 from portal.services.crm.customers import contains_pattern
 from portal.services.errors import NotFound, ServiceError, ValidationError, found
 from portal.services.payments import charges, ledger
@@ -37,6 +38,7 @@ def send(invoice: Invoice, actor: StaffUser | None) -> None:
     customer = get_existing(Customer, invoice.customer_id)
     to = _check_sendable(invoice, customer)
     resend = _mark_sent(invoice)
+    credit.apply(customer, actor=actor, invoices=[invoice])  # credit on account pays what it can first
     link = magic_links.portal_link(customer, f"/portal/invoices/{invoice.id}")
     mailer.queue_email("invoice_sent", to,
                        {"invoice": invoice, "link": link, "subject_args": {"number": invoice.number}},
@@ -94,6 +96,7 @@ def send_many(customer: Customer, chosen: list[Invoice], actor: StaffUser | None
         _mark_sent(invoice)
         if automatic:
             invoice.auto_invoiced_at = now
+    credit.apply(customer, actor=actor, invoices=chosen)  # credit on account pays what it can first
     items = [(i, magic_links.portal_link(customer, f"/portal/invoices/{i.id}")) for i in chosen]
     email = mailer.queue_email(
         "invoices_sent", to,
@@ -281,7 +284,7 @@ def void(invoice: Invoice, staff: StaffUser, reason: str | None) -> None:
     if invoice.status == "void":
         raise ServiceError("This invoice is already void.")
     _release_deposits(invoice)
-    if invoice.paid_cents > 0:
+    if invoice.paid_cents - invoice.refunded_cents > 0:  # fully refunded money no longer holds it
         raise ServiceError("This invoice has payments; refund them first, then void it.")
     if charges.open_attempt_for(invoice) is not None:
         raise ServiceError("A card payment for this invoice is being processed; wait for it to settle.")

@@ -4,17 +4,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from portal import clock
 from portal.extensions import db
 from portal.models import Card, Customer, CustomerPlan, Invoice, PlanPayment, Visit
-from portal.services.payments import cards, charges
+from portal.services.overview import owed as owed_service
+from portal.services.payments import cards
 from portal.services.platform import settings
 from portal.services.work import appointments, estimates
 
-OUTSTANDING_PLAN = ("failed", "overdue")
 SHOWN = 5  # rows per block on the home page; the rest is one click away
 
 
@@ -31,59 +31,61 @@ class UpcomingCharge:
 
 @dataclass
 class Home:
-    balance_cents: int = 0
-    open_invoices: list[Invoice] = field(default_factory=list)
-    past_due: list[Invoice] = field(default_factory=list)
+    owed: owed_service.Owed
     upcoming: list[UpcomingCharge] = field(default_factory=list)
     next_visit: Visit | None = None
     open_estimates: list = field(default_factory=list)
     plans: list[CustomerPlan] = field(default_factory=list)
-    plan_outstanding: list[PlanPayment] = field(default_factory=list)
+    wallet: list[Card] = field(default_factory=list)  # cards on file: a plan without a card can take one
+
+    @property
+    def balance_cents(self) -> int:
+        """Balance due: everything owed (invoices and plan payments) less the credit the invoices take."""
+        return self.owed.to_pay_cents
+
+    @property
+    def open_invoices(self) -> list[Invoice]:
+        return self.owed.invoices[:SHOWN]
+
+    @property
+    def open_count(self) -> int:
+        return len(self.owed.invoices)
+
+    @property
+    def past_due(self) -> list[Invoice]:
+        return self.owed.past_due[:SHOWN]
+
+    @property
+    def past_due_count(self) -> int:
+        return len(self.owed.past_due)
+
+    @property
+    def plan_outstanding(self) -> list[PlanPayment]:
+        return self.owed.plan_payments
 
     @property
     def plan_outstanding_cents(self) -> int:
-        return sum(p.amount_cents for p in self.plan_outstanding)
-
-    open_count: int = 0
-    past_due_count: int = 0
-
-    @property
-    def pay_target(self) -> Invoice | None:
-        """One open invoice: Pay goes straight to it; several: to the list."""
-        return self.open_invoices[0] if self.open_count == 1 else None
+        return self.owed.plans_cents
 
 
 def summary(customer: Customer) -> Home:
     today = clock.today()
-    home = Home()
-    payable = (Invoice.customer_id == customer.id, Invoice.status.in_(charges.PAYABLE_INVOICE))
-    count, balance = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0))
-        .where(*payable)).one()
-    home.open_count, home.balance_cents = int(count), int(balance)
-    home.open_invoices = list(db.session.scalars(  # the first few, oldest due first
-        select(Invoice).where(*payable).order_by(Invoice.due_date.is_(None), Invoice.due_date, Invoice.id)
-        .limit(SHOWN)))
-    past_due = (*payable, Invoice.due_date < today)
-    home.past_due_count = db.session.scalar(select(func.count()).select_from(Invoice).where(*past_due)) or 0
-    home.past_due = list(db.session.scalars(select(Invoice).where(*past_due).order_by(Invoice.due_date, Invoice.id)
-                                            .limit(SHOWN)))
+    home = Home(owed_service.for_customer(customer))
     home.plans = list(db.session.scalars(
         select(CustomerPlan).where(CustomerPlan.customer_id == customer.id,
                                    CustomerPlan.status.in_(("pending", "active")))
         .options(selectinload(CustomerPlan.card)).order_by(CustomerPlan.created_at)))
     plan_ids = [p.id for p in home.plans]
     payments = db.session.scalars(
-        select(PlanPayment).where(PlanPayment.plan_id.in_(plan_ids),
-                                  PlanPayment.status.in_(OUTSTANDING_PLAN + ("scheduled",)))
+        select(PlanPayment).where(PlanPayment.plan_id.in_(plan_ids), PlanPayment.status == "scheduled",
+                                  PlanPayment.due_date >= today)
         .order_by(PlanPayment.due_date)).all() if plan_ids else []
-    home.plan_outstanding = [p for p in payments if p.status in OUTSTANDING_PLAN]
-    default_card = next((c for c in cards.active_cards(customer) if c.is_default), None)
+    home.wallet = cards.active_cards(customer)
+    default_card = next((c for c in home.wallet if c.is_default), None)
     for plan in home.plans:
         if plan.status != "active" or plan.payment_method != "card":
             continue
-        nxt = next((p for p in payments if p.plan_id == plan.id and p.status == "scheduled" and p.due_date >= today),
-                   None)
+        nxt = next((p for p in payments if p.plan_id == plan.id), None)
         when = nxt.due_date if nxt else plan.next_billing_date
         amount = nxt.amount_cents if nxt else plan.price_cents
         if when and amount:

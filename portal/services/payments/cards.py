@@ -14,11 +14,14 @@ from portal.services.payments import gateway
 from portal.services.platform import activity, magic_links, mailer
 
 ONCE = "customer_once"  # added_by of a card entered to pay once, without "save this card"
+IF_PAID = "customer_if_paid"  # entered to pay with "save this card": on file only once that payment succeeds
+NOT_ON_FILE = (ONCE, IF_PAID)
 
 
 def active_cards(customer: Customer) -> list[Card]:
     return list(db.session.scalars(
-        select(Card).where(Card.customer_id == customer.id, Card.removed_at.is_(None), Card.added_by != ONCE)
+        select(Card).where(Card.customer_id == customer.id, Card.removed_at.is_(None),
+                           Card.added_by.not_in(NOT_ON_FILE))
         .order_by(Card.is_default.desc(), Card.created_at.desc(), Card.id.desc())))
 
 
@@ -55,10 +58,12 @@ def start_setup(customer: Customer, purpose: str = "wallet", added_by: str = "cu
 
 def save_from_setup_intent(customer: Customer, setup_intent_id: str, *, added_by: str, actor: StaffUser | None = None,
                            kind: str = "personal", nickname: str | None = None, make_default: bool = False,
-                           on_file: bool = True) -> Card:
+                           on_file: bool = True, if_paid: bool = False) -> Card:
     """Store the card a confirmed SetupIntent collected (W-6). Idempotent per payment method. Caller commits.
 
-    `on_file=False` is a card used for one payment only: it is never default and `forget()` removes it after."""
+    `on_file=False` is a card used for one payment only: it is never default and `forget()` removes it after.
+    `if_paid` (with `on_file=False`): "save this card" on a payment form — the card goes on file only when that
+    payment succeeds (`keep_if_paid`); a declined one is forgotten like a card used once, and never default."""
     if not setup_intent_id or not str(setup_intent_id).startswith("seti_"):
         raise ValidationError("setup_intent", _("The card was not saved. Enter the card again."))
     try:
@@ -72,11 +77,12 @@ def save_from_setup_intent(customer: Customer, setup_intent_id: str, *, added_by
     pm_id = gateway.id_of(intent.payment_method)
     assert pm_id is not None  # intent.payment_method is set (checked above); Stripe ids it
     return _store_payment_method(customer, pm_id, added_by=added_by, actor=actor, kind=kind, nickname=nickname,
-                                 make_default=make_default, on_file=on_file)
+                                 make_default=make_default, on_file=on_file, if_paid=if_paid)
 
 
 def _store_payment_method(customer: Customer, pm_id: str, *, added_by: str, actor: StaffUser | None, kind: str,
-                          nickname: str | None, make_default: bool, on_file: bool = True) -> Card:
+                          nickname: str | None, make_default: bool, on_file: bool = True,
+                          if_paid: bool = False) -> Card:
     existing = db.session.scalars(select(Card).where(Card.stripe_payment_method_id == pm_id)).first()
     if existing is not None:
         return _already_saved(customer, existing, actor=actor, kind=kind, nickname=nickname, make_default=make_default)
@@ -94,7 +100,8 @@ def _store_payment_method(customer: Customer, pm_id: str, *, added_by: str, acto
                 exp_month=details.exp_month, exp_year=details.exp_year,
                 postal_code=gateway.get(pm, "billing_details", "address", "postal_code"),
                 funding=gateway.get(details, "funding"), kind=kind if kind in ("personal", "hsa_fsa") else "personal",
-                nickname=(nickname or "").strip() or None, added_by=added_by if on_file else ONCE, is_default=False,
+                nickname=(nickname or "").strip() or None,
+                added_by=added_by if on_file else (IF_PAID if if_paid else ONCE), is_default=False,
                 created_at=clock.now())
     try:
         with db.session.begin_nested():
@@ -110,6 +117,19 @@ def _store_payment_method(customer: Customer, pm_id: str, *, added_by: str, acto
     activity.record(customer.id, "card", f"Card added: {card.label} (exp {card.exp_month:02d}/{card.exp_year})",
                     staff=actor, actor_kind="staff" if actor else "customer")
     return card
+
+
+def keep_if_paid(card: Card | None) -> None:
+    """The payment made with a card entered with "save this card" succeeded: the card goes on file now (default
+    if the customer has none). Caller commits."""
+    if card is None or card.added_by != IF_PAID or card.removed_at is not None:
+        return
+    card.added_by = "customer"
+    customer = get_existing(Customer, card.customer_id)
+    if default_card_id(customer.id, exclude=card.id) is None:
+        _make_default(customer, card)
+    activity.record(customer.id, "card", f"Card added: {card.label} (exp {card.exp_month or 0:02d}/{card.exp_year}), "
+                    "saved with a payment that went through", actor_kind="customer")
 
 
 def _already_saved(customer: Customer, card: Card, *, actor, kind, nickname, make_default) -> Card:

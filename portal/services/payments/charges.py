@@ -118,10 +118,11 @@ def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str
                 purpose: str = "invoice", off_session: bool, initiated_by: str, actor: StaffUser | None = None,
                 plan_payment_id: int | None = None, estimate_id: int | None = None, plan_id: int | None = None,
                 plan_payment_ids: list[int] | None = None, key: str | None = None,
-                invoices: list[Invoice] | None = None) -> Outcome:
+                invoices: list[Invoice] | None = None, plan_cents: int = 0) -> Outcome:
     """Charge a card on file. Commits: the attempt before Stripe is called, the outcome after.
     `key`: a caller-made idempotency key (scheduled plan charges: one per payment and attempt number).
-    `invoices`: INV-4 "Pay all": one charge of exactly their balances, allocated to each when it succeeds."""
+    `invoices`: INV-4 "Pay all": one charge of exactly their balances, allocated to each when it succeeds.
+    `plan_cents`: the part of a "Pay all" charge that pays `plan_payment_ids` (P-1: everything owed at once)."""
     if key is None:
         token = token if token and _TOKEN.match(token) else new_token()
         key = f"charge_{token}"
@@ -143,7 +144,7 @@ def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str
             raise ValidationError("amount", _("This invoice is not open for payment (%(status)s).",
                                               status=label(invoice.status)))
         _refuse_if_busy(invoice)
-    shares = _lock_shares(customer, invoices, amount_cents) if invoices else []
+    shares = _lock_shares(customer, invoices, amount_cents - plan_cents) if invoices else []
     check_amount(amount_cents, invoice.balance_cents if invoice is not None else None)
     attempt = ChargeAttempt(idempotency_key=key, customer_id=customer.id, card_id=card.id, amount_cents=amount_cents,
                             currency=settings.currency(), status="pending", purpose=purpose, off_session=off_session,
@@ -324,6 +325,7 @@ def settle_succeeded(attempt: ChargeAttempt, intent, *, late: bool = False) -> P
                       received_at=clock.now(), created_at=clock.now())
     db.session.add(payment)
     db.session.flush()
+    cards.keep_if_paid(card)  # "save this card": on file now that its payment went through
     invoice = db.session.get(Invoice, attempt.invoice_id) if attempt.invoice_id else None
     if invoice is not None:
         allocate(payment, invoice, amount)
@@ -554,7 +556,7 @@ def forget_card_used_once(card_id: int | None) -> None:
     """A card entered without "save this card" leaves the file once its payment is settled (not while the
     bank's confirmation is pending: Stripe cannot finish a payment on a detached card). Caller commits."""
     card = db.session.get(Card, card_id) if card_id else None
-    if card is None or card.added_by != cards.ONCE or card.removed_at is not None:
+    if card is None or card.added_by not in cards.NOT_ON_FILE or card.removed_at is not None:
         return
     open_attempt = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.card_id == card.id,
                                                                   ChargeAttempt.status.in_(OPEN))).first()

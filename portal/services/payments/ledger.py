@@ -6,6 +6,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
 from portal.models import (
@@ -17,6 +18,7 @@ from portal.models import (
     Invoice,
     Payment,
     PaymentAllocation,
+    PlanPayment,
     Refund,
 )
 from portal.services.errors import found
@@ -109,10 +111,26 @@ class PaymentDetail:
     refunds: list = field(default_factory=list)
     adjustments: list = field(default_factory=list)
     attempt: ChargeAttempt | None = None
+    plan_payments: list = field(default_factory=list)  # (PlanPayment, cents), their plans loaded
+    credit_cents: int = 0  # what no invoice or plan payment holds: left on the customer's account
 
 
 def payment_detail(payment: Payment) -> PaymentDetail:
+    """What one payment paid (invoices, plan payments), its refunds and adjustments: a receipt's facts."""
+    detail = _payment_detail(payment)
+    used = sum(c for _, c in detail.allocations) + sum(c for _, c in detail.plan_payments)
+    detail.credit_cents = max(payment.amount_cents - payment.refunded_cents - used, 0) \
+        if payment.kind == "payment" else 0
+    return detail
+
+
+def _payment_detail(payment: Payment) -> PaymentDetail:
     return PaymentDetail(
+        plan_payments=list(db.session.execute(
+            select(PlanPayment, PaymentAllocation.amount_cents)
+            .join(PaymentAllocation, PaymentAllocation.plan_payment_id == PlanPayment.id)
+            .where(PaymentAllocation.payment_id == payment.id)
+            .options(joinedload(PlanPayment.plan)).order_by(PlanPayment.due_date)).all()),
         allocations=list(db.session.execute(select(Invoice, PaymentAllocation.amount_cents).join(PaymentAllocation)
                                             .where(PaymentAllocation.payment_id == payment.id)).all()),
         refunds=list(db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)

@@ -63,8 +63,12 @@ def why_not(payment: Payment) -> str | None:
     return None
 
 
-def refund(payment: Payment, amount_cents: int, reason: str | None, actor: StaffUser, token: str | None) -> Refund:
-    """Refund a payment fully or partly. Card payments go through Stripe; others are recorded by hand. Commits."""
+def refund(payment: Payment, amount_cents: int, reason: str | None, actor: StaffUser, token: str | None, *,
+           still_owed: bool = False) -> Refund:
+    """Refund a payment fully or partly. Card payments go through Stripe; others are recorded by hand. Commits.
+
+    R-7: the refunded money is given back, not owed again: the invoices it paid stay paid and read "Refunded" /
+    "Partially refunded". `still_owed` (staff ticked "the customer still owes this") makes it owed again on them."""
     key = f"refund_{token}" if token and _TOKEN.match(token) else f"refund_{charges.new_token()}"
     existing = db.session.scalars(select(Refund).where(Refund.idempotency_key == key)).first()
     if existing is not None and existing.payment_id == payment.id:
@@ -76,6 +80,9 @@ def refund(payment: Payment, amount_cents: int, reason: str | None, actor: Staff
         raise ValidationError("amount", problem)
     if amount_cents <= 0:
         raise ValidationError("amount", "Enter an amount above zero.")
+    if still_owed and plan_payment_ids(payment):
+        raise ValidationError("still_owed", "A plan payment refunded is not billed again: collect it with the plan's "
+                                            "Pay button if the customer still owes it.")
     left = refundable_cents(payment)
     if amount_cents > left:
         raise ValidationError("amount", f"At most {format_money(left, payment.currency)} can still be refunded "
@@ -83,7 +90,7 @@ def refund(payment: Payment, amount_cents: int, reason: str | None, actor: Staff
                                         f"{format_money(payment.refunded_cents, payment.currency)}).")
     row = Refund(payment_id=payment.id, amount_cents=amount_cents, reason=(reason or "").strip()[:300] or None,
                  method=payment.method, status="pending", idempotency_key=key, created_by_id=actor.id,
-                 created_at=clock.now())
+                 still_owed=still_owed, created_at=clock.now())
     found = once.add_or_existing(row, Refund.idempotency_key, key)
     if found is not row:
         return found
@@ -98,7 +105,10 @@ def refund(payment: Payment, amount_cents: int, reason: str | None, actor: Staff
                                         "meanwhile. Reload the page.")
     db.session.refresh(payment)
     _payment_status(payment)
-    _unapply(payment, amount_cents)
+    if still_owed:
+        _unapply(payment, amount_cents)
+    else:
+        _count_refunded(payment, amount_cents)
     customer = get_existing(Customer, payment.customer_id)
     activity.record(customer.id, "refund", f"Refund of {format_money(amount_cents, payment.currency)} started "
                     f"({payment.method}){': ' + row.reason if row.reason else ''}", staff=actor,
@@ -176,7 +186,8 @@ def fail(row: Refund, reason: str | None) -> bool:
                        .execution_options(synchronize_session=False))
     db.session.refresh(payment)
     _payment_status(payment)
-    invoice_id = _reapply(payment, row.amount_cents)
+    invoice_id = _reapply(payment, row.amount_cents) if row.still_owed else _count_refunded(payment, -row.amount_cents)
+    invoice_id = invoice_id or _first_invoice_id(payment)
     db.session.add(Adjustment(customer_id=payment.customer_id, refund_id=row.id, payment_id=payment.id,
                               invoice_id=invoice_id, amount_cents=row.amount_cents,
                               reason=f"Refund failed ({reason or 'no reason given'}); the money stayed with the "
@@ -205,8 +216,28 @@ def _first_invoice_id(payment: Payment) -> int | None:
     return next((a.invoice_id for a in payment.allocations if a.invoice_id), None)
 
 
+def _count_refunded(payment: Payment, amount_cents: int) -> int | None:
+    """R-7: count a refund (or, negative, a failed refund's return, R-4) on the invoices the payment paid, latest
+    allocation first; what they were paid does not change, so nothing is owed again. Returns the first invoice."""
+    left, back = abs(amount_cents), amount_cents < 0
+    first = None
+    for allocation in sorted(payment.allocations, key=lambda a: a.id, reverse=not back):
+        if not allocation.invoice_id or left <= 0:
+            continue
+        invoice = charges.lock_invoice(allocation.invoice_id)
+        room = invoice.refunded_cents if back else max(invoice.paid_cents - invoice.refunded_cents, 0)
+        take = min(left, allocation.amount_cents, room)
+        if take <= 0:
+            continue
+        invoice.refunded_cents += -take if back else take
+        first = first or invoice.id
+        left -= take
+    return first
+
+
 def _unapply(payment: Payment, amount_cents: int) -> None:
-    """The refunded money is owed again on the invoices the payment paid (latest allocation first)."""
+    """"The customer still owes this": the refunded money is owed again on the invoices the payment paid (latest
+    allocation first)."""
     left = amount_cents
     for allocation in sorted(payment.allocations, key=lambda a: a.id, reverse=True):
         if not allocation.invoice_id or left <= 0:

@@ -54,6 +54,7 @@ PERIOD_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
 OUTSTANDING = ("failed", "overdue")
 COLLECTED = ("paid", "marked_paid", "refunded", "partially_refunded")
 BATCH_SIZE = 50
+PAY_ALL = "pay_all"  # a portal charge for invoices and plan payments together (overview.owed)
 EXPIRY_WARNING_DAYS = 30
 
 
@@ -207,8 +208,12 @@ def lock_plan(plan_id: int) -> CustomerPlan:
 
 
 def open_charge(plan: CustomerPlan) -> ChargeAttempt | None:
-    return db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.plan_id == plan.id,
-                                                          ChargeAttempt.status.in_(charges.OPEN))).first()
+    """The plan's unsettled charge, or the customer's unsettled "Pay all" charge (it may pay this plan's bills)."""
+    return db.session.scalars(select(ChargeAttempt).where(
+        (ChargeAttempt.plan_id == plan.id)
+        | ((ChargeAttempt.purpose == PAY_ALL) & (ChargeAttempt.customer_id == plan.customer_id)),
+        ChargeAttempt.status.in_(charges.OPEN))).first()
+
 
 
 def outstanding_payments(plan: CustomerPlan) -> list[PlanPayment]:
@@ -434,6 +439,33 @@ def on_charge_succeeded(attempt: ChargeAttempt, *, payment: Payment) -> None:
     activity.record(plan.customer_id, "plan", f"Plan “{plan.name}”: "
                     + ", ".join(f"payment due {r.due_date.isoformat()}" for r in due)
                     + f" paid ({format_money(payment.amount_cents, payment.currency)})", plan_id=plan.id)
+
+
+def on_pay_all_succeeded(attempt: ChargeAttempt, *, payment: Payment) -> None:
+    """P-1: a "Pay all" charge paid these plan bills too: each becomes paid (its dunning ends). A bill collected
+    meanwhile keeps its share on the customer's account. Receiver of `events.charge_succeeded`."""
+    if attempt.purpose != PAY_ALL or attempt.plan_id or not attempt.plan_payment_ids:
+        return
+    rows = list(db.session.scalars(select(PlanPayment).where(PlanPayment.id.in_(_ids(attempt)))
+                                   .order_by(PlanPayment.plan_id, PlanPayment.due_date)))
+    for plan_id in sorted({r.plan_id for r in rows}):
+        plan = lock_plan(plan_id)
+        fresh = list(db.session.scalars(select(PlanPayment).where(PlanPayment.id.in_([r.id for r in rows]),
+                                                                  PlanPayment.plan_id == plan_id)
+                                        .order_by(PlanPayment.due_date).execution_options(populate_existing=True)))
+        due = [r for r in fresh if r.status not in COLLECTED]
+        for row in due:
+            _mark_paid([row], payment, attempt.card_id)
+        if due:
+            activity.record(plan.customer_id, "plan", f"Plan “{plan.name}”: "
+                            + ", ".join(f"payment due {r.due_date.isoformat()}" for r in due)
+                            + f" paid with “Pay all” ({format_money(sum(r.amount_cents for r in due), plan.currency)})",
+                            actor_kind="customer", plan_id=plan.id)
+        for row in fresh:
+            if row.status in COLLECTED and row not in due:
+                activity.record(plan.customer_id, "payment", f"{format_money(row.amount_cents, plan.currency)} of a "
+                                f"“Pay all” payment was not needed for the plan payment due {row.due_date.isoformat()}"
+                                "; it stays on the customer's account", plan_id=plan.id)
 
 
 def on_charge_failed(attempt: ChargeAttempt, *, explanation: declines.Explanation, **_facts: object) -> None:
