@@ -77,11 +77,11 @@ def init_app(app: Flask) -> None:
     from admin.billing import automation, invoices  # noqa: F401
     from admin.crm import client_card, custom_fields, customers, importing, messages  # noqa: F401
     from admin.overview import views as overview_views  # noqa: F401
-    from admin.payments import reports  # noqa: F401
+    from admin.payments import reports, stripe_link  # noqa: F401
     from admin.payments import views as payment_views  # noqa: F401  (registers its routes on bp)
     from admin.plans import reports as plan_reports  # noqa: F401
     from admin.plans import views as plan_views  # noqa: F401  (registers its routes on bp)
-    from admin.platform import account, auth, outbox, settings, staff  # noqa: F401
+    from admin.platform import account, auth, data_export, outbox, settings, staff  # noqa: F401
     from portal.extensions import login_manager
 
     login_manager.user_loader(auth.load_user)

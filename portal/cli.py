@@ -1,4 +1,5 @@
-"""flask seed-demo, flask demo-info, flask jobs run [--as-of], flask stripe-sandbox, flask create-staff."""
+"""flask seed-demo, flask demo-info, flask jobs run [--as-of], flask stripe-sandbox, flask create-staff,
+flask stripe-import."""
 from __future__ import annotations
 
 import json
@@ -155,9 +156,43 @@ def _print_demo_info(email: str, password: str) -> None:
     click.echo("")
 
 
+@click.command("stripe-import")
+@with_appcontext
+@click.option("--create-unmatched", is_flag=True, help="Create a customer for each Stripe customer no email matches.")
+@click.option("--yes", is_flag=True, help="Link without asking (after printing the preview).")
+def stripe_import(create_unmatched: bool, yes: bool):
+    """Link existing Stripe customers to ours by email and import their saved cards (nothing is charged)."""
+    from portal.services.payments import gateway, stripe_link
+
+    try:
+        preview = stripe_link.preview(create_unmatched)
+    except gateway.StripeError as exc:
+        raise click.ClickException(f"Stripe did not answer: {gateway.classify(exc).message}") from None
+    for d in preview.decisions:
+        ours = f" → {d.customer_name} (#{d.customer_id})" if d.customer_id else ""
+        click.echo(f"{d.stripe.id}  {d.stripe.email or '(no email)'}{ours}: {d.action}"
+                   + (f" ({d.reason})" if d.reason else ""))
+    counts = preview.counts
+    click.echo(f"To link: {counts['link']}, already linked: {counts['linked']}, to create: {counts['create']}, "
+               f"not matched: {counts['unmatched']}, left as they are: {counts['conflict']}.")
+    if not yes and not click.confirm("Link them and import their cards?", default=False):
+        click.echo("Nothing changed.")
+        return
+    try:
+        result = stripe_link.link(None, create_unmatched)
+    except gateway.StripeError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"Stripe did not answer: {gateway.classify(exc).message}. Nothing changed.") \
+            from None
+    db.session.commit()
+    click.echo(f"Linked {result.linked}, created {result.created}, cards imported {result.cards_added}. "
+               "Nothing was charged.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(jobs_cli)
     app.cli.add_command(create_staff)
     app.cli.add_command(stripe_sandbox)
     app.cli.add_command(seed_demo)
     app.cli.add_command(demo_info)
+    app.cli.add_command(stripe_import)

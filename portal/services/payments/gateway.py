@@ -134,6 +134,22 @@ def detach_payment_method(payment_method_id: str):
     return client().v1.payment_methods.detach(payment_method_id)
 
 
+def list_customers(starting_after: str | None = None, limit: int = 100):
+    """One page of the account's Stripe customers (DATA-3); follow `has_more` with the last id."""
+    params: Any = {"limit": limit}
+    if starting_after:
+        params["starting_after"] = starting_after
+    return client().v1.customers.list(params=params)
+
+
+def list_card_payment_methods(stripe_customer_id: str, starting_after: str | None = None, limit: int = 100):
+    """One page of a Stripe customer's saved cards (DATA-3)."""
+    params: Any = {"customer": stripe_customer_id, "type": "card", "limit": limit}
+    if starting_after:
+        params["starting_after"] = starting_after
+    return client().v1.payment_methods.list(params=params)
+
+
 # --- Charges ------------------------------------------------------------------------------------------
 
 def create_payment_intent(*, amount: int, currency: str, stripe_customer_id: str, payment_method_id: str,
