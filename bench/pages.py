@@ -1,77 +1,181 @@
-"""Benchmark: the busiest pages with a customer who has years of history.
+"""Benchmark: every busy admin and portal page against a floor route, in-process, on PostgreSQL.
 
-    .venv/bin/python bench/pages.py [--rows 300] [--runs 20]
+    .venv/bin/python bench/pages.py --url postgresql://postgres@127.0.0.1:5432/bench --scale 1.0 [--runs 15]
+    .venv/bin/python bench/pages.py --url ... --no-generate      # reuse the business generated last time
 
-Targets (median on a 2-core machine, SQLite): portal home < 150 ms, client card < 250 ms,
-portal invoices < 150 ms. Prints the timings and exits 1 when a target is missed. Not part of `make test`.
+It generates the business first (bench/generate.py: it empties that database), then requests each page `--runs`
+times through the app (test client: the whole Flask stack, no network) and prints: page, median ms, floor ratio
+(the floor's median / the page's: its share of the floor's throughput), queries, KB. The floor is a route added to
+the same app: one primary-key query and a tiny template. Then a year of transactions as CSV runs in a child process
+(time and peak memory). Targets (issue 15): HTML pages ratio >= 0.10, <= 20 queries, <= 300 KB; PDF and CSV
+ratio >= 0.04; the year CSV < 60 s and < 300 MB. Exits 1 when a target is missed. Not part of `make test`.
 """
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TARGETS_MS = {"portal home": 150, "portal invoices": 150, "client card": 250}
+HTML_RATIO, FILE_RATIO, MAX_QUERIES, MAX_KB = 0.10, 0.04, 20, 300
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=300, help="jobs, invoices, estimates, notes and events")
-    parser.add_argument("--runs", type=int, default=20)
-    args = parser.parse_args()
+def _app(url: str):
+    from flask import render_template_string
 
     from portal import create_app
     from portal.extensions import db
-    from portal.models import ActivityEvent, Customer, StaffUser
-    from portal.services.platform import magic_links
-    from tests.factories import make_customer, make_estimate, make_invoice, make_job, make_plan, make_staff
+    from portal.models import Customer
 
-    folder = tempfile.mkdtemp(prefix="portal-bench-")
-    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False,
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/bench.sqlite3", "BASE_URL": "http://bench"})
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False,
+                      "BASE_URL": "http://bench", "RATELIMIT_ENABLED": False})
+
+    def floor():
+        customer = db.session.get(Customer, 2)
+        return render_template_string("<!doctype html><title>floor</title><p>{{ name }}</p>",
+                                      name=customer.first_name if customer else "")
+
+    app.add_url_rule("/bench/floor", "bench_floor", floor)
+    return app
+
+
+def _counter(app):
+    from sqlalchemy import event
+
+    from portal.extensions import db
+
+    counter = {"n": 0}
     with app.app_context():
-        db.create_all()
-        staff = make_staff("admin")
-        customer = make_customer("Busy", "Customer")
-        make_plan(customer, payments=[(date(2024, 1, 1) + timedelta(days=30 * k), "paid") for k in range(24)])
-        for i in range(args.rows):
-            make_invoice(customer, 5_000 + i)
-            make_estimate(customer)
-            if i % 3 == 0:
-                make_job(customer, f"Job {i}", visit_in_days=(i % 60) - 30)
-            db.session.add(ActivityEvent(customer_id=customer.id, event_type="note", summary=f"event {i}",
-                                         actor_kind="staff", actor_staff_id=staff.id))
+        event.listen(db.engine, "before_cursor_execute", lambda *a, **k: counter.__setitem__("n", counter["n"] + 1))
+    return counter
+
+
+def measure(url: str, runs: int) -> list[tuple]:
+    from sqlalchemy import select
+
+    from portal.extensions import db
+    from portal.models import Customer, Invoice
+    from portal.services.platform import magic_links
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from flask_migrate import upgrade
+    from generate import BUSY_ID, PASSWORD, STAFF_EMAIL
+
+    app = _app(url)
+    with app.app_context():  # a business generated before newer migrations
+        upgrade(directory=str(Path(__file__).resolve().parents[1] / "migrations"), revision="heads")
+    counter = _counter(app)
+    with app.app_context():
+        token = magic_links.issue_token(db.session.get(Customer, BUSY_ID))
         db.session.commit()
-        token = magic_links.issue_token(db.session.get(Customer, customer.id))
-        staff_email = db.session.get(StaffUser, staff.id).email
-
-    portal, admin = app.test_client(), app.test_client()
-    portal.get(f"/portal/magic/{token}")
-    from tests.factories import PASSWORD
-
-    admin.post("/admin/login", data={"email": staff_email, "password": PASSWORD})
-    pages = {"portal home": (portal, "/portal/"), "portal invoices": (portal, "/portal/invoices?show=all"),
-             "client card": (admin, f"/admin/customers/{customer.id}")}
-    missed = 0
-    for name, (client, url) in pages.items():
-        client.get(url)  # warm up
-        times = []
-        for _ in range(args.runs):
+        invoice_id = db.session.scalar(select(Invoice.id).where(Invoice.customer_id == BUSY_ID)
+                                       .order_by(Invoice.id.desc()).limit(1))
+    floor, admin, portal = app.test_client(), app.test_client(), app.test_client()
+    r = admin.post("/admin/login", data={"email": STAFF_EMAIL, "password": PASSWORD})
+    assert r.status_code == 302, ("staff login", r.status_code)
+    assert portal.get(f"/portal/magic/{token}").status_code in (200, 302)
+    today = date.today()
+    month = f"from={today.replace(day=1).isoformat()}&to={today.isoformat()}"
+    year = f"from={today.replace(month=1, day=1).isoformat()}&to={today.isoformat()}"
+    pages = [
+        ("floor", floor, "/bench/floor", "floor"),
+        ("/admin/ (dashboard)", admin, "/admin/", "html"),
+        ("/admin/customers", admin, "/admin/customers", "html"),
+        ("/admin/customers/<busy> (client card)", admin, f"/admin/customers/{BUSY_ID}", "html"),
+        ("/admin/invoices", admin, "/admin/invoices", "html"),
+        ("/admin/overdue", admin, "/admin/overdue", "html"),
+        ("/admin/reports/plans", admin, "/admin/reports/plans", "html"),
+        ("/admin/reports/transactions (month)", admin, f"/admin/reports/transactions?{month}", "html"),
+        ("/admin/reports/transactions (from Jan 1)", admin, f"/admin/reports/transactions?{year}", "html"),
+        ("/admin/reports/transactions CSV (month)", admin, f"/admin/reports/transactions?{month}&format=csv",
+         "file"),
+        ("/admin/messages", admin, "/admin/messages", "html"),
+        ("/admin/outbox", admin, "/admin/outbox", "html"),
+        ("/portal/", portal, "/portal/", "html"),
+        ("/portal/invoices", portal, "/portal/invoices?show=all", "html"),
+        ("/portal/invoices/<id>", portal, f"/portal/invoices/{invoice_id}", "html"),
+        ("/portal/invoices/<id>.pdf", portal, f"/portal/invoices/{invoice_id}.pdf", "file"),
+        ("/portal/appointments", portal, "/portal/appointments", "html"),
+        ("/portal/estimates", portal, "/portal/estimates", "html"),
+        ("/portal/messages", portal, "/portal/messages", "html"),
+    ]
+    results = []
+    for name, client, path, kind in pages:
+        response = client.get(path)  # warm up (and the PDF font, once per process)
+        response.get_data()
+        assert response.status_code == 200, (path, response.status_code)
+        times, queries = [], 0
+        for _ in range(runs):
+            counter["n"] = 0
             start = time.perf_counter()
-            response = client.get(url)
+            response = client.get(path)
+            body = response.get_data()
             times.append((time.perf_counter() - start) * 1000)
-            assert response.status_code == 200, (url, response.status_code)
-        median = statistics.median(times)
-        ok = median <= TARGETS_MS[name]
+            queries = counter["n"]
+            assert response.status_code == 200, (path, response.status_code)
+        results.append((name, kind, statistics.median(times), queries, len(body) / 1024))
+    return results
+
+
+def csv_year(url: str) -> tuple[float, float, int]:
+    """One year of transactions as CSV in this (fresh) process: seconds, peak MB, bytes."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from generate import PASSWORD, STAFF_EMAIL
+
+    app = _app(url)
+    admin = app.test_client()
+    admin.post("/admin/login", data={"email": STAFF_EMAIL, "password": PASSWORD})
+    today = date.today()
+    start = time.perf_counter()
+    response = admin.get(f"/admin/reports/transactions?from={today.replace(year=today.year - 1).isoformat()}"
+                         f"&to={today.isoformat()}&format=csv", buffered=False)
+    size = sum(len(chunk) for chunk in response.response)
+    seconds = time.perf_counter() - start
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, size
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", required=True, help="a PostgreSQL database it may empty")
+    parser.add_argument("--scale", type=float, default=0.1)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--no-generate", action="store_true")
+    parser.add_argument("--csv-year-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    url = args.url.replace("postgresql://", "postgresql+psycopg://", 1)
+    if args.csv_year_only:
+        seconds, mb, size = csv_year(url)
+        print(f"{seconds:.2f} {mb:.1f} {size}")
+        return 0
+    if not args.no_generate:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from generate import generate
+
+        counts = generate(url, args.scale)
+        print(f"generated scale {args.scale}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    results = measure(url, args.runs)
+    floor_ms = results[0][2]
+    missed = 0
+    print("\n| page | median ms | floor ratio | queries | KB | |\n|---|---:|---:|---:|---:|---|")
+    for name, kind, median, queries, kb in results:
+        ratio = floor_ms / median if median else 0
+        ok = kind == "floor" or (ratio >= (HTML_RATIO if kind == "html" else FILE_RATIO)
+                                 and (kind == "file" or (queries <= MAX_QUERIES and kb <= MAX_KB)))
         missed += not ok
-        print(f"{name:16} median {median:7.1f} ms  p90 {sorted(times)[int(len(times) * .9) - 1]:7.1f} ms  "
-              f"target {TARGETS_MS[name]} ms  {'ok' if ok else 'MISSED'}")
+        print(f"| {name} | {median:.1f} | {ratio:.3f} | {queries} | {kb:.1f} | {'ok' if ok else 'MISSED'} |")
+    child = subprocess.run([sys.executable, __file__, "--url", url, "--csv-year-only"], capture_output=True,
+                           text=True, check=True)
+    seconds, mb, size = child.stdout.split()[-3:]
+    ok = float(seconds) < 60 and float(mb) < 300
+    missed += not ok
+    print(f"\nA year of transactions as CSV: {float(seconds):.1f} s, peak memory {float(mb):.0f} MB, "
+          f"{int(size) / 1e6:.1f} MB of CSV — {'ok' if ok else 'MISSED'}")
     return 1 if missed else 0
 
 

@@ -18,7 +18,7 @@ from portal.money import parse_percent_bp, percent_to_input
 from portal.services.billing import auto_invoicing
 from portal.services.crm import custom_fields, records
 from portal.services.crm import customers as customer_service
-from portal.services.overview import client_card
+from portal.services.overview import client_card, owed
 from portal.services.payments import cards, ledger
 from portal.services.plans import reports as plan_reports
 from portal.services.platform import magic_links, settings
@@ -87,6 +87,7 @@ def customer_view(customer_id: int):
                  "cadences": auto_invoicing.CADENCES, "cadence_choices": auto_invoicing.cadence_choices(),
                  "auto_next": auto_invoicing.upcoming(customer)}
         money["plan_owed"] = money["banner"].owed if money["banner"] else {}
+        money["owed"] = owed.for_customer(customer)  # issue 19: the same answer as the portal's
     edit_form = None
     if allowed(current_user.role, "admin.customer_edit"):
         edit_form = CustomerForm(formdata=None)

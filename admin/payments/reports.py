@@ -4,12 +4,13 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, timedelta
+from functools import partial
 
-from flask import Response, render_template, request
+from flask import Response, render_template, request, stream_with_context
 
 from admin import bp
-from portal import clock
-from portal.money import to_decimal
+from portal import charts, clock
+from portal.money import format_money, to_decimal
 from portal.services.payments import ledger
 from portal.services.platform import settings
 
@@ -39,11 +40,21 @@ def transactions():
         errors.append("At most ten years at a time.")
         end = start + timedelta(days=3660)
     chosen = tuple(t for t in request.args.getlist("type") if t in ledger.TYPES) or ledger.TYPES
-    report = ledger.transactions(start, end, chosen)
     if request.args.get("format") == "csv":
-        return _csv(report)
+        return _csv(start, end, chosen)
+    report = ledger.transactions(start, end, chosen, page=request.args.get("page"))
+    params = {"from": start.isoformat(), "to": end.isoformat(), "type": list(chosen)}
+    currency = settings.currency()
+    fmt = partial(format_money, currency=currency)
+    money_in = sum(b.money_in for b in report.bars)
+    money_out = sum(b.money_out for b in report.bars)
+    chart = charts.bar_chart(
+        "money-chart", f"Money in and out per {report.unit}, {start.isoformat()} to {end.isoformat()}",
+        f"{len(report.bars)} {report.unit}s. In: {fmt(money_in)} (payments, deposits, positive adjustments). "
+        f"Out: {fmt(money_out)} (refunds, negative adjustments). Declined attempts are not money.",
+        ["In", "Out"], [(b.label, (b.money_in, b.money_out)) for b in report.bars], fmt)
     return render_template("admin/reports/transactions.html", report=report, errors=errors, types=ledger.TYPES,
-                           chosen=chosen, currency=settings.currency()), 400 if errors else 200
+                           chosen=chosen, currency=currency, params=params, chart=chart), 400 if errors else 200
 
 
 def _cell(text: str) -> str:
@@ -51,18 +62,31 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv(report: ledger.Report) -> Response:
-    currency = settings.currency()
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["date", "customer", "customer_id", "type", "method", "card", "status", "failure_message",
-                     "amount", "fee", "net", "currency", "reference", "payment_id"])
-    for r in report.rows:
-        writer.writerow([r.when.astimezone(clock.business_tz()).strftime("%Y-%m-%d %H:%M"),
-                         _cell(r.customer.display_name) if r.customer else "", r.customer.id if r.customer else "",
-                         r.type, r.method or "", r.card or "", r.status, _cell(r.message or ""),
-                         to_decimal(r.amount_cents, currency), to_decimal(r.fee_cents, currency),
-                         to_decimal(r.net_cents, currency), currency, _cell(r.reference or ""), r.payment_id or ""])
-    name = f"transactions-{report.start.isoformat()}-{report.end.isoformat()}.csv"
-    return Response(out.getvalue(), mimetype="text/csv",
+def _csv(start: date, end: date, chosen: tuple[str, ...]) -> Response:
+    """Streamed: rows come from a server-side cursor and leave in chunks, so a year of payments keeps memory flat.
+    A declined attempt shows what was attempted (`attempted`) and counts 0 in amount, fee and net."""
+    currency, tz = settings.currency(), clock.business_tz()
+
+    def lines():
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["date", "customer", "customer_id", "type", "method", "card", "status", "failure_message",
+                         "amount", "fee", "net", "attempted", "currency", "reference", "payment_id"])
+        for n, r in enumerate(ledger.stream_transactions(start, end, chosen), 1):
+            counted = r.counts
+            writer.writerow([r.when.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+                             _cell(r.customer.display_name) if r.customer else "",
+                             r.customer.id if r.customer else "", r.type, r.method or "", r.card or "", r.status,
+                             _cell(r.message or ""), to_decimal(r.amount_cents if counted else 0, currency),
+                             to_decimal(r.fee_cents if counted else 0, currency), to_decimal(r.net_cents, currency),
+                             "" if counted else to_decimal(r.amount_cents, currency), currency,
+                             _cell(r.reference or ""), r.payment_id or ""])
+            if n % 500 == 0:
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+        yield out.getvalue()
+
+    name = f"transactions-{start.isoformat()}-{end.isoformat()}.csv"
+    return Response(stream_with_context(lines()), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

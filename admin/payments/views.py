@@ -13,6 +13,7 @@ from portal.blueprints.actions import parsed, run_action, run_form
 from portal.extensions import db
 from portal.models import Invoice, Payment
 from portal.money import format_money, parse_amount, to_input
+from portal.services.billing import credit
 from portal.services.crm import customers as customer_service
 from portal.services.errors import NotFound
 from portal.services.payments import cards, charges, disputes, gateway, ledger, refunds
@@ -51,6 +52,17 @@ def staff_card_entry(customer) -> dict:
         return {}
     db.session.commit()
     return entry
+
+
+@bp.post("/customers/<int:customer_id>/apply-credit")
+def customer_apply_credit(customer_id: int):
+    """Issue 19: staff apply the customer's credit on account to their open invoices now (oldest first)."""
+    customer = customer_service.load(customer_id)
+    if ConfirmForm().validate_on_submit():
+        run_action(lambda: credit.apply(customer, actor=current_user),
+                   lambda cents: f"Credit of {format_money(cents)} applied to the open invoices." if cents
+                   else "There was no credit to apply, or no open invoice to apply it to.")
+    return redirect(url_for("admin.customer_view", customer_id=customer.id) + "#financial")
 
 
 @bp.post("/customers/<int:customer_id>/cards/<int:card_id>/default")

@@ -1,7 +1,7 @@
 """P-4: upcoming and past visits, a calendar file per visit, "Request a different time"."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from portal import clock
@@ -20,7 +20,8 @@ def _visit(visit_id: int):
 
 @bp.get("/appointments")
 def index():
-    return render_template("portal/appointments.html", appointments=appointments.for_customer(current_customer),
+    return render_template("portal/appointments.html",
+                           appointments=appointments.for_customer(current_customer, request.args.get("page")),
                            address_of=appointments.address_of)
 
 

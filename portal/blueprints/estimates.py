@@ -32,7 +32,8 @@ def _estimate(estimate_id: int):
 
 @bp.get("/estimates")
 def index():
-    return render_template("portal/estimates/list.html", estimates=estimates.for_customer(current_customer),
+    page = estimates.for_customer(current_customer, request.args.get("page"))
+    return render_template("portal/estimates/list.html", estimates=page.items, page=page,
                            is_expired=estimates.is_expired)
 
 

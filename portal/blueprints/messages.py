@@ -44,7 +44,8 @@ def post_message(form: MessageForm, visit: Visit | None = None) -> MessageReques
 
 @bp.get("/messages")
 def index():
-    return render_template("portal/messages/list.html", messages=messages.sent_by(current_customer))
+    page = messages.sent_by(current_customer, request.args.get("page"))
+    return render_template("portal/messages/list.html", messages=page.items, page=page)
 
 
 @bp.route("/messages/new", methods=["GET", "POST"])

@@ -95,10 +95,11 @@ def send(customer: Customer, *, name: str | None, phone: str | None, body: str |
     return message
 
 
-def sent_by(customer: Customer) -> list[MessageRequest]:
-    return list(db.session.scalars(select(MessageRequest).where(MessageRequest.customer_id == customer.id)
-                                   .options(selectinload(MessageRequest.visit))
-                                   .order_by(MessageRequest.created_at.desc(), MessageRequest.id.desc())))
+def sent_by(customer: Customer, page=1, per_page: int = 20):
+    """The customer's messages, newest first, one page (a Pagination)."""
+    return paginate(select(MessageRequest).where(MessageRequest.customer_id == customer.id)
+                    .options(selectinload(MessageRequest.visit))
+                    .order_by(MessageRequest.created_at.desc(), MessageRequest.id.desc()), page, per_page)
 
 
 @dataclass

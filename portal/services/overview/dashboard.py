@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from portal import clock
 from portal.extensions import db
 from portal.models import ContactTask, Customer, Estimate, Invoice, QueuedEmail, StaffUser, Visit
+from portal.services.overview import owed as owed_service
 from portal.services.payments import charges, disputes
 from portal.services.platform import mailer
 from portal.services.work import work_orders
@@ -58,4 +59,5 @@ def money() -> dict:
         .order_by(Estimate.sent_at.desc()).limit(10)).all()
     return {"outstanding_cents": int(outstanding or 0), "open_invoices": open_count or 0,
             "overdue_count": overdue_count or 0, "overdue_cents": int(overdue_cents or 0),
-            "open_estimates": list(open_estimates), "disputes": disputes.open_disputes(10)}
+            "open_estimates": list(open_estimates), "disputes": disputes.open_disputes(10),
+            "owed": owed_service.business_totals()}  # issue 19: invoices and plan payments, by the portal's rules

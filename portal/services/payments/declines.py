@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 
 CALL_BANK = _l("Call the number on the back of the card, or use another card. Trying the same card again "
@@ -64,6 +65,35 @@ class Explanation:
 
     def __str__(self) -> str:
         return f"{self.reason} {self.next_step}"
+
+
+# What staff do about a decline (English, staff pages and CSV): the customer reads the plain wording above.
+_STAFF_STEPS = {
+    "insufficient_funds": "Ask the customer for another card, or retry after they add funds.",
+    "expired_card": "Ask the customer to add a card with a current expiry date (or send a card request).",
+    "incorrect_cvc": "Ask the customer to enter the card again with its security code.",
+    "processing_error": "Retry later; if it fails again, ask for another card.",
+    "card_velocity_exceeded": "Ask the customer to call their bank to raise the limit, or use another card.",
+    "authentication_required": "The customer must confirm the payment with their bank in the portal; "
+                               "do not charge off session again.",
+    "network_error": "Do not charge again: the reconciler settles the outcome within minutes.",
+    "api_error": "Do not charge again: the reconciler settles the outcome within minutes.",
+    "no_card": "Send a card request; the next retry uses the new card.",
+    "not_submitted": "Nothing was charged; charge again.",
+}
+_STAFF_HARD = "Hard decline: do not retry this card; ask the customer for another card."
+_STAFF_DEFAULT = "Ask the customer to call their bank or give another card; retrying the same card now will not help."
+
+
+def staff_text(code: str | None, processor_message: str | None = None) -> str:
+    """The staff wording of a decline: what the bank said, its code, and what staff should do next."""
+    code = code or "card_declined"
+    reason, _step = _EXPLANATIONS.get(code, DEFAULT)
+    with force_locale("en"):
+        text = f"{reason} Code: {code}."
+    step = _STAFF_STEPS.get(code) or (_STAFF_HARD if is_hard_decline(code) else _STAFF_DEFAULT)
+    detail = f" Processor: “{processor_message}”." if processor_message else ""
+    return f"{text}{detail} What to do: {step}"
 
 
 def explain(code: str | None) -> Explanation:

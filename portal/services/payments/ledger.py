@@ -1,11 +1,12 @@
 """Read models for money pages and the transactions report (REP-1). Bounded queries, no per-row loads."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Integer, String, case, cast, func, literal, null, select, true, union_all
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
@@ -21,6 +22,7 @@ from portal.models import (
     PlanPayment,
     Refund,
 )
+from portal.pagination import page_number
 from portal.services.errors import found
 from portal.services.payments import declines
 from portal.services.platform import settings
@@ -47,12 +49,13 @@ class Entry:
     fee_cents: int = 0
     message: str | None = None
     payment_id: int | None = None
-    customer: Customer | None = None
+    customer: Customer | Who | None = None
     reference: str | None = None
 
     @property
     def net_cents(self) -> int:
-        return self.amount_cents - self.fee_cents
+        """What reached the business: 0 for a declined or unsettled attempt (its amount never moved)."""
+        return self.amount_cents - self.fee_cents if self.counts else 0
 
     @property
     def counts(self) -> bool:
@@ -80,9 +83,7 @@ def _entries(payments, refund_rows, adjustments, attempts, customers: dict[int, 
                          a.payment_id, customers.get(a.customer_id)))
     for at, card in attempts:
         kind = "declined" if at.status == "failed" else "unknown"
-        message = str(declines.explain(at.decline_code)) if at.decline_code else None
-        if at.failure_message and at.status == "failed":
-            message = f"{message} ({at.failure_message})" if message else at.failure_message
+        message = declines.staff_text(at.decline_code, at.failure_message) if at.status == "failed" else None
         out.append(Entry(at.created_at, kind, at.amount_cents, at.status, "card",
                          _card_text(card.brand, card.last4) if card else None, 0, message, None,
                          customers.get(at.customer_id)))
@@ -157,44 +158,214 @@ def customer_history(customer: Customer, limit: int = 20) -> list[Entry]:
 # --- REP-1 --------------------------------------------------------------------------------------------
 
 TYPES = ("payment", "deposit", "refund", "adjustment", "declined")
+PAGE_SIZE = 100
+DAILY_UP_TO = 62  # days; longer ranges are charted per month
+
+
+@dataclass
+class Bar:
+    """One period of the money chart: money in (payments, deposits, positive adjustments) and out (refunds,
+    negative adjustments), in cents."""
+    label: str
+    start: date
+    money_in: int = 0
+    money_out: int = 0
 
 
 @dataclass
 class Report:
+    """One page of the rows; totals and the chart are the database's sums over the whole filter."""
     start: date
     end: date
     rows: list[Entry]
     types: tuple[str, ...]
+    totals: dict
+    page: int = 1
+    pages: int = 1
+    per_page: int = PAGE_SIZE
+    bars: list[Bar] = field(default_factory=list)
+    unit: str = "day"
+
+
+def _range(start: date, end: date) -> tuple[datetime, datetime]:
+    tz = ZoneInfo(settings.timezone_name())
+    return datetime.combine(start, time.min, tz), datetime.combine(end + timedelta(days=1), time.min, tz)
+
+
+@dataclass(frozen=True)
+class Who:
+    """The customer of a report row: enough for its name and link, without loading a Customer per row."""
+    id: int
+    kind: str | None
+    first_name: str | None
+    last_name: str | None
+    company_name: str | None
 
     @property
-    def totals(self) -> dict:
-        counted = [r for r in self.rows if r.counts]
-        return {"amount": sum(r.amount_cents for r in counted), "fee": sum(r.fee_cents for r in counted),
-                "net": sum(r.net_cents for r in counted), "count": len(counted),
-                "declined": sum(1 for r in self.rows if r.type == "declined")}
+    def display_name(self) -> str:
+        return Customer.display_name.fget(self)  # type: ignore[attr-defined]
 
 
-def transactions(start: date, end: date, types: tuple[str, ...] = TYPES) -> Report:
-    """Everything between two business-local dates, inclusive."""
-    tz = ZoneInfo(settings.timezone_name())
-    lo = datetime.combine(start, time.min, tz)
-    hi = datetime.combine(end + timedelta(days=1), time.min, tz)
-    payments = db.session.scalars(select(Payment).where(Payment.received_at >= lo, Payment.received_at < hi)).all() \
-        if {"payment", "deposit"} & set(types) else []
-    payments = [p for p in payments if p.kind in types]
-    refund_rows = db.session.execute(select(Refund, Payment).join(Payment, Refund.payment_id == Payment.id)
-                                     .where(Refund.created_at >= lo, Refund.created_at < hi)).all() \
-        if "refund" in types else []
-    adjustments = db.session.scalars(select(Adjustment).where(Adjustment.created_at >= lo,
-                                                              Adjustment.created_at < hi)).all() \
-        if "adjustment" in types else []
-    attempts = db.session.execute(select(ChargeAttempt, Card).outerjoin(Card, ChargeAttempt.card_id == Card.id)
-                                  .where(ChargeAttempt.status == "failed", ChargeAttempt.created_at >= lo,
-                                         ChargeAttempt.created_at < hi)).all() if "declined" in types else []
-    ids = {p.customer_id for p in payments} | {p.customer_id for _, p in refund_rows} | \
-        {a.customer_id for a in adjustments} | {a.customer_id for a, _ in attempts}
-    customers = {c.id: c for c in db.session.scalars(select(Customer).where(Customer.id.in_(ids)))} if ids else {}
-    return Report(start, end, _entries(payments, refund_rows, adjustments, attempts, customers), types)
+COLUMNS = ("when", "type", "amount", "fee", "status", "method", "brand", "last4", "code", "note", "payment_id",
+           "customer_id", "reference", "row_id")
+
+
+def _text_null():
+    return cast(null(), String)
+
+
+def _labelled(values: list, slim: bool) -> list:
+    """Each branch's columns, labelled alike (`slim`: the first four only)."""
+    return [v.label(name) for name, v in zip(COLUMNS, values[:4] if slim else values, strict=False)]
+
+
+def _union(types: tuple[str, ...], lo: datetime, hi: datetime, *, first: int | None = None, slim: bool = False):
+    """Every transaction of the chosen types in [lo, hi) as one SELECT of uniform columns (a UNION ALL).
+    `first`: only each branch's first rows in time order (a page needs no more; each branch reads its index).
+    `slim`: only (when, type, amount, fee), for the sums."""
+    branches = []  # (select, its time column, its id column)
+    kinds = [k for k in ("payment", "deposit") if k in types]
+    if kinds:
+        branches.append((select(*_labelled([
+            Payment.received_at, Payment.kind, Payment.amount_cents, Payment.fee_cents, cast(Payment.status, String),
+            Payment.method, Payment.card_brand, Payment.card_last4, _text_null(), _text_null(), Payment.id,
+            Payment.customer_id, Payment.reference, Payment.id], slim))
+            .where(Payment.received_at >= lo, Payment.received_at < hi,
+                   Payment.kind.in_(kinds) if len(kinds) < 2 else true()), Payment.received_at, Payment.id))
+    if "refund" in types:
+        q = select(*_labelled([
+            Refund.created_at, literal("refund", String), -Refund.amount_cents, literal(0, Integer),
+            cast(Refund.status, String), Refund.method, Payment.card_brand, Payment.card_last4, _text_null(),
+            func.coalesce(Refund.failure_reason, Refund.reason), Payment.id, Payment.customer_id, _text_null(),
+            Refund.id], slim))
+        if not slim:
+            q = q.join(Payment, Refund.payment_id == Payment.id)
+        branches.append((q.where(Refund.created_at >= lo, Refund.created_at < hi), Refund.created_at, Refund.id))
+    if "adjustment" in types:
+        branches.append((select(*_labelled([
+            Adjustment.created_at, literal("adjustment", String), Adjustment.amount_cents, literal(0, Integer),
+            literal("recorded", String), _text_null(), _text_null(), _text_null(), _text_null(), Adjustment.reason,
+            Adjustment.payment_id, Adjustment.customer_id, _text_null(), Adjustment.id], slim))
+            .where(Adjustment.created_at >= lo, Adjustment.created_at < hi), Adjustment.created_at, Adjustment.id))
+    if "declined" in types:
+        q = select(*_labelled([
+            ChargeAttempt.created_at, literal("declined", String), ChargeAttempt.amount_cents, literal(0, Integer),
+            cast(ChargeAttempt.status, String), literal("card", String), Card.brand, Card.last4,
+            ChargeAttempt.decline_code, ChargeAttempt.failure_message, cast(null(), Integer),
+            ChargeAttempt.customer_id, _text_null(), ChargeAttempt.id], slim))
+        if not slim:
+            q = q.outerjoin(Card, ChargeAttempt.card_id == Card.id)
+        branches.append((q.where(ChargeAttempt.status == "failed", ChargeAttempt.created_at >= lo,
+                                 ChargeAttempt.created_at < hi), ChargeAttempt.created_at, ChargeAttempt.id))
+    if not branches:
+        return None
+    if first is not None:  # each branch limited inside its own subquery (SQLite allows no LIMIT in a UNION member)
+        limited = [q.order_by(when, row_id).limit(first).subquery() for q, when, row_id in branches]
+        parts = [select(*sub.c) for sub in limited]
+    else:
+        parts = [q for q, _, _ in branches]
+    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("tx")
+
+
+def _rows_of(tx):
+    """The union joined to its customers, in time order: what the page and the CSV read."""
+    return (select(tx, Customer.kind.label("c_kind"), Customer.first_name, Customer.last_name,
+                   Customer.company_name).outerjoin(Customer, Customer.id == tx.c.customer_id)
+            .order_by(tx.c.when, tx.c.type, tx.c.row_id))
+
+
+def entry_of(row) -> Entry:
+    """One union row as an Entry. Declined attempts keep the attempted amount but count 0 (fee and net 0), and
+    carry the staff wording of the decline (code and what to do)."""
+    customer = None
+    if row.customer_id is not None:
+        customer = Who(row.customer_id, row.c_kind, row.first_name, row.last_name, row.company_name)
+    message = row.note
+    if row.type == "declined":
+        message = declines.staff_text(row.code, row.note)
+    return Entry(row.when, row.type, row.amount, row.status, row.method, _card_text(row.brand, row.last4), row.fee,
+                 message, row.payment_id, customer, row.reference)
+
+
+def _periods(start: date, end: date) -> tuple[str, list[tuple[date, date]]]:
+    """Local days when the range is short, else months: (unit, [(first day, day after)])."""
+    if (end - start).days < DAILY_UP_TO:
+        return "day", [(start + timedelta(days=i), start + timedelta(days=i + 1))
+                       for i in range((end - start).days + 1)]
+    out, first = [], start.replace(day=1)
+    while first <= end:
+        nxt = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+        out.append((max(first, start), nxt))
+        first = nxt
+    return "month", out
+
+
+def _period_of(column, unit: str, starts: list[datetime]):
+    """The local day or month a UTC timestamp falls in: PostgreSQL truncates in the business zone; elsewhere a
+    CASE over the periods' boundaries (an index into `starts`)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc(unit, func.timezone(settings.timezone_name(), func.timezone("UTC", column)))
+    if len(starts) == 1:
+        return literal(0, Integer)
+    return case(*[(column < b, i - 1) for i, b in enumerate(starts[1:], 1)], else_=len(starts) - 1)
+
+
+def _sums(types: tuple[str, ...], start: date, end: date) -> tuple[dict, str, list[Bar]]:
+    """The totals over the whole filter and the chart's money in/out per period, in one grouped query."""
+    unit, periods = _periods(start, end)
+    bars = [Bar(p.strftime("%b %-d" if unit == "day" else "%b %Y"), p) for p, _ in periods]
+    totals = {"amount": 0, "fee": 0, "net": 0, "count": 0, "declined": 0, "rows": 0}
+    lo, hi = _range(start, end)
+    tx = _union(types, lo, hi, slim=True)
+    if tx is None:
+        return totals, unit, bars
+    starts = [_range(p, p)[0] for p, _ in periods]
+    period = _period_of(tx.c.when, unit, starts).label("period")
+    index = {p: i for i, (p, _) in enumerate(periods)}
+    rows = db.session.execute(select(period, tx.c.type, func.sum(tx.c.amount), func.sum(tx.c.fee), func.count(),
+                                     func.sum(case((tx.c.amount > 0, tx.c.amount), else_=0)))
+                              .group_by(period, tx.c.type)).all()
+    for when, kind, amount, fee, count, positive in rows:
+        amount, fee, positive = int(amount or 0), int(fee or 0), int(positive or 0)
+        totals["rows"] += count
+        if kind == "declined":
+            totals["declined"] += count
+            continue
+        totals["amount"] += amount
+        totals["fee"] += fee
+        totals["count"] += count
+        i = int(when) if isinstance(when, int) else index.get(when.date() if isinstance(when, datetime) else when)
+        if i is None:  # a month truncated before the range's first day
+            i = 0
+        bars[i].money_in += positive
+        bars[i].money_out += positive - amount
+    totals["net"] = totals["amount"] - totals["fee"]
+    return totals, unit, bars
+
+
+def transactions(start: date, end: date, types: tuple[str, ...] = TYPES, page=1,
+                 per_page: int = PAGE_SIZE) -> Report:
+    """Between two business-local dates, inclusive: one page of rows (oldest first), the totals over all of them
+    and the chart (money in and out per day or month)."""
+    totals, unit, bars = _sums(types, start, end)
+    pages = max(1, -(-totals["rows"] // per_page))
+    number = min(page_number(page), pages)
+    lo, hi = _range(start, end)
+    tx = _union(types, lo, hi, first=number * per_page)
+    rows = [entry_of(r) for r in db.session.execute(_rows_of(tx).limit(per_page)
+                                                    .offset((number - 1) * per_page))] if tx is not None else []
+    return Report(start, end, rows, types, totals, number, pages, per_page, bars, unit)
+
+
+def stream_transactions(start: date, end: date, types: tuple[str, ...] = TYPES) -> Iterator[Entry]:
+    """Every row for the CSV, read through a server-side cursor in batches: memory stays flat for a year."""
+    lo, hi = _range(start, end)
+    tx = _union(types, lo, hi)
+    if tx is None:
+        return
+    result = db.session.execute(_rows_of(tx), execution_options={"stream_results": True, "yield_per": 2000})
+    for row in result:
+        yield entry_of(row)
 
 
 def load_payment(payment_id: int) -> Payment:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import String, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import selectinload
 
 from portal import clock
@@ -16,10 +16,12 @@ from portal.models import (
     CustomerPlan,
     Invoice,
     Payment,
+    PlanAddon,
     PlanPayment,
     Refund,
     StaffUser,
 )
+from portal.pagination import page_number, paginate
 from portal.services.payments import declines
 from portal.services.plans import billing as plan_billing
 
@@ -116,10 +118,16 @@ class OverdueRow:
 
 @dataclass
 class OverdueReport:
+    """One page of rows (oldest first); the bucket sums and counts are the database's, over the whole filter."""
     rows: list[OverdueRow] = field(default_factory=list)
     bucket_totals: dict = field(default_factory=dict)
     bucket_counts: dict = field(default_factory=dict)
     total_cents: int = 0
+    page: int = 1
+    pages: int = 1
+
+
+PAGE_SIZE = 100
 
 
 def _card_flag(card, today: date) -> str | None:
@@ -133,57 +141,92 @@ def _card_flag(card, today: date) -> str | None:
     return None
 
 
-def overdue_report(today: date | None = None, bucket: str | None = None, kind: str | None = None) -> OverdueReport:
+def _owed_items(today: date, kind: str | None):
+    """Everything owed and late as one SELECT (kind, id, due date, amount, customer), a UNION ALL."""
+    parts = []
+    if kind in (None, "", "plan"):
+        parts.append(select(literal("plan_payment", String).label("kind"), PlanPayment.id.label("id"),
+                            PlanPayment.due_date.label("due_date"), PlanPayment.amount_cents.label("amount"),
+                            CustomerPlan.customer_id.label("customer_id"))
+                     .join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
+                     .where(PlanPayment.status.in_(plan_billing.OUTSTANDING)))
+    if kind in (None, "", "invoice"):
+        balance = case((Invoice.total_cents > Invoice.paid_cents, Invoice.total_cents - Invoice.paid_cents),
+                       else_=0)
+        parts.append(select(literal("invoice", String), Invoice.id, Invoice.due_date, balance, Invoice.customer_id)
+                     .where(Invoice.status.in_(("open", "partially_paid")), Invoice.due_date < today))
+    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("owed")
+
+
+def _bucket_expr(column, today: date):
+    """The age bucket of a due date, as the database computes it (BUCKETS' index)."""
+    return case((column >= today - timedelta(days=30), 0), (column >= today - timedelta(days=60), 1),
+                (column >= today - timedelta(days=90), 2), else_=3)
+
+
+def overdue_report(today: date | None = None, bucket: str | None = None, kind: str | None = None,
+                   page=1, per_page: int = PAGE_SIZE) -> OverdueReport:
     today = today or clock.today()
     report = OverdueReport(bucket_totals={b: 0 for b in BUCKETS}, bucket_counts={b: 0 for b in BUCKETS})
-    if kind in (None, "", "plan"):
-        payments = db.session.scalars(
-            select(PlanPayment).where(PlanPayment.status.in_(plan_billing.OUTSTANDING))
-            .options(selectinload(PlanPayment.plan).selectinload(CustomerPlan.customer),
-                     selectinload(PlanPayment.plan).selectinload(CustomerPlan.card), selectinload(PlanPayment.card))
-            .order_by(PlanPayment.due_date)).all()
-        ids = [p.id for p in payments]
-        attempts = dict(db.session.execute(
-            select(ChargeAttempt.plan_payment_id, func.count()).where(ChargeAttempt.plan_payment_id.in_(ids),
-                                                                      ChargeAttempt.purpose == "plan_payment")
-            .group_by(ChargeAttempt.plan_payment_id)).all()) if ids else {}
-        for p in payments:
-            age = (today - p.due_date).days
-            if p.status == "failed":
-                reason = declines.explain(p.failure_code).reason if p.failure_code else (p.failure_message or "")
-                if p.retries_exhausted:
-                    dunning = "retries exhausted"
-                elif p.next_retry_at:
-                    dunning = f"next retry {clock.to_local(p.next_retry_at):%Y-%m-%d %H:%M}"
-                else:
-                    dunning = "not retried (first payment)" if p.is_first_payment else "no retry scheduled"
-            else:
-                reason = f"Not collected ({p.method})"
-                dunning = "collect by hand"
-            card = p.plan.card if p.method == "card" or p.plan.payment_method == "card" else None
-            report.rows.append(OverdueRow(
-                "plan_payment", p.plan.customer, f"Plan “{p.plan.name}”", "admin.plan_view", p.plan_id,
-                p.amount_cents, p.due_date, age, bucket_of(age), p.status, reason, dunning, p.next_retry_at,
-                attempts.get(p.id, 0), _card_flag(card, today) if p.method == "card" else None))
-    if kind in (None, "", "invoice"):
-        invoices = db.session.scalars(
-            select(Invoice).where(Invoice.status.in_(("open", "partially_paid")), Invoice.due_date < today)
-            .options(selectinload(Invoice.customer)).order_by(Invoice.due_date)).all()
-        for inv in invoices:
-            assert inv.due_date is not None  # `due_date < today` selected it
-            age = (today - inv.due_date).days
-            report.rows.append(OverdueRow(
-                "invoice", inv.customer, f"Invoice {inv.number}", "admin.invoice_view", inv.id, inv.balance_cents,
-                inv.due_date, age, bucket_of(age), "overdue", "Past its due date", "reminders" if inv.sent_at else
-                "not sent"))
-    if bucket in BUCKETS:
-        report.rows = [r for r in report.rows if r.bucket == bucket]
-    report.rows.sort(key=lambda r: (-r.age_days, r.customer.display_name))
-    for r in report.rows:
-        report.bucket_totals[r.bucket] += r.amount_cents
-        report.bucket_counts[r.bucket] += 1
-        report.total_cents += r.amount_cents
+    owed = _owed_items(today, kind)
+    in_bucket = _bucket_expr(owed.c.due_date, today)
+    for index, cents, count in db.session.execute(select(in_bucket, func.coalesce(func.sum(owed.c.amount), 0),
+                                                         func.count()).group_by(in_bucket)):
+        report.bucket_totals[BUCKETS[int(index)]] = int(cents)
+        report.bucket_counts[BUCKETS[int(index)]] = int(count)
+    chosen = BUCKETS.index(bucket) if bucket in BUCKETS else None
+    report.total_cents = sum(report.bucket_totals.values()) if chosen is None else report.bucket_totals[bucket]
+    rows = report.bucket_counts[bucket] if chosen is not None else sum(report.bucket_counts.values())
+    report.pages = max(1, -(-rows // per_page))
+    report.page = min(page_number(page), report.pages)
+    q = select(owed.c.kind, owed.c.id).order_by(owed.c.due_date, owed.c.kind, owed.c.id)
+    if chosen is not None:
+        q = q.where(in_bucket == chosen)
+    keys = db.session.execute(q.limit(per_page).offset((report.page - 1) * per_page)).all()
+    plan_ids = [i for k, i in keys if k == "plan_payment"]
+    invoice_ids = [i for k, i in keys if k == "invoice"]
+    payments = {p.id: p for p in db.session.scalars(
+        select(PlanPayment).where(PlanPayment.id.in_(plan_ids))
+        .options(selectinload(PlanPayment.plan).selectinload(CustomerPlan.customer),
+                 selectinload(PlanPayment.plan).selectinload(CustomerPlan.card)))} if plan_ids else {}
+    attempts = dict(db.session.execute(
+        select(ChargeAttempt.plan_payment_id, func.count()).where(ChargeAttempt.plan_payment_id.in_(plan_ids),
+                                                                  ChargeAttempt.purpose == "plan_payment")
+        .group_by(ChargeAttempt.plan_payment_id)).all()) if plan_ids else {}
+    invoices = {i.id: i for i in db.session.scalars(select(Invoice).where(Invoice.id.in_(invoice_ids))
+                                                     .options(selectinload(Invoice.customer)))} \
+        if invoice_ids else {}
+    for k, i in keys:
+        report.rows.append(_plan_row(payments[i], attempts.get(i, 0), today) if k == "plan_payment"
+                           else _invoice_row(invoices[i], today))
     return report
+
+
+def _plan_row(p: PlanPayment, attempts: int, today: date) -> OverdueRow:
+    age = (today - p.due_date).days
+    if p.status == "failed":
+        reason = declines.explain(p.failure_code).reason if p.failure_code else (p.failure_message or "")
+        if p.retries_exhausted:
+            dunning = "retries exhausted"
+        elif p.next_retry_at:
+            dunning = f"next retry {clock.to_local(p.next_retry_at):%Y-%m-%d %H:%M}"
+        else:
+            dunning = "not retried (first payment)" if p.is_first_payment else "no retry scheduled"
+    else:
+        reason = f"Not collected ({p.method})"
+        dunning = "collect by hand"
+    card = p.plan.card if p.method == "card" or p.plan.payment_method == "card" else None
+    return OverdueRow("plan_payment", p.plan.customer, f"Plan “{p.plan.name}”", "admin.plan_view", p.plan_id,
+                      p.amount_cents, p.due_date, age, bucket_of(age), p.status, reason, dunning, p.next_retry_at,
+                      attempts, _card_flag(card, today) if p.method == "card" else None)
+
+
+def _invoice_row(inv: Invoice, today: date) -> OverdueRow:
+    assert inv.due_date is not None  # `due_date < today` selected it
+    age = (today - inv.due_date).days
+    return OverdueRow("invoice", inv.customer, f"Invoice {inv.number}", "admin.invoice_view", inv.id,
+                      inv.balance_cents, inv.due_date, age, bucket_of(age), "overdue", "Past its due date",
+                      "reminders" if inv.sent_at else "not sent")
 
 
 # --- REP-3: the plan report -----------------------------------------------------------------------------
@@ -196,34 +239,95 @@ class PlanReport:
     by_status: dict
     owing: list[tuple[CustomerPlan, dict]]
     plans: list[CustomerPlan]
+    owing_count: int = 0
+    page: int = 1
+    pages: int = 1
+    owing_page: int = 1
+    owing_pages: int = 1
+    history: list[tuple[date, int]] = field(default_factory=list)  # (month, MRR at its end), oldest first
 
 
 def monthly_value(plan: CustomerPlan) -> int:
-    """A plan's monthly recurring revenue: its price spread over its months, plus recurring add-ons per bill."""
+    """A plan's monthly recurring revenue: its price spread over its months, plus recurring add-ons per bill
+    (rounded half up, as `_mrr_value` does in SQL)."""
     months = MONTHS_PER.get(plan.frequency or "monthly", 1)
     per_bill = (plan.price_cents or 0) + sum(a.amount_cents for a in plan.addons
                                               if a.payment_plan == "recurring" and a.status == "active")
-    return round(per_bill / months)
+    return (per_bill * 2 + months) // (2 * months)
 
 
-def plan_report(status: str | None = None) -> PlanReport:
+def _recurring_addons():
+    """Per plan: its active recurring add-ons' sum (joined once, not a subquery per plan)."""
+    return (select(PlanAddon.plan_id.label("plan_id"), func.sum(PlanAddon.amount_cents).label("cents"))
+            .where(PlanAddon.payment_plan == "recurring", PlanAddon.status == "active")
+            .group_by(PlanAddon.plan_id).subquery("addons"))
+
+
+def _mrr_value(addons):
+    """monthly_value() as a SQL expression over CustomerPlan joined to `_recurring_addons()` (integer cents)."""
+    months = case((CustomerPlan.frequency == "quarterly", 3), (CustomerPlan.frequency == "yearly", 12), else_=1)
+    return ((func.coalesce(CustomerPlan.price_cents, 0) + func.coalesce(addons.c.cents, 0)) * 2 + months) \
+        // (months * 2)
+
+
+def mrr_now_and_history(today: date, months: int = 12) -> tuple[int, list[tuple[date, int]]]:
+    """Today's MRR (active plans) and the MRR at the end of each of the last `months` months (the current one:
+    today), in one query. A plan counts from its start until it was cancelled or ended; add-ons as they are now."""
+    ends = []
+    first = today.replace(day=1)
+    for _ in range(months):
+        last_day = min(today, (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1))
+        ends.append((first, last_day))
+        first = (first - timedelta(days=1)).replace(day=1)
+    ends.reverse()
+    addons = _recurring_addons()
+    value = _mrr_value(addons)
+    started = func.coalesce(CustomerPlan.start_date, CustomerPlan.next_billing_date)
+    sums = [func.coalesce(func.sum(case((CustomerPlan.status == "active", value), else_=0)), 0)]
+    for _month, end in ends:
+        cutoff = datetime.combine(end + timedelta(days=1), datetime.min.time(), clock.business_tz())
+        live = and_(started <= end, or_(CustomerPlan.cancelled_at.is_(None), CustomerPlan.cancelled_at >= cutoff),
+                    or_(CustomerPlan.end_date.is_(None), CustomerPlan.end_date >= end))
+        sums.append(func.coalesce(func.sum(case((live, value), else_=0)), 0))
+    row = db.session.execute(select(*sums).select_from(CustomerPlan)
+                             .outerjoin(addons, addons.c.plan_id == CustomerPlan.id)
+                             .where(CustomerPlan.status.in_(("active", "cancelled", "expired")))).one()
+    return int(row[0]), [(month, int(cents)) for (month, _end), cents in zip(ends, row[1:], strict=True)]
+
+
+def plan_report(status: str | None = None, page=1, owing_page=1, per_page: int = 50) -> PlanReport:
     counts: dict[str, int] = dict(db.session.execute(select(CustomerPlan.status, func.count())
                                                      .group_by(CustomerPlan.status)).all())
-    active = list(db.session.scalars(select(CustomerPlan).where(CustomerPlan.status == "active")
-                                     .options(selectinload(CustomerPlan.addons))))
-    owed = owed_by_plan(list(db.session.scalars(select(PlanPayment.plan_id).where(
-        PlanPayment.status.in_(plan_billing.OUTSTANDING)).distinct())))
-    owing_plans = list(db.session.scalars(select(CustomerPlan).where(CustomerPlan.id.in_(owed.keys()))
-                                          .options(selectinload(CustomerPlan.customer))
-                                          .order_by(CustomerPlan.id))) if owed else []
+    mrr, history = mrr_now_and_history(clock.today())
+    by_plan = (select(PlanPayment.plan_id.label("plan_id"),
+                      func.sum(case((PlanPayment.status == "failed", PlanPayment.amount_cents), else_=0))
+                      .label("failed"),
+                      func.sum(case((PlanPayment.status == "overdue", PlanPayment.amount_cents), else_=0))
+                      .label("overdue"),
+                      func.sum(PlanPayment.amount_cents).label("total"), func.count().label("n"))
+               .where(PlanPayment.status.in_(plan_billing.OUTSTANDING)).group_by(PlanPayment.plan_id)
+               .subquery("owing"))
+    owing_count = db.session.scalar(select(func.count()).select_from(by_plan)) or 0
+    owing_pages = max(1, -(-owing_count // per_page))
+    owing_number = min(page_number(owing_page), owing_pages)
+    owing_rows = db.session.execute(select(by_plan).order_by(by_plan.c.total.desc(), by_plan.c.plan_id)
+                                    .limit(per_page).offset((owing_number - 1) * per_page)).all()
+    owing_plans = {p.id: p for p in db.session.scalars(
+        select(CustomerPlan).where(CustomerPlan.id.in_([r.plan_id for r in owing_rows]))
+        .options(selectinload(CustomerPlan.customer)))} if owing_rows else {}
     q = select(CustomerPlan).options(selectinload(CustomerPlan.customer), selectinload(CustomerPlan.addons)) \
-        .order_by(CustomerPlan.created_at.desc())
+        .order_by(CustomerPlan.created_at.desc(), CustomerPlan.id.desc())
     if status:
         q = q.where(CustomerPlan.status == status)
-    listing = list(db.session.scalars(q.limit(200)))
-    return PlanReport(active=counts.get("active", 0), pending=counts.get("pending", 0),
-                      mrr_cents=sum(monthly_value(p) for p in active), by_status=counts,
-                      owing=[(p, owed[p.id]) for p in owing_plans], plans=listing)
+    listing = paginate(q, page, per_page)
+    return PlanReport(active=counts.get("active", 0), pending=counts.get("pending", 0), mrr_cents=int(mrr),
+                      by_status=counts,
+                      owing=[(owing_plans[r.plan_id], {"failed": int(r.failed), "overdue": int(r.overdue),
+                                                       "total": int(r.total), "count": int(r.n)})
+                             for r in owing_rows],
+                      plans=list(listing.items), owing_count=owing_count, page=listing.page,
+                      pages=max(listing.pages, 1), owing_page=owing_number, owing_pages=owing_pages,
+                      history=history)
 
 
 # --- The staff plan page (SP-*) -------------------------------------------------------------------------

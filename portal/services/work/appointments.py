@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask_babel import gettext as _
 from icalendar import Calendar, Event, vText
@@ -11,6 +12,7 @@ from sqlalchemy.orm import contains_eager, selectinload
 from portal import clock
 from portal.extensions import db
 from portal.models import Customer, Job, Visit
+from portal.pagination import paginate
 from portal.services.errors import NotFound, found
 
 OPEN = ("scheduled", "in_progress")  # a completed or cancelled visit is not upcoming
@@ -20,6 +22,7 @@ OPEN = ("scheduled", "in_progress")  # a completed or cancelled visit is not upc
 class Appointments:
     upcoming: list[Visit]
     past: list[Visit]
+    past_page: Any = None  # the Pagination of `past`
 
 
 def _visits(customer: Customer):
@@ -27,13 +30,14 @@ def _visits(customer: Customer):
             .options(contains_eager(Visit.job), selectinload(Visit.technician)))
 
 
-def for_customer(customer: Customer) -> Appointments:
+def for_customer(customer: Customer, page=1, per_page: int = 20) -> Appointments:
+    """The next visits (at most 50) and one page of past visits, newest first."""
     now = clock.now()
     upcoming = db.session.scalars(_visits(customer).where(Visit.ends_at >= now, Visit.status.in_(OPEN))
-                                  .order_by(Visit.starts_at)).all()
-    past = db.session.scalars(_visits(customer).where((Visit.ends_at < now) | Visit.status.not_in(OPEN))
-                              .order_by(Visit.starts_at.desc()).limit(100)).all()
-    return Appointments(list(upcoming), list(past))
+                                  .order_by(Visit.starts_at).limit(50)).all()
+    past = paginate(_visits(customer).where((Visit.ends_at < now) | Visit.status.not_in(OPEN))
+                    .order_by(Visit.starts_at.desc(), Visit.id.desc()), page, per_page)
+    return Appointments(list(upcoming), list(past.items), past)
 
 
 def next_visit(customer: Customer) -> Visit | None:

@@ -14,6 +14,7 @@ from portal import clock
 from portal.extensions import db, execute_dml, get_existing
 from portal.models import Card, ChargeAttempt, Customer, Estimate, EstimateLineItem, EstimateStatus, Payment
 from portal.money import format_money
+from portal.pagination import paginate
 from portal.services.crm import messages
 from portal.services.errors import ServiceError, ValidationError, found
 from portal.services.payments import charges
@@ -25,11 +26,11 @@ VISIBLE = ("sent", "approved", "declined", "converted", "expired")
 MAX_REASON = 2000
 
 
-def for_customer(customer: Customer) -> list[Estimate]:
-    return list(db.session.scalars(select(Estimate).where(Estimate.customer_id == customer.id,
-                                                          Estimate.status.in_(VISIBLE))
-                                   .options(selectinload(Estimate.line_items))
-                                   .order_by(Estimate.created_at.desc(), Estimate.id.desc())))
+def for_customer(customer: Customer, page=1, per_page: int = 25):
+    """The customer's estimates, newest first, one page (a Pagination)."""
+    return paginate(select(Estimate).where(Estimate.customer_id == customer.id, Estimate.status.in_(VISIBLE))
+                    .options(selectinload(Estimate.line_items))
+                    .order_by(Estimate.created_at.desc(), Estimate.id.desc()), page, per_page)
 
 
 def open_for(customer: Customer, limit: int = 50) -> list[Estimate]:
