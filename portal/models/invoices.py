@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Date, ForeignKey, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import Column, Date, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
@@ -31,6 +31,14 @@ invoice_jobs = Table(
 
 class Invoice(db.Model):
     __tablename__ = "invoices"
+    __table_args__ = (
+        # Issue 15 (migration 0012): the invoice list newest first, a customer's invoices newest first, and what
+        # is payable by due date (dashboard, overdue dashboard).
+        Index("ix_invoices_issue_date_id", "issue_date", "id"),
+        Index("ix_invoices_customer_issue_date", "customer_id", "issue_date", "id"),
+        Index("ix_invoices_payable_due", "due_date", sqlite_where=text("status IN ('open', 'partially_paid')"),
+              postgresql_where=text("status IN ('open', 'partially_paid')")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)

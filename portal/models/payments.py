@@ -113,6 +113,10 @@ class ChargeAttempt(db.Model):
         # SP-3, SP-10, SP-11, SP-13, D-5: one unsettled charge per service plan at a time.
         Index("uq_charge_attempts_one_open_plan", "plan_id", unique=True,
               sqlite_where=text(OPEN_PLAN_CHARGE), postgresql_where=text(OPEN_PLAN_CHARGE)),
+        # Issue 15 (migration 0012): declines by date (transactions report), a customer's attempts newest first.
+        Index("ix_charge_attempts_failed_created", "created_at", sqlite_where=text("status = 'failed'"),
+              postgresql_where=text("status = 'failed'")),
+        Index("ix_charge_attempts_customer_created", "customer_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -150,6 +154,12 @@ class Payment(db.Model):
     """PAY-1, PAY-5: money received, with fee and net."""
 
     __tablename__ = "payments"
+    __table_args__ = (
+        # Issue 15 (migration 0012): the transactions report's sums read the index alone on PostgreSQL; a
+        # customer's payments newest first (client card, portal).
+        Index("ix_payments_received_sums", "received_at", postgresql_include=["kind", "amount_cents", "fee_cents"]),
+        Index("ix_payments_customer_received", "customer_id", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
@@ -193,6 +203,7 @@ class Refund(db.Model):
     """R-1 … R-6."""
 
     __tablename__ = "refunds"
+    __table_args__ = (Index("ix_refunds_created_at", "created_at"),)  # issue 15: the transactions report
 
     id: Mapped[int] = mapped_column(primary_key=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
@@ -216,6 +227,7 @@ class Adjustment(db.Model):
     """R-4: a correcting entry, e.g. a refund Stripe reported failed (the money stayed with the business)."""
 
     __tablename__ = "adjustments"
+    __table_args__ = (Index("ix_adjustments_created_at", "created_at"),)  # issue 15: the transactions report
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)

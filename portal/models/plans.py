@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
@@ -75,6 +75,7 @@ class CustomerPlan(db.Model):
     """SP-2: draft → pending → active → cancelled / expired."""
 
     __tablename__ = "customer_plans"
+    __table_args__ = (Index("ix_customer_plans_created_at", "created_at"),)  # issue 15: the plan report
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
