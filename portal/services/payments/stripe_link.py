@@ -26,6 +26,7 @@ from portal.services.payments import cards, gateway
 from portal.services.platform import activity
 
 CHUNK = 500
+PAGE = 100  # Stripe's largest page
 ADDED_BY = "stripe_import"
 
 LINK, LINKED, CREATE, UNMATCHED, CONFLICT = "link", "linked", "create", "unmatched", "conflict"
@@ -73,7 +74,7 @@ class Result:
 def stripe_customers() -> Iterator[StripeCustomer]:
     after = None
     while True:
-        page = gateway.list_customers(starting_after=after)
+        page = gateway.list_customers(starting_after=after, limit=PAGE)
         for c in page.data:
             yield StripeCustomer(
                 id=c.id, email=(gateway.get(c, "email") or "").strip().lower() or None,
@@ -180,7 +181,7 @@ def _create(s: StripeCustomer, staff: StaffUser | None) -> Customer:
 def _stripe_cards(stripe_customer_id: str) -> Iterator:
     after = None
     while True:
-        page = gateway.list_card_payment_methods(stripe_customer_id, starting_after=after)
+        page = gateway.list_card_payment_methods(stripe_customer_id, starting_after=after, limit=PAGE)
         yield from page.data
         if not page.has_more or not page.data:
             return
