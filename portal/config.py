@@ -56,6 +56,14 @@ class Defaults:
     STRIPE_RECONCILE_AFTER_MINUTES = 5
     STRIPE_TIMEOUT_SECONDS = 30
 
+    # `flask jobs run`: how many card charges (plan bills, dunning retries, AutoPay) are in flight at once, each on
+    # its own worker thread and database session (PORTAL_JOBS_CONCURRENCY; 1 on SQLite).
+    JOBS_CONCURRENCY = 8
+    # Stripe answered 429 `rate_limit` (nothing charged): wait this long, twice as long each time (at most 8 s), and
+    # ask again with the same idempotency key, up to this many times; then the run leaves it for its next pass.
+    JOBS_RATE_LIMIT_BACKOFF_SECONDS = 0.25
+    JOBS_RATE_LIMIT_RETRIES = 8
+
     # Public base URL used in emails when no request is active (jobs, CLI).
     BASE_URL = "http://127.0.0.1:5000"
 

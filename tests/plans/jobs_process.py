@@ -50,6 +50,8 @@ class JobsProcess:
         self._dir = tempfile.mkdtemp(prefix="jobs-run-")
         self._out = os.path.join(self._dir, "stdout")
         self._err = os.path.join(self._dir, "stderr")
+        for path in (self._out, self._err):  # there even when the run is killed before it opens them
+            open(path, "w").close()
         self._proc = _context_().Process(target=_child, args=(args, env, str(cwd), self._out, self._err))
         self._proc.start()
         self.pid = self._proc.pid

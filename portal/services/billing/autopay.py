@@ -6,6 +6,7 @@ that never reached Stripe is tried again with the next attempt number). A declin
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 
 from sqlalchemy import exists, func, select
@@ -18,7 +19,7 @@ from portal.pagination import paginate
 from portal.services.crm import messages
 from portal.services.errors import ServiceError, ValidationError
 from portal.services.payments import charges, declines
-from portal.services.platform import activity, settings
+from portal.services.platform import activity, settings, workers
 
 WINDOW_START_HOUR, WINDOW_END_HOUR = 0, 2
 BATCH_SIZE = 100
@@ -77,18 +78,22 @@ def run() -> dict:
     local = clock.local_now()
     if not in_window(local.hour):
         return {"charged": 0, "failed": 0}
-    done = {"charged": 0, "failed": 0}
+    # the charges run on the jobs pool (JOBS_CONCURRENCY at once, each worker its own session)
+    counted = workers.run(_due_ids(local.date()), _charge_one)
+    return {key: counted[key] for key in ("charged", "failed")} | (
+        {"rate_limited": counted["rate_limited"]} if counted["rate_limited"] else {})
+
+
+def _due_ids(today: date) -> Iterator[int]:
     last_id = 0
     while True:
-        ids = db.session.scalars(due_invoices(local.date()).where(Invoice.id > last_id).order_by(Invoice.id)
+        ids = db.session.scalars(due_invoices(today).where(Invoice.id > last_id).order_by(Invoice.id)
                                  .limit(BATCH_SIZE)).all()
+        db.session.rollback()
         if not ids:
-            return done
+            return
         last_id = ids[-1]
-        for invoice_id in ids:
-            status = _charge_one(invoice_id)
-            if status in done:
-                done[status] += 1
+        yield from ids
 
 
 def _charge_one(invoice_id: int) -> str | None:
@@ -115,8 +120,8 @@ def _charge_one(invoice_id: int) -> str | None:
 def on_failed(attempt: ChargeAttempt, *, explanation: declines.Explanation, invoice: Invoice | None) -> None:
     """The AutoPay charge was declined: reminders apply to the invoice again and staff are told (the customer
     gets the usual payment-failed email with a pay link). Receiver of `events.charge_failed`."""
-    if attempt.purpose != PURPOSE or invoice is None:
-        return
+    if attempt.purpose != PURPOSE or invoice is None or attempt.decline_code == "not_submitted":
+        return  # (nothing reached Stripe: tonight's next run charges it with the next attempt number)
     invoice.autopay_failed_at = clock.now()
     customer = get_existing(Customer, attempt.customer_id)
     card = db.session.get(Card, attempt.card_id)

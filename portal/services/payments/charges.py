@@ -21,6 +21,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import clock
 from portal.extensions import db, execute_dml, get_existing
@@ -212,6 +213,9 @@ def send(attempt: ChargeAttempt) -> Outcome:
         failure = gateway.classify(exc)
         if failure.outcome == "unknown":
             mark_unknown(attempt, failure)
+        elif failure.code == "rate_limit" and attempt.initiated_by == "system":
+            # still rate limited after the gateway's back-offs: nothing was charged, the next run charges again
+            settle_failed(attempt, "not_submitted", failure.message)
         else:
             settle_failed(attempt, failure.code, failure.message, failure.payment_intent_id)
         db.session.commit()
@@ -223,11 +227,13 @@ def send(attempt: ChargeAttempt) -> Outcome:
 
 def record_intent(attempt: ChargeAttempt, intent, *, reconciling: bool = False) -> Outcome:
     """Apply what Stripe says about the attempt's PaymentIntent. Caller commits."""
-    if attempt.stripe_payment_intent_id is None and attempt.status in OPEN:
-        attempt.stripe_payment_intent_id = intent.id
     status = intent.status
+    payment = None
+    if status not in ("succeeded", "requires_payment_method", "canceled") and (
+            attempt.stripe_payment_intent_id is None and attempt.status in OPEN):
+        attempt.stripe_payment_intent_id = intent.id  # (a settlement writes it with its claim)
     if status == "succeeded":
-        settle_succeeded(attempt, intent)
+        payment = settle_succeeded(attempt, intent)
     elif status == "requires_action":
         if attempt.off_session or reconciling:
             # PAY-7: an off-session charge that needs the customer's bank is failed, and they get a link.
@@ -240,7 +246,7 @@ def record_intent(attempt: ChargeAttempt, intent, *, reconciling: bool = False) 
         code = gateway.get(error, "decline_code") or gateway.get(error, "code") or "card_declined"
         settle_failed(attempt, code, gateway.get(error, "message") or "The card was declined.", intent.id)
     # processing / requires_confirmation: still open; the webhook or the reconciler settles it.
-    return _outcome_of(attempt)
+    return _outcome_of(attempt, payment=payment)
 
 
 def _release_abandoned(invoice: Invoice) -> None:
@@ -280,40 +286,44 @@ def give_up(attempt: ChargeAttempt, payment_intent_id: str, message: str) -> Non
         settle_failed(attempt, "authentication_required", message, payment_intent_id)
 
 
-def _outcome_of(attempt: ChargeAttempt, duplicate: bool = False) -> Outcome:
-    payment = db.session.scalars(select(Payment).where(Payment.charge_attempt_id == attempt.id)).first()
+def _outcome_of(attempt: ChargeAttempt, duplicate: bool = False, payment: Payment | None = None) -> Outcome:
+    if payment is None:
+        payment = db.session.scalars(select(Payment).where(Payment.charge_attempt_id == attempt.id)).first()
     explanation = declines.explain(attempt.decline_code) if attempt.status in ("failed", "unknown") else None
     return Outcome(attempt, payment=payment, explanation=explanation, duplicate=duplicate)
 
 
-def _claim(attempt: ChargeAttempt, status: str, *, from_statuses=OPEN) -> bool:
-    """Move the attempt to a final state once: exactly one settler wins (request, webhook, reconciler)."""
+def _claim(attempt: ChargeAttempt, status: str, *, from_statuses=OPEN, **values) -> bool:
+    """Move the attempt to a final state once: exactly one settler wins (request, webhook, reconciler).
+    `values`: other columns written by the same UPDATE (one statement settles the row)."""
     now = clock.now()
+    values = {"status": status, "settled_at": now if status in ("succeeded", "failed") else None, **values}
     result = execute_dml(
         update(ChargeAttempt).where(ChargeAttempt.id == attempt.id, ChargeAttempt.status.in_(from_statuses))
-        .values(status=status, settled_at=now if status in ("succeeded", "failed") else None)
-        .execution_options(synchronize_session=False))
+        .values(**values).execution_options(synchronize_session=False))
     if result.rowcount != 1:
         db.session.refresh(attempt)
         return False
-    attempt.status = ChargeAttemptStatus(status)
-    if status in ("succeeded", "failed"):
-        attempt.settled_at = now
+    values["status"] = ChargeAttemptStatus(status)
+    if status not in ("succeeded", "failed"):
+        del values["settled_at"]
+    for key, value in values.items():
+        set_committed_value(attempt, key, value)  # what the UPDATE wrote: no second UPDATE at flush
     return True
 
 
 def settle_succeeded(attempt: ChargeAttempt, intent, *, late: bool = False) -> Payment | None:
     """`late`: Stripe says succeeded for an attempt we had settled as failed; the money was taken, so
     the payment is recorded (the invoice may end up overpaid; staff are told on the feed)."""
-    if not _claim(attempt, "succeeded", from_statuses=OPEN + (("failed",) if late else ())):
+    if not _claim(attempt, "succeeded", from_statuses=OPEN + (("failed",) if late else ()),
+                  stripe_payment_intent_id=attempt.stripe_payment_intent_id or intent.id,
+                  stripe_charge_id=gateway.id_of(gateway.get(intent, "latest_charge")),
+                  decline_code=None, failure_message=None):
         return None
     if late:
         activity.record(attempt.customer_id, "failure", "Stripe reported a charge we had recorded as failed as "
                         "succeeded; the payment is recorded now. Check the invoice for an overpayment.",
                         invoice_id=attempt.invoice_id)
-    attempt.stripe_payment_intent_id = attempt.stripe_payment_intent_id or intent.id
-    attempt.stripe_charge_id = gateway.id_of(gateway.get(intent, "latest_charge"))
-    attempt.decline_code = attempt.failure_message = None
     card = db.session.get(Card, attempt.card_id)
     amount = int(gateway.get(intent, "amount") or attempt.amount_cents)
     fee = fee_for(amount)
@@ -346,18 +356,15 @@ def settle_succeeded(attempt: ChargeAttempt, intent, *, late: bool = False) -> P
                     f"{format_money(fee, attempt.currency)}", staff=actor,
                     actor_kind="staff" if actor else attempt.initiated_by, invoice_id=invoice.id if invoice else None,
                     plan_id=attempt.plan_id)
-    send_receipt(payment, invoice)
+    send_receipt(payment, invoice, paid_invoices=None if attempt.invoice_shares else [])
     return payment
 
 
 def settle_failed(attempt: ChargeAttempt, code: str | None, message: str | None, payment_intent_id: str | None = None
                   ) -> bool:
-    if not _claim(attempt, "failed"):
+    if not _claim(attempt, "failed", decline_code=(code or "card_declined")[:60], failure_message=message,
+                  stripe_payment_intent_id=attempt.stripe_payment_intent_id or payment_intent_id):
         return False
-    attempt.decline_code = (code or "card_declined")[:60]
-    attempt.failure_message = message
-    if payment_intent_id and not attempt.stripe_payment_intent_id:
-        attempt.stripe_payment_intent_id = payment_intent_id
     explanation = declines.explain(attempt.decline_code)
     actor = db.session.get(StaffUser, attempt.initiated_by_staff_id) if attempt.initiated_by_staff_id else None
     card = db.session.get(Card, attempt.card_id)
@@ -368,7 +375,8 @@ def settle_failed(attempt: ChargeAttempt, code: str | None, message: str | None,
                     detail=f"{attempt.decline_code}: {message or ''}", staff=actor,
                     actor_kind="staff" if actor else attempt.initiated_by, invoice_id=invoice.id if invoice else None,
                     plan_id=attempt.plan_id)
-    if attempt.off_session and not attempt.plan_id:  # plan charges are explained by the plan's dunning
+    retried = attempt.decline_code == "not_submitted" and attempt.initiated_by == "system"  # the next run charges
+    if attempt.off_session and not attempt.plan_id and not retried:  # plan charges: the plan's dunning explains
         notify_failure(attempt, explanation, invoice)
     events.charge_failed.send(attempt, explanation=explanation, invoice=invoice)  # dunning, AutoPay
     return True
@@ -436,15 +444,20 @@ def refresh_invoice_status(invoice: Invoice) -> None:
         invoice.status = InvoiceStatus.OPEN
 
 
-def send_receipt(payment: Payment, invoice: Invoice | None) -> None:
+def send_receipt(payment: Payment, invoice: Invoice | None, *, paid_invoices: list[Invoice] | None = None) -> None:
+    """`paid_invoices`: the invoices a payment without `invoice` paid, when the caller knows them (none for a plan
+    bill's charge); otherwise read from its allocations."""
     customer = get_existing(Customer, payment.customer_id)
     if not customer.primary_email:
         return
     link = magic_links.portal_link(customer, f"/portal/payments/{payment.id}") if customer.can_log_in else None
-    paid = [] if invoice is not None else [db.session.get(Invoice, a.invoice_id) for a in payment.allocations
-                                              if a.invoice_id]  # INV-4: a "Pay all" payment names each invoice
+    paid = [] if invoice is not None else paid_invoices if paid_invoices is not None else [
+        db.session.get(Invoice, a.invoice_id) for a in payment.allocations
+        if a.invoice_id]  # INV-4: a "Pay all" payment names each invoice
+    plan_rows = [db.session.get(PlanPayment, a.plan_payment_id) for a in payment.allocations if a.plan_payment_id]
     mailer.queue_email("payment_receipt", customer.primary_email,
-                       {"payment": payment, "invoice": invoice, "paid_invoices": paid, "link": link},
+                       {"payment": payment, "invoice": invoice, "paid_invoices": paid, "link": link,
+                        "plan_payments": [r for r in plan_rows if r is not None]},  # issue 19: named too
                        customer=customer)
 
 

@@ -10,6 +10,8 @@ there could charge twice and we never retry against it (0). STRIPE_MAX_NETWORK_R
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import stripe
 from flask import current_app
 
 from portal.models import Customer
+from portal.services.platform import workers
 
 SANDBOX_KEY = "sk_test_sandbox"
 SANDBOX_PUBLISHABLE_KEY = "pk_test_sandbox"
@@ -43,11 +46,28 @@ def network_retries() -> int:
     return 0 if using_sandbox() else 2
 
 
+_clients: dict[tuple, stripe.StripeClient] = {}
+_clients_lock = threading.Lock()
+
+
 def client() -> stripe.StripeClient:
+    """One client per configuration, kept: its HTTP client holds a connection pool per thread (the library keeps
+    the `requests` session in a thread-local), so the run's worker threads share it safely and reuse connections."""
+    cfg = current_app.config
+    retries = network_retries()
+    base = cfg.get("STRIPE_API_BASE")  # contract tests and the benchmark point a client at a local HTTP server
+    key = (cfg.get("STRIPE_SECRET_KEY"), base, sandbox_url() if using_sandbox() else None, retries,
+           cfg["STRIPE_TIMEOUT_SECONDS"])
+    with _clients_lock:
+        found = _clients.get(key)
+        if found is None:
+            found = _clients[key] = _new_client(retries, base)
+        return found
+
+
+def _new_client(retries: int, base: str | None) -> stripe.StripeClient:
     cfg = current_app.config
     http = stripe.RequestsClient(timeout=cfg["STRIPE_TIMEOUT_SECONDS"])
-    retries = network_retries()
-    base = cfg.get("STRIPE_API_BASE")  # contract tests point a real-key client at a local HTTP server
     if using_sandbox():
         return stripe.StripeClient(SANDBOX_KEY, base_addresses={"api": base or sandbox_url()},
                                    max_network_retries=retries, http_client=http)
@@ -154,12 +174,30 @@ def list_card_payment_methods(stripe_customer_id: str, starting_after: str | Non
 
 def create_payment_intent(*, amount: int, currency: str, stripe_customer_id: str, payment_method_id: str,
                           off_session: bool, metadata: dict, idempotency_key: str):
+    """Create and confirm. Rate limited (429 / `rate_limit`: nothing was charged) → wait and ask again with the
+    same idempotency key, and let fewer calls through the run's gate (`platform.workers`); after the gate's
+    retries the RateLimitError is raised (`classify`: rejected, nothing charged)."""
     params: Any = {"amount": amount, "currency": currency.lower(), "customer": stripe_customer_id,
               "payment_method": payment_method_id, "confirm": True, "metadata": metadata,
               "payment_method_types": ["card"]}
     if off_session:
         params["off_session"] = True
-    return client().v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
+    gate = workers.gate()
+    retry = 0
+    while True:
+        with gate:
+            try:
+                intent = client().v1.payment_intents.create(params=params,
+                                                            options={"idempotency_key": idempotency_key})
+            except stripe.RateLimitError:
+                gate.slow_down()
+                if retry >= gate.retries:
+                    raise
+            else:
+                gate.succeeded()
+                return intent
+        time.sleep(gate.backoff(retry))  # outside the gate: the slot goes to a call that may get through
+        retry += 1
 
 
 def retrieve_payment_intent(payment_intent_id: str):

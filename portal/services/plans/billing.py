@@ -19,6 +19,7 @@ Everything else flushes and the caller commits.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -48,7 +49,7 @@ from portal.money import format_money
 from portal.services.crm import messages
 from portal.services.errors import NotFound, ServiceError, ValidationError
 from portal.services.payments import cards, charges, declines
-from portal.services.platform import activity, magic_links, mailer, settings
+from portal.services.platform import activity, magic_links, mailer, settings, workers
 
 PERIOD_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
 OUTSTANDING = ("failed", "overdue")
@@ -672,20 +673,25 @@ def _due_card_rows(now: datetime, after_id: int) -> list[int]:
 
 
 def charge_due() -> dict:
-    """SP-5 and D-1: charge each due card bill and each retry that is due, exactly once."""
+    """SP-5 and D-1: charge each due card bill and each retry that is due, exactly once. The charges run on the
+    jobs pool (`platform.workers`: JOBS_CONCURRENCY at once, each worker its own session); each is claimed with
+    `SKIP LOCKED` and committed on its own, as a single runner would."""
     now = clock.now()
     done = {"charged": 0, "declined": 0, "retry_skipped": 0, "busy": 0}
+    done.update(workers.run(_due_ids(now), lambda row_id: _charge_one(row_id, now)))
+    return done
+
+
+def _due_ids(now: datetime) -> Iterator[int]:
+    """The due rows' ids, a batch at a time (the caller's session holds no transaction while the pool works)."""
     last_id = 0
     while True:
         ids = _due_card_rows(now, last_id)
         db.session.rollback()
         if not ids:
-            return done
-        for row_id in ids:
-            last_id = row_id
-            result = _charge_one(row_id, now)
-            if result:
-                done[result] += 1
+            return
+        last_id = ids[-1]
+        yield from ids
 
 
 def pick_card(plan: CustomerPlan, row: PlanPayment) -> Card | None:
@@ -708,12 +714,17 @@ def pick_card(plan: CustomerPlan, row: PlanPayment) -> Card | None:
 
 
 def _charge_one(row_id: int, now: datetime) -> str | None:
-    row = db.session.scalars(select(PlanPayment).where(PlanPayment.id == row_id)
-                             .with_for_update(skip_locked=True).execution_options(populate_existing=True)).first()
-    if row is None:
+    # the row (locked, or skipped when another runner has it), its plan and customer in one statement
+    found = db.session.execute(select(PlanPayment, CustomerPlan, Customer)
+                               .join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
+                               .join(Customer, Customer.id == CustomerPlan.customer_id)
+                               .where(PlanPayment.id == row_id)
+                               .with_for_update(skip_locked=True, of=PlanPayment)
+                               .execution_options(populate_existing=True)).first()
+    if found is None:
         db.session.rollback()
         return "busy"
-    plan = get_existing(CustomerPlan, row.plan_id)
+    row, plan, customer = found.tuple()  # (the customer stays referenced: pick_card and the charge reuse it)
     due = (row.status == "scheduled" and row.due_date <= clock.today()) or (
         row.status == "failed" and row.next_retry_at is not None and row.next_retry_at <= now
         and not row.retries_exhausted and not row.is_first_payment)
@@ -744,7 +755,6 @@ def _charge_one(row_id: int, now: datetime) -> str | None:
 
     set_committed_value(row, "attempt_count", seen + 1)
     key = f"plan_{row.id}_{row.attempt_count}"
-    customer = get_existing(Customer, plan.customer_id)
     try:
         outcome = charges.charge_card(customer, card, row.amount_cents, token=None, key=key, purpose="plan_payment",
                                       off_session=True, initiated_by="system", plan_id=plan.id,
@@ -752,6 +762,8 @@ def _charge_one(row_id: int, now: datetime) -> str | None:
     except (ServiceError, IntegrityError):
         db.session.rollback()
         return "busy"
+    if outcome.attempt.status == "failed" and outcome.attempt.decline_code == "not_submitted":
+        return "not_submitted"  # nothing reached Stripe (rate limited): the next run charges it again
     return "charged" if outcome.attempt.status == "succeeded" else (
         "declined" if outcome.attempt.status == "failed" else None)
 

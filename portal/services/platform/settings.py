@@ -1,19 +1,45 @@
 """Business settings: one row; until it is saved, the config's defaults apply."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask import current_app, g, has_request_context
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy import select as _select
 
 from portal.extensions import db
 from portal.models import BusinessSettings
 from portal.services.errors import ValidationError
 
+_for_run: BusinessSettings | None = None
+
 
 def get() -> BusinessSettings:
+    """The settings row (read once per request, and once per scheduler run: `fixed_for_run`)."""
+    if _for_run is not None:
+        return _for_run
     cached = getattr(g, "_business_settings", None) if has_request_context() else None
     if cached is not None:
         return cached
+    return _load()
+
+
+@contextmanager
+def fixed_for_run() -> Iterator[BusinessSettings]:
+    """Issue 16: the scheduler reads the settings once for a whole run, not once per payment or email. The run
+    (and its worker threads) sees a detached copy; `ensure()` still loads the row itself to change it."""
+    global _for_run
+    row = _load()
+    columns = {attr.key: getattr(row, attr.key) for attr in inspect(BusinessSettings).column_attrs}
+    previous, _for_run = _for_run, BusinessSettings(**columns)
+    try:
+        yield _for_run
+    finally:
+        _for_run = previous
+
+
+def _load() -> BusinessSettings:
     row = db.session.scalars(select(BusinessSettings).order_by(BusinessSettings.id).limit(1)).first()
     if row is None:
         cfg = current_app.config
@@ -31,7 +57,7 @@ def get() -> BusinessSettings:
 
 def ensure() -> BusinessSettings:
     """The persisted row, created from defaults if missing (caller commits)."""
-    row = get()
+    row = _load() if _for_run is not None else get()
     if row.id is None:
         db.session.add(row)
         db.session.flush()

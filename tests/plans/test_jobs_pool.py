@@ -1,0 +1,185 @@
+"""Issue 16: `flask jobs run` charges on a pool of PORTAL_JOBS_CONCURRENCY workers, still exactly once.
+
+Against bench/fake_stripe.py, a Stripe-shaped HTTP server with latency (the app in real-Stripe mode with
+STRIPE_API_BASE pointed at it, as the contract tests do; it records every PaymentIntent and every create request):
+
+- four `flask jobs run` processes with PORTAL_JOBS_CONCURRENCY=8 over the same due plan payments, some of them
+  SIGKILLed while their charges are in flight at Stripe, then a run as if 10 minutes later: every payment is
+  charged exactly once (one succeeded PaymentIntent, one attempt settled succeeded, one Payment, one allocation);
+- Stripe answering 429 `rate_limit` for a while: the run backs off, asks again with the same idempotency key (no
+  second attempt row, no decline, no dunning), lets fewer calls through and still charges every payment once.
+
+On SQLite a run charges one at a time (workers.concurrency() is 1 there); the scenarios are the same.
+"""
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from bench.fake_stripe import FakeStripe
+from portal.extensions import db
+from portal.models import Card, ChargeAttempt, Customer, PlanPayment
+from portal.services.platform import scheduler, workers
+from tests.conftest import BACKEND
+from tests.factories import make_customer
+from tests.plans.test_jobs_concurrency import (
+    assert_charged_exactly_once,
+    finish,
+    jobs_env,
+    later,
+    run_jobs,
+    seed_due_payments,
+    start_run,
+)
+
+RUNNERS, CONCURRENCY = 4, 8
+PAYMENTS = 48 if BACKEND == "postgres" else 24
+LATENCY_MS = 50
+
+
+@pytest.fixture
+def fake_stripe():
+    server = FakeStripe(0, LATENCY_MS).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def stripe_config(fake: FakeStripe) -> dict:
+    return {"STRIPE_SECRET_KEY": "sk_test_fake", "STRIPE_API_BASE": fake.url, "STRIPE_MAX_NETWORK_RETRIES": None,
+            "STRIPE_TIMEOUT_SECONDS": 10}
+
+
+def customers_with_cards(count: int) -> list[tuple[int, int]]:
+    """(customer id, card id): Stripe ids of our own making, which the fake Stripe accepts. No email."""
+    pairs = []
+    for i in range(count):
+        c = make_customer(first_name=f"Pool{i}", email=None)
+        customer = db.session.get(Customer, c.id)
+        customer.stripe_customer_id = f"cus_pool{c.id}"
+        card = Card(customer_id=c.id, stripe_payment_method_id=f"pm_pool{c.id}", brand="visa", last4="4242",
+                    exp_month=12, exp_year=2034, is_default=True)
+        db.session.add(card)
+        db.session.commit()
+        pairs.append((c.id, card.id))
+    return pairs
+
+
+def open_attempts(ids: list[int]) -> list[ChargeAttempt]:
+    db.session.rollback()
+    found = list(db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.plan_payment_id.in_(ids),
+                                                                ChargeAttempt.status.in_(("pending", "unknown")))))
+    db.session.rollback()
+    return found
+
+
+def test_four_runners_of_eight_workers_killed_mid_flight_charge_every_payment_once(app, ctx, smtp, fake_stripe):
+    pairs = customers_with_cards(6)
+    env = jobs_env(app, {"port": 0}, smtp)
+    env.update({"PORTAL_STRIPE_SECRET_KEY": "sk_test_fake", "PORTAL_STRIPE_API_BASE": fake_stripe.url,
+                "PORTAL_JOBS_CONCURRENCY": str(CONCURRENCY)})
+    stripe = {"url": fake_stripe.url}
+    all_ids: list[int] = []
+    interrupted = 0
+    for trial, killed in enumerate((2, 3)):
+        ids = seed_due_payments(pairs, PAYMENTS)
+        all_ids += ids
+        fake_stripe.state.stats["max_in_flight"] = 0
+        procs = [start_run(env) for _ in range(RUNNERS)]
+        # kill `killed` runners once a quarter of the payments have attempts and calls are in flight at Stripe
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            db.session.rollback()
+            made = db.session.scalar(select(func.count()).select_from(ChargeAttempt)
+                                     .where(ChargeAttempt.plan_payment_id.in_(ids)))
+            if made >= PAYMENTS // 4 and fake_stripe.state.stats["in_flight"] >= 1:
+                break
+            time.sleep(0.002)
+        for proc in procs[:killed]:
+            proc.send_signal(signal.SIGKILL)
+        for proc in procs[:killed]:
+            proc.communicate(timeout=30)
+        left_open = open_attempts(ids)
+        at_stripe = {pi["metadata"].get("attempt_key") for pi in fake_stripe.state.intents.values()}
+        interrupted += sum(a.idempotency_key in at_stripe for a in left_open)  # charged, outcome not recorded
+        for proc in procs[killed:]:
+            finish(proc)  # the survivors finish their own work; the open attempts' plans wait for the reconciler
+        if BACKEND == "postgres":
+            # runners really overlapped their Stripe calls (8 workers each)
+            assert fake_stripe.state.stats["max_in_flight"] > RUNNERS, fake_stripe.state.stats
+        time.sleep(LATENCY_MS / 1000 + 0.2)  # what the dead runners sent has been answered
+        result = run_jobs(env, later())
+        assert result["charge_reconciler"]["errors"] == 0, result
+        assert_charged_exactly_once(stripe, ids, f"trial {trial}, {killed} of {RUNNERS} runners killed")
+
+    result = run_jobs(env, later(15))
+    assert result["plans"]["charged"] == 0, result
+    assert_charged_exactly_once(stripe, all_ids, "after both trials")
+    # the kills hit charges in flight: some attempts were charged at Stripe while their runner died
+    assert interrupted >= 1
+
+
+def test_rate_limited_for_a_while_backs_off_with_the_same_key_and_charges_each_payment_once(app, ctx, fake_stripe):
+    limited = 6
+    pairs = customers_with_cards(4)
+    ids = seed_due_payments(pairs, 16)
+    config = {**stripe_config(fake_stripe), "JOBS_CONCURRENCY": CONCURRENCY, "JOBS_RATE_LIMIT_BACKOFF_SECONDS": 0.02}
+    saved = {key: app.config.get(key) for key in (*config, "JOBS_RATE_LIMIT_RETRIES")}
+    app.config.update(config)
+    requests.post(fake_stripe.url + "/_fake/config", data={"latency_ms": 20, "rate_limit_creates": limited},
+                  timeout=5).raise_for_status()
+    try:
+        result = scheduler.run_due()
+
+        plans = result["plans"]
+        assert (plans["charged"], plans["declined"], plans["rate_limited"]) == (16, 0, limited), plans
+        # concurrency adapted: the gate halved at least once (SQLite charges one at a time anyway)
+        assert plans["lowest_concurrency"] <= (CONCURRENCY // 2 if BACKEND == "postgres" else 1), plans
+        assert_charged_exactly_once({"url": fake_stripe.url}, ids, "rate limited")
+        creates = requests.get(fake_stripe.url + "/_fake/creates", timeout=5).json()
+        refused = [c["idempotency_key"] for c in creates if c["status"] == 429]
+        succeeded = [c["idempotency_key"] for c in creates if c["status"] == 200]
+        assert len(refused) == limited and len(succeeded) == 16
+        assert set(refused) <= set(succeeded)  # each refused create was asked again with its key, and went through
+        # one attempt per payment: a 429 is neither a decline nor a new attempt (no dunning, nothing to reconcile)
+        attempts = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.plan_payment_id.in_(ids))).all()
+        assert sorted(a.idempotency_key for a in attempts) == sorted(succeeded)
+        assert {r.attempt_count for r in db.session.scalars(select(PlanPayment).where(PlanPayment.id.in_(ids)))} == {1}
+
+        # Still refused after the last retry: nothing was charged, the bill is not failed (no dunning, no email),
+        # and the next run charges it with its next attempt.
+        (late,) = seed_due_payments(pairs, 1)
+        app.config["JOBS_RATE_LIMIT_RETRIES"] = 1
+        requests.post(fake_stripe.url + "/_fake/config", data={"rate_limit_creates": 2}, timeout=5).raise_for_status()
+        plans = scheduler.run_due()["plans"]
+        assert (plans["charged"], plans["declined"], plans["not_submitted"]) == (0, 0, 1), plans
+        row = db.session.get(PlanPayment, late)
+        assert (row.status, row.failure_code, row.first_failed_at) == ("scheduled", None, None)
+        plans = scheduler.run_due()["plans"]
+        assert plans["charged"] == 1, plans
+        db.session.rollback()
+        attempts = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.plan_payment_id == late)
+                                      .order_by(ChargeAttempt.id)).all()
+        assert [(a.idempotency_key, a.status, a.decline_code) for a in attempts] == [
+            (f"plan_{late}_1", "failed", "not_submitted"), (f"plan_{late}_2", "succeeded", None)]
+        assert_charged_exactly_once({"url": fake_stripe.url}, ids + [late], "after the refused one")
+    finally:
+        app.config.update(saved)
+
+
+def test_gate_halves_on_rate_limits_and_grows_back_one_at_a_time():
+    gate = workers.Gate(8, retries=3, first_backoff=0.0, max_backoff=0.0)
+    gate.slow_down()
+    assert gate.limit == 4
+    gate.slow_down()
+    assert (gate.limit, gate.lowest, gate.rate_limited) == (2, 2, 2)
+    for _ in range(2):
+        gate.succeeded()
+    assert gate.limit == 3
+    for _ in range(100):
+        gate.succeeded()
+    assert gate.limit == 8  # never above the pool's size
