@@ -36,9 +36,9 @@ from portal.models import (
     InvoiceStatus,
     Payment,
     PaymentAllocation,
+    PlanPayment,
     StaffUser,
 )
-from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money, percent_of
 from portal.services import events
 from portal.services.errors import NotFound, ServiceError, ValidationError, found
 from portal.services.payments import cards, declines, gateway
