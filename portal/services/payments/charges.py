@@ -39,6 +39,7 @@ from portal.models import (
     PlanPayment,
     StaffUser,
 )
+from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money, percent_of
 from portal.services import events
 from portal.services.errors import NotFound, ServiceError, ValidationError, found
 from portal.services.payments import cards, declines, gateway
