@@ -351,3 +351,15 @@ def test_the_import_accepts_exactly_the_emails_the_staff_form_accepts():
         return True
 
     assert {e: valid_email(e) for e in samples} == {e: library(e) for e in samples}
+
+
+def test_no_file_and_a_card_number_in_the_header_row(app, office):
+    token = csrf_token_from(office.get("/admin/customers/import").get_data(True))
+    r = office.post("/admin/customers/import", data={"csrf_token": token}, content_type="multipart/form-data")
+    assert r.status_code == 400 and "Choose a CSV file to upload." in r.get_data(True)
+
+    url, html = preview(office, "Email,4111 1111 1111 1111\nana@example.com,x\n")
+    assert "Column 2" in html and "4111" not in html
+    with app.app_context():
+        stored = db.session.scalars(select(CustomerImport)).one()
+        assert "4111" not in stored.headers + (stored.rows or "")

@@ -215,7 +215,8 @@ def parse(raw: bytes) -> ParsedFile:
             if not any(cell.strip() for cell in record):
                 continue
             if headers is None:
-                headers = [cell.strip() or f"Column {i + 1}" for i, cell in enumerate(record)]
+                headers = [f"Column {i + 1}" if not cell.strip() or card_guard.contains_card_number(cell)
+                           else cell.strip()[:100] for i, cell in enumerate(record)]
                 continue
             if len(rows) >= MAX_ROWS:
                 raise ValidationError("file", f"The file has more than {MAX_ROWS:,} customers. Split it into "
