@@ -2,7 +2,7 @@
 line-item table of job, estimate and invoice forms (created once per form key)."""
 from __future__ import annotations
 
-from flask import flash, redirect, request, url_for
+from flask import flash, g, redirect, request, url_for
 
 from portal.blueprints.actions import run_form
 from portal.money import to_input
@@ -15,7 +15,9 @@ BLANK_ROWS = 3
 
 
 def staff_choices(field, empty: str = "— unassigned —") -> None:
-    field.choices = [("", empty)] + [(str(s.id), s.name) for s in staff_service.active_staff()]
+    if "active_staff" not in g:  # several pickers on one page (the client card has three): one query
+        g.active_staff = [(str(s.id), s.name) for s in staff_service.active_staff()]
+    field.choices = [("", empty)] + g.active_staff
 
 
 def back_to_card(customer, anchor: str):

@@ -19,12 +19,10 @@ from portal.services.billing import auto_invoicing
 from portal.services.crm import custom_fields, records
 from portal.services.crm import customers as customer_service
 from portal.services.overview import client_card, owed
-from portal.services.payments import cards, ledger
+from portal.services.payments import cards
 from portal.services.plans import reports as plan_reports
 from portal.services.platform import magic_links, settings
 from portal.services.platform import staff as staff_service
-from portal.services.work import estimates as estimate_service
-from portal.services.work import work_orders
 
 
 def _input_from(form: CustomerForm) -> customer_service.CustomerInput:
@@ -77,17 +75,21 @@ def customer_view(customer_id: int):
     customer = customer_service.load(customer_id)
     sees_money = allowed(current_user.role, "admin.charge")  # technicians: no money on the card or in the feed
     events = client_card.recent_events(customer, with_money=sees_money)
+    figures = client_card.financials(customer)  # also the sizes of the paged lists below (issue 15)
+    args = request.args
     money = None
     if sees_money:
-        money = {"cards": cards.active_cards(customer), "invoices": ledger.open_invoices(customer, limit=10),
-                 "history": ledger.customer_history(customer), "today": clock.today(),
-                 "financials": client_card.financials(customer), "all_invoices": client_card.invoices(customer),
-                 "plans": client_card.plans(customer), "banner": plan_reports.banner(customer),
+        what_is_owed = owed.for_customer(customer, with_next=False)  # issue 19: the same answer as the portal's
+        money = {"cards": cards.active_cards(customer), "invoices": what_is_owed.invoices[:10],
+                 "history": client_card.history_page(customer, figures.history_count, args.get("payments_page")),
+                 "today": clock.today(), "financials": figures,
+                 "all_invoices": client_card.invoice_page(customer, figures.invoice_count, args.get("invoices_page")),
+                 "plans": client_card.plans(customer), "banner": plan_reports.banner_of(what_is_owed.plan_payments),
                  "autopay_global": settings.get().autopay_enabled,
                  "cadences": auto_invoicing.CADENCES, "cadence_choices": auto_invoicing.cadence_choices(),
                  "auto_next": auto_invoicing.upcoming(customer)}
         money["plan_owed"] = money["banner"].owed if money["banner"] else {}
-        money["owed"] = owed.for_customer(customer)  # issue 19: the same answer as the portal's
+        money["owed"] = what_is_owed
     edit_form = None
     if allowed(current_user.role, "admin.customer_edit"):
         edit_form = CustomerForm(formdata=None)
@@ -102,10 +104,12 @@ def customer_view(customer_id: int):
         "admin/customers/view.html", customer=customer, events=events, confirm=ConfirmForm(), money=money,
         edit_card=EditCardForm(), remove_card=RemoveCardForm(), notes=records.notes(customer, 10),
         contacts=records.contact_log(customer, 10), task=task, task_overdue=records.is_overdue(task),
-        fields=custom_fields.values_for(customer), jobs=work_orders.jobs_of(customer),
-        estimates=estimate_service.staff_list(customer=customer, limit=20), note_form=NoteForm(formdata=None),
+        fields=custom_fields.values_for(customer),
+        jobs=client_card.job_page(customer, figures.job_count, args.get("jobs_page")),
+        estimates=client_card.estimate_page(customer, figures.estimate_count, args.get("estimates_page")),
+        pages={k: v for k, v in args.items() if k.endswith("_page")}, note_form=NoteForm(formdata=None),
         contact_form=ContactForm(formdata=None), task_form=task_form, reassign_form=reassign_form,
-        delete_form=DeleteCustomerForm(formdata=None), can_delete=not records.has_financial_records(customer),
+        delete_form=DeleteCustomerForm(formdata=None), can_delete=not figures.has_records,
         edit_form=edit_form)
 
 

@@ -92,9 +92,14 @@ class FieldValue:
 
 
 def values_for(customer: Customer) -> list[FieldValue]:
-    stored = dict(db.session.execute(select(CustomFieldValue.field_id, CustomFieldValue.value)
-                                     .where(CustomFieldValue.customer_id == customer.id)).all())
-    return [FieldValue(d, stored.get(d.id)) for d in definitions()]
+    """Every active field with the customer's value, in one query (the definitions joined to the values)."""
+    rows = db.session.execute(
+        select(CustomFieldDefinition, CustomFieldValue.value)
+        .outerjoin(CustomFieldValue, (CustomFieldValue.field_id == CustomFieldDefinition.id)
+                   & (CustomFieldValue.customer_id == customer.id))
+        .where(CustomFieldDefinition.is_active.is_(True))
+        .order_by(CustomFieldDefinition.position, CustomFieldDefinition.id)).all()
+    return [FieldValue(d, value) for d, value in rows]
 
 
 def _decimal_text(value: str) -> str:

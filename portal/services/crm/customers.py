@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from portal import clock
 from portal.extensions import db
@@ -196,8 +196,10 @@ def get(customer_id: int) -> Customer | None:
 
 
 def load(customer_id: int) -> Customer:
-    """The customer, or NotFound (→ 404)."""
-    return found(db.session.get(Customer, customer_id), "Customer not found.")
+    """The customer with emails, phones, addresses and tags (one query), or NotFound (→ 404)."""
+    return found(db.session.get(Customer, customer_id, options=[
+        joinedload(Customer.emails), joinedload(Customer.phones), joinedload(Customer.addresses),
+        joinedload(Customer.tags), joinedload(Customer.manager)]), "Customer not found.")
 
 
 def search(q: str | None = None, status: str | None = None, tag: str | None = None,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy.orm import joinedload, selectinload
 
 from portal import clock
 from portal.extensions import db
@@ -63,7 +63,7 @@ def add_note(customer: Customer, staff: StaffUser, body: str | None) -> Customer
 def notes(customer: Customer, limit: int = 50) -> list[CustomerNote]:
     """Newest first: the first one is the pinned note."""
     return list(db.session.scalars(select(CustomerNote).where(CustomerNote.customer_id == customer.id)
-                                   .options(selectinload(CustomerNote.author))
+                                   .options(joinedload(CustomerNote.author))
                                    .order_by(CustomerNote.created_at.desc(), CustomerNote.id.desc()).limit(limit)))
 
 
@@ -87,7 +87,7 @@ def log_contact(customer: Customer, staff: StaffUser, *, channel: str | None, ou
 
 def contact_log(customer: Customer, limit: int = 50) -> list[ContactLog]:
     return list(db.session.scalars(select(ContactLog).where(ContactLog.customer_id == customer.id)
-                                   .options(selectinload(ContactLog.staff))
+                                   .options(joinedload(ContactLog.staff))
                                    .order_by(ContactLog.contacted_at.desc(), ContactLog.id.desc()).limit(limit)))
 
 
@@ -157,12 +157,16 @@ def reassign(customer: Customer, staff: StaffUser, manager_id: int | None) -> No
 # --- C-2 archive and hard delete -------------------------------------------------------------------------
 
 def has_financial_records(customer: Customer) -> bool:
-    checks = [exists().where(Payment.customer_id == customer.id),
-              exists().where(Invoice.customer_id == customer.id, Invoice.status != "draft"),
-              exists().where(ChargeAttempt.customer_id == customer.id),
-              exists().where(Adjustment.customer_id == customer.id),
-              exists().where(CustomerPlan.customer_id == customer.id, CustomerPlan.status != "draft")]
-    return any(db.session.scalar(select(check)) for check in checks)
+    return bool(db.session.scalar(select(financial_records_exist(customer.id))))  # one query
+
+
+def financial_records_exist(customer_id: int):
+    """True when the customer has money history (then they are archived, never deleted): a SQL expression."""
+    return or_(exists().where(Payment.customer_id == customer_id),
+               exists().where(Invoice.customer_id == customer_id, Invoice.status != "draft"),
+               exists().where(ChargeAttempt.customer_id == customer_id),
+               exists().where(Adjustment.customer_id == customer_id),
+               exists().where(CustomerPlan.customer_id == customer_id, CustomerPlan.status != "draft"))
 
 
 def archive(customer: Customer, staff: StaffUser) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from portal.extensions import db
-from portal.models import ActivityEvent, Customer, CustomerPlan, Invoice, Job, Payment
+from portal.models import ActivityEvent, Customer, CustomerPlan, Estimate, Invoice, Job, Payment
 from portal.models.activity import ACTIVITY_TYPES
-from portal.pagination import paginate
-from portal.services.payments import charges
+from portal.pagination import page_number, paginate
+from portal.services.crm import records
+from portal.services.payments import charges, ledger
 from portal.services.work import work_orders
 
 MONEY_EVENTS = ("payment", "failure", "refund", "invoice", "estimate", "card")  # hidden from technicians
@@ -25,11 +26,6 @@ def recent_events(customer: Customer, *, with_money: bool, limit: int = 30) -> l
                                    .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc()).limit(limit)))
 
 
-def invoices(customer: Customer, limit: int = 20) -> list[Invoice]:
-    return list(db.session.scalars(select(Invoice).where(Invoice.customer_id == customer.id)
-                                   .order_by(Invoice.issue_date.desc(), Invoice.id.desc()).limit(limit)))
-
-
 def plans(customer: Customer, limit: int = 10) -> list[CustomerPlan]:
     return list(db.session.scalars(select(CustomerPlan).where(CustomerPlan.customer_id == customer.id)
                                    .order_by(CustomerPlan.created_at.desc()).limit(limit)))
@@ -42,22 +38,80 @@ class Financials:
     invoiced_cents: int
     outstanding_cents: int
     unbilled_jobs: int
+    # the sizes of the card's paged lists (issue 15), from the same query
+    invoice_count: int = 0
+    history_count: int = 0
+    job_count: int = 0
+    estimate_count: int = 0
+    has_records: bool = False  # payments, sent invoices, attempts, adjustments or plans: archive, never delete
 
 
 def financials(customer: Customer) -> Financials:
-    paid = db.session.scalar(select(func.coalesce(func.sum(Payment.amount_cents - Payment.refunded_cents), 0))
-                             .where(Payment.customer_id == customer.id, Payment.status.in_(
-                                 ("succeeded", "refunded", "partially_refunded")))) or 0
-    jobs = db.session.scalar(select(func.count()).select_from(Job).where(Job.customer_id == customer.id,
-                                                                         Job.status != "cancelled")) or 0
-    invoiced = db.session.scalar(select(func.coalesce(func.sum(Invoice.total_cents), 0))
-                                 .where(Invoice.customer_id == customer.id,
-                                        Invoice.status.not_in(("draft", "void")))) or 0
-    outstanding = db.session.scalar(select(func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0))
-                                    .where(Invoice.customer_id == customer.id,
-                                           Invoice.status.in_(charges.PAYABLE_INVOICE))) or 0
-    unbilled = work_orders.count_uninvoiced_finished(customer)
-    return Financials(int(paid), int(jobs), int(invoiced), int(outstanding), unbilled)
+    """The money figures and the card's list sizes: one query of indexed aggregates, whatever the history."""
+    cid = customer.id
+
+    def scalar(stmt):
+        return stmt.scalar_subquery()
+
+    row = db.session.execute(select(
+        scalar(select(func.coalesce(func.sum(Payment.amount_cents - Payment.refunded_cents), 0))
+               .where(Payment.customer_id == cid,
+                      Payment.status.in_(("succeeded", "refunded", "partially_refunded")))),
+        scalar(select(func.count()).select_from(Job).where(Job.customer_id == cid, Job.status != "cancelled")),
+        scalar(select(func.coalesce(func.sum(Invoice.total_cents), 0))
+               .where(Invoice.customer_id == cid, Invoice.status.not_in(("draft", "void")))),
+        scalar(select(func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0))
+               .where(Invoice.customer_id == cid, Invoice.status.in_(charges.PAYABLE_INVOICE))),
+        scalar(select(func.count()).select_from(Invoice).where(Invoice.customer_id == cid)),
+        scalar(ledger.customer_history_count(cid)),
+        scalar(select(func.count()).select_from(Job).where(Job.customer_id == cid)),
+        scalar(select(func.count()).select_from(Estimate).where(Estimate.customer_id == cid)),
+        scalar(work_orders.uninvoiced_finished_count(cid)),
+        records.financial_records_exist(cid),
+    )).one()
+    paid, jobs, invoiced, outstanding, invoice_count, history_count, job_count, estimate_count, unbilled = (
+        int(v or 0) for v in row[:-1])
+    return Financials(paid, jobs, invoiced, outstanding, unbilled, invoice_count, history_count, job_count,
+                      estimate_count, bool(row[-1]))
+
+
+@dataclass
+class Paged:
+    """One page of a list on the card (the pager macro reads .page and .pages)."""
+    items: list
+    page: int
+    pages: int
+    total: int
+
+
+def paged(stmt, total: int, page, per_page: int) -> Paged:
+    """A page of `stmt` whose row count is already known (counted with the card's other figures)."""
+    pages = max(1, -(-total // per_page))
+    number = min(page_number(page), pages)
+    return Paged(list(db.session.scalars(stmt.limit(per_page).offset((number - 1) * per_page)).unique()), number,
+                 pages, total)
+
+
+def invoice_page(customer: Customer, total: int, page, per_page: int = 10) -> Paged:
+    return paged(select(Invoice).where(Invoice.customer_id == customer.id)
+                 .order_by(Invoice.issue_date.desc(), Invoice.id.desc()), total, page, per_page)
+
+
+def job_page(customer: Customer, total: int, page, per_page: int = 10) -> Paged:
+    return paged(select(Job).where(Job.customer_id == customer.id).options(joinedload(Job.visits))
+                 .order_by(Job.created_at.desc(), Job.id.desc()), total, page, per_page)
+
+
+def estimate_page(customer: Customer, total: int, page, per_page: int = 10) -> Paged:
+    return paged(select(Estimate).where(Estimate.customer_id == customer.id)
+                 .options(joinedload(Estimate.line_items))
+                 .order_by(Estimate.created_at.desc(), Estimate.id.desc()), total, page, per_page)
+
+
+def history_page(customer: Customer, total: int, page, per_page: int = 10) -> Paged:
+    pages = max(1, -(-total // per_page))
+    number = min(page_number(page), pages)
+    return Paged(ledger.customer_history_page(customer.id, number, per_page), number, pages, total)
 
 
 @dataclass

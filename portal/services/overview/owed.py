@@ -79,8 +79,9 @@ class Owed:
         return invoice.balance_cents > 0 and invoice.due_date is not None and invoice.due_date < self.today
 
 
-def for_customer(customer: Customer) -> Owed:
-    """Three queries (invoices, plan payments with their plans, credit) plus one for the next bill."""
+def for_customer(customer: Customer, *, with_next: bool = True) -> Owed:
+    """Three queries (invoices, plan payments with their plans, credit) plus one for the next bill (`with_next`;
+    the client card does not show it)."""
     today = clock.today()
     owed = Owed(settings.currency(), today)
     owed.invoices = list(db.session.scalars(
@@ -92,6 +93,8 @@ def for_customer(customer: Customer) -> Owed:
         .where(CustomerPlan.customer_id == customer.id, PlanPayment.status.in_(OUTSTANDING_PLAN))
         .options(contains_eager(PlanPayment.plan)).order_by(PlanPayment.due_date, PlanPayment.id)))
     owed.credit_cents = credit.available_cents(customer.id)
+    if not with_next:
+        return owed
     owed.next_scheduled = db.session.scalars(
         select(PlanPayment).join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
         .where(CustomerPlan.customer_id == customer.id, CustomerPlan.status == "active",

@@ -140,21 +140,6 @@ def _payment_detail(payment: Payment) -> PaymentDetail:
         attempt=db.session.get(ChargeAttempt, payment.charge_attempt_id) if payment.charge_attempt_id else None)
 
 
-def customer_history(customer: Customer, limit: int = 20) -> list[Entry]:
-    payments = db.session.scalars(select(Payment).where(Payment.customer_id == customer.id)
-                                  .order_by(Payment.received_at.desc()).limit(limit)).all()
-    refund_rows = db.session.execute(select(Refund, Payment).join(Payment, Refund.payment_id == Payment.id)
-                                     .where(Payment.customer_id == customer.id)
-                                     .order_by(Refund.created_at.desc()).limit(limit)).all()
-    adjustments = db.session.scalars(select(Adjustment).where(Adjustment.customer_id == customer.id)
-                                     .order_by(Adjustment.created_at.desc()).limit(limit)).all()
-    attempts = db.session.execute(select(ChargeAttempt, Card).outerjoin(Card, ChargeAttempt.card_id == Card.id)
-                                  .where(ChargeAttempt.customer_id == customer.id,
-                                         ChargeAttempt.status.in_(("failed", "pending", "unknown")))
-                                  .order_by(ChargeAttempt.created_at.desc()).limit(limit)).all()
-    return list(reversed(_entries(payments, refund_rows, adjustments, attempts)))[:limit]
-
-
 # --- REP-1 --------------------------------------------------------------------------------------------
 
 TYPES = ("payment", "deposit", "refund", "adjustment", "declined")
@@ -219,10 +204,15 @@ def _labelled(values: list, slim: bool) -> list:
     return [v.label(name) for name, v in zip(COLUMNS, values[:4] if slim else values, strict=False)]
 
 
-def _union(types: tuple[str, ...], lo: datetime, hi: datetime, *, first: int | None = None, slim: bool = False):
+def _union(types: tuple[str, ...], lo: datetime | None, hi: datetime | None, *, first: int | None = None,
+           slim: bool = False, customer_id: int | None = None, newest_first: bool = False):
     """Every transaction of the chosen types in [lo, hi) as one SELECT of uniform columns (a UNION ALL).
     `first`: only each branch's first rows in time order (a page needs no more; each branch reads its index).
-    `slim`: only (when, type, amount, fee), for the sums."""
+    `slim`: only (when, type, amount, fee), for the sums. `customer_id`: one customer's whole history instead of
+    a date range, with the attempts still unsettled ("unknown") besides the declined ones."""
+    if customer_id is not None:
+        return _customer_union(customer_id, first=first, newest_first=newest_first)
+    assert lo is not None and hi is not None
     branches = []  # (select, its time column, its id column)
     kinds = [k for k in ("payment", "deposit") if k in types]
     if kinds:
@@ -257,21 +247,80 @@ def _union(types: tuple[str, ...], lo: datetime, hi: datetime, *, first: int | N
             q = q.outerjoin(Card, ChargeAttempt.card_id == Card.id)
         branches.append((q.where(ChargeAttempt.status == "failed", ChargeAttempt.created_at >= lo,
                                  ChargeAttempt.created_at < hi), ChargeAttempt.created_at, ChargeAttempt.id))
+    return _joined(branches, first, newest_first)
+
+
+def _joined(branches: list, first: int | None, newest_first: bool):
     if not branches:
         return None
     if first is not None:  # each branch limited inside its own subquery (SQLite allows no LIMIT in a UNION member)
-        limited = [q.order_by(when, row_id).limit(first).subquery() for q, when, row_id in branches]
+        limited = [q.order_by(*((when.desc(), row_id.desc()) if newest_first else (when, row_id)))
+                   .limit(first).subquery() for q, when, row_id in branches]
         parts = [select(*sub.c) for sub in limited]
     else:
         parts = [q for q, _, _ in branches]
     return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("tx")
 
 
-def _rows_of(tx):
+def _customer_union(customer_id: int, *, first: int | None, newest_first: bool):
+    """One customer's money history (the client card): payments, refunds, adjustments, unsettled and declined
+    attempts, each branch on a (customer, date) index."""
+    open_or_failed = ChargeAttempt.status.in_(("failed", "pending", "unknown"))
+    branches = [
+        (select(*_labelled([
+            Payment.received_at, Payment.kind, Payment.amount_cents, Payment.fee_cents, cast(Payment.status, String),
+            Payment.method, Payment.card_brand, Payment.card_last4, _text_null(), _text_null(), Payment.id,
+            Payment.customer_id, Payment.reference, Payment.id], False)).where(Payment.customer_id == customer_id),
+         Payment.received_at, Payment.id),
+        (select(*_labelled([
+            Refund.created_at, literal("refund", String), -Refund.amount_cents, literal(0, Integer),
+            cast(Refund.status, String), Refund.method, Payment.card_brand, Payment.card_last4, _text_null(),
+            func.coalesce(Refund.failure_reason, Refund.reason), Payment.id, Payment.customer_id, _text_null(),
+            Refund.id], False)).join(Payment, Refund.payment_id == Payment.id)
+         .where(Payment.customer_id == customer_id), Refund.created_at, Refund.id),
+        (select(*_labelled([
+            Adjustment.created_at, literal("adjustment", String), Adjustment.amount_cents, literal(0, Integer),
+            literal("recorded", String), _text_null(), _text_null(), _text_null(), _text_null(), Adjustment.reason,
+            Adjustment.payment_id, Adjustment.customer_id, _text_null(), Adjustment.id], False))
+         .where(Adjustment.customer_id == customer_id), Adjustment.created_at, Adjustment.id),
+        (select(*_labelled([
+            ChargeAttempt.created_at, case((ChargeAttempt.status == "failed", "declined"), else_="unknown"),
+            ChargeAttempt.amount_cents, literal(0, Integer), cast(ChargeAttempt.status, String),
+            literal("card", String), Card.brand, Card.last4, ChargeAttempt.decline_code,
+            ChargeAttempt.failure_message, cast(null(), Integer), ChargeAttempt.customer_id, _text_null(),
+            ChargeAttempt.id], False)).outerjoin(Card, ChargeAttempt.card_id == Card.id)
+         .where(ChargeAttempt.customer_id == customer_id, open_or_failed), ChargeAttempt.created_at,
+         ChargeAttempt.id),
+    ]
+    return _joined(branches, first, newest_first)
+
+
+def customer_history_count(customer_id: int):
+    """A SELECT of how many lines the customer's money history has (for a scalar subquery)."""
+    parts = [select(func.count()).select_from(Payment).where(Payment.customer_id == customer_id).scalar_subquery(),
+             select(func.count()).select_from(Refund).join(Payment, Refund.payment_id == Payment.id)
+             .where(Payment.customer_id == customer_id).scalar_subquery(),
+             select(func.count()).select_from(Adjustment).where(Adjustment.customer_id == customer_id)
+             .scalar_subquery(),
+             select(func.count()).select_from(ChargeAttempt)
+             .where(ChargeAttempt.customer_id == customer_id,
+                    ChargeAttempt.status.in_(("failed", "pending", "unknown"))).scalar_subquery()]
+    return select(parts[0] + parts[1] + parts[2] + parts[3])
+
+
+def customer_history_page(customer_id: int, page: int, per_page: int = 10) -> list[Entry]:
+    """One page of the customer's money history, newest first, in one query."""
+    tx = _customer_union(customer_id, first=page * per_page, newest_first=True)
+    return [entry_of(r) for r in db.session.execute(_rows_of(tx, newest_first=True).limit(per_page)
+                                                    .offset((page - 1) * per_page))]
+
+
+def _rows_of(tx, newest_first: bool = False):
     """The union joined to its customers, in time order: what the page and the CSV read."""
+    order = (tx.c.when.desc(), tx.c.type, tx.c.row_id.desc()) if newest_first else (tx.c.when, tx.c.type,
+                                                                                     tx.c.row_id)
     return (select(tx, Customer.kind.label("c_kind"), Customer.first_name, Customer.last_name,
-                   Customer.company_name).outerjoin(Customer, Customer.id == tx.c.customer_id)
-            .order_by(tx.c.when, tx.c.type, tx.c.row_id))
+                   Customer.company_name).outerjoin(Customer, Customer.id == tx.c.customer_id).order_by(*order))
 
 
 def entry_of(row) -> Entry:

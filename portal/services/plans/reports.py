@@ -59,13 +59,36 @@ class Banner:
 
 
 def banner(customer: Customer) -> Banner | None:
-    plan_ids = list(db.session.scalars(select(CustomerPlan.id).where(CustomerPlan.customer_id == customer.id)))
-    owed = owed_by_plan(plan_ids)
+    """SP-8: what the customer's plans owe, in one query (the plans with their failed and overdue sums)."""
+    failed = func.sum(case((PlanPayment.status == "failed", PlanPayment.amount_cents), else_=0))
+    overdue = func.sum(case((PlanPayment.status == "overdue", PlanPayment.amount_cents), else_=0))
+    rows = db.session.execute(select(CustomerPlan, failed, overdue, func.count())
+                              .join(PlanPayment, PlanPayment.plan_id == CustomerPlan.id)
+                              .where(CustomerPlan.customer_id == customer.id,
+                                     PlanPayment.status.in_(plan_billing.OUTSTANDING))
+                              .group_by(CustomerPlan.id).order_by(CustomerPlan.id)).all()
+    if not rows:
+        return None
+    owed = {plan.id: {"failed": int(f or 0), "overdue": int(o or 0), "count": int(n),
+                      "total": int(f or 0) + int(o or 0)} for plan, f, o, n in rows}
+    return Banner(sum(e["total"] for e in owed.values()), [plan for plan, *_ in rows], owed)
+
+
+def banner_of(payments: list[PlanPayment]) -> Banner | None:
+    """SP-8 from plan payments already loaded with their plans (the "what you owe" answer): no query."""
+    owed: dict[int, dict] = {}
+    plans: dict[int, CustomerPlan] = {}
+    for p in payments:
+        if p.status not in plan_billing.OUTSTANDING:
+            continue
+        entry = owed.setdefault(p.plan_id, {"failed": 0, "overdue": 0, "count": 0, "total": 0})
+        entry[str(p.status)] += p.amount_cents
+        entry["count"] += 1
+        entry["total"] += p.amount_cents
+        plans[p.plan_id] = p.plan
     if not owed:
         return None
-    plans = list(db.session.scalars(select(CustomerPlan).where(CustomerPlan.id.in_(owed.keys()))
-                                    .order_by(CustomerPlan.id)))
-    return Banner(sum(e["total"] for e in owed.values()), plans, owed)
+    return Banner(sum(e["total"] for e in owed.values()), [plans[i] for i in sorted(plans)], owed)
 
 
 def tiles(customer_id: int, plan_id: int | None = None) -> list[tuple[CustomerPlan, dict]]:

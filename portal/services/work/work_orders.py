@@ -163,13 +163,6 @@ def visits_on(day: date, technician: StaffUser | None = None) -> list[Visit]:
     return list(db.session.scalars(q))
 
 
-def jobs_of(customer: Customer, limit: int = 20) -> list[Job]:
-    """The most recent jobs (the client card shows these; the count is in the financial block)."""
-    return list(db.session.scalars(select(Job).where(Job.customer_id == customer.id)
-                                   .options(selectinload(Job.visits))
-                                   .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
-
-
 def uninvoiced_finished(customer: Customer) -> list[Job]:
     """Finished jobs on no invoice (a void invoice does not count)."""
     billed = (select(invoice_jobs.c.job_id).join(Invoice, Invoice.id == invoice_jobs.c.invoice_id)
@@ -181,11 +174,16 @@ def uninvoiced_finished(customer: Customer) -> list[Job]:
 
 def count_uninvoiced_finished(customer: Customer) -> int:
     """Finished jobs with lines on no (non-void) invoice: what "Invoice all unpaid work" would bill."""
+    return db.session.scalar(uninvoiced_finished_count(customer.id)) or 0
+
+
+def uninvoiced_finished_count(customer_id: int):
+    """The SELECT behind count_uninvoiced_finished (a read model may use it as a scalar subquery)."""
     billed = (select(invoice_jobs.c.job_id).join(Invoice, Invoice.id == invoice_jobs.c.invoice_id)
               .where(Invoice.status != "void"))
-    return db.session.scalar(select(func.count()).select_from(Job).where(
-        Job.customer_id == customer.id, Job.status == "finished", Job.id.not_in(billed),
-        select(JobLineItem.id).where(JobLineItem.job_id == Job.id).exists())) or 0
+    return select(func.count()).select_from(Job).where(
+        Job.customer_id == customer_id, Job.status == "finished", Job.id.not_in(billed),
+        select(JobLineItem.id).where(JobLineItem.job_id == Job.id).exists())
 
 
 def load_job(job_id: int) -> Job:
