@@ -90,7 +90,7 @@ def customer_import_preview(import_id: int):
                 return render_template("admin/customers/import_done.html", imp=imp, error=error), 409
     plan = importing.plan(imp) if mapping_ok else None
     return render_template("admin/customers/import_preview.html", imp=imp, form=form, headers=headers,
-                           mapping=mapping, samples=importing.samples(imp), targets=importing.TARGETS, plan=plan,
+                           mapping=mapping, samples=importing.samples(imp), targets=importing.targets(), plan=plan,
                            error=error, delimiter=importing.DELIMITER_NAMES.get(imp.delimiter, imp.delimiter)), status
 
 

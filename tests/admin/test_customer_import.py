@@ -285,10 +285,25 @@ def test_who_may_import_and_export(app, client, login_staff):
 def test_export_imported_into_an_empty_business_reproduces_the_customers(app, owner):
     from sqlalchemy import delete
 
-    from portal.models import Address, CustomerEmail, CustomerPhone, Tag, customer_tags
+    from portal.models import (
+        Address,
+        CustomerEmail,
+        CustomerPhone,
+        CustomFieldDefinition,
+        CustomFieldValue,
+        Tag,
+        customer_tags,
+    )
 
     with app.app_context():
         staff_id = make_staff("admin").id
+        gate = CustomFieldDefinition(label="Gate code", field_type="text", position=1)
+        units = CustomFieldDefinition(label="Units", field_type="number", position=2)
+        pets = CustomFieldDefinition(label="Pets", field_type="multi_list", options="Dog\nCat\nBird", position=3)
+        vip = CustomFieldDefinition(label="Newsletter", field_type="checkbox", position=4)
+        db.session.add_all([gate, units, pets, vip])
+        db.session.flush()
+        field_ids = [gate.id, units.id, pets.id, vip.id]
         first = make_customer("Zoë", "Núñez-Ångström", email="zoe@example.com", phone="+1 (555) 201-0001",
                               status="active", language="es", category="VIP", lead_source="Feria de Sevilla")
         business = Customer(kind="business", company_name="Crème Brûlée Café", status="lead",
@@ -301,28 +316,47 @@ def test_export_imported_into_an_empty_business_reproduces_the_customers(app, ow
         db.session.add(business)
         db.session.flush()
         db.session.add_all([CustomerNote(customer_id=business.id, author_id=staff_id, body="Back door; ask Jürgen"),
-                            CustomerNote(customer_id=business.id, author_id=staff_id, body="Pays by check\n=SUM(A1)")])
+                            CustomerNote(customer_id=business.id, author_id=staff_id, body="Pays by check\n=SUM(A1)"),
+                            CustomFieldValue(customer_id=business.id, field_id=gate.id, value="#4512, ñ"),
+                            CustomFieldValue(customer_id=business.id, field_id=units.id, value="3.5"),
+                            CustomFieldValue(customer_id=business.id, field_id=pets.id, value="Dog\nBird"),
+                            CustomFieldValue(customer_id=first.id, field_id=vip.id, value="1")])
         db.session.commit()
     r = owner.get("/admin/customers/export.csv")
     assert r.status_code == 200 and r.mimetype == "text/csv" and r.is_streamed
     exported = r.get_data()
     assert exported.startswith(b"\xef\xbb\xbf") and "'=HYPERLINK(1)" in exported.decode("utf-8")
+    assert ",custom: Gate code,custom: Units,custom: Pets,custom: Newsletter" in exported.decode("utf-8").splitlines()[0]
     before = {name: _facts(c) for name, c in customers(app).items()}
+    before_fields = _field_values(app)
+    assert len(before_fields) == 4
     assert set(before) == {"Zoë Núñez-Ångström", "Crème Brûlée Café"} and first.id
 
     with app.app_context():  # an empty business: the same app with no customers
         for model in (CustomerNote, ActivityEvent, CustomerImport, CustomerEmail, CustomerPhone, Address,
-                      customer_tags, Customer, Tag):
+                      customer_tags, CustomFieldValue, Customer, Tag):
             db.session.execute(model.delete() if model is customer_tags else delete(model))
         db.session.commit()
     url, html = preview(owner, exported, name="export.csv")
     assert counts(html) == {"created": 2, "updated": 0, "skipped": 0, "refused": 0}
     confirm(owner, url, html)
+    assert [form_of(html)[f"col-{i}"] for i in range(20, 24)] == [f"field:{i}" for i in field_ids]
     after = {name: _facts(c) for name, c in customers(app).items()}
     assert after == before
+    assert _field_values(app) == before_fields
     with app.app_context():
         assert sorted(db.session.scalars(select(CustomerNote.body))) == ["Back door; ask Jürgen",
                                                                           "Pays by check\n=SUM(A1)"]
+
+
+def _field_values(app) -> set[tuple]:
+    from portal.models import CustomFieldDefinition, CustomFieldValue
+
+    with app.app_context():
+        return set(db.session.execute(
+            select(Customer.company_name, Customer.first_name, CustomFieldDefinition.label, CustomFieldValue.value)
+            .join(CustomFieldValue, CustomFieldValue.customer_id == Customer.id)
+            .join(CustomFieldDefinition, CustomFieldDefinition.id == CustomFieldValue.field_id)).tuples())
 
 
 def _facts(c: Customer) -> tuple:
@@ -363,3 +397,29 @@ def test_no_file_and_a_card_number_in_the_header_row(app, office):
     with app.app_context():
         stored = db.session.scalars(select(CustomerImport)).one()
         assert "4111" not in stored.headers + (stored.rows or "")
+
+
+def test_custom_fields_are_recognised_by_label_and_checked_by_their_type(app, office):
+    from portal.models import CustomFieldDefinition, CustomFieldValue
+
+    with app.app_context():
+        db.session.add_all([CustomFieldDefinition(label="Gate code", field_type="text", position=1),
+                            CustomFieldDefinition(label="Filter size", field_type="list", options="16x25\n20x25",
+                                                  position=2),
+                            CustomFieldDefinition(label="Install date", field_type="date", position=3)])
+        db.session.commit()
+    content = ("Email,Name,GATE CODE,Filter Size,Install date\n"
+               "ana@example.com,Ana Diaz,1234#,20x25,2021-05-04\n"
+               "bo@example.com,Bo Li,,30x30,yesterday\n")
+    url, html = preview(office, content)
+    assert refused(html) == [(3, "Filter size: “30x30” is not one of the choices; Install date: enter a date as "
+                                 "YYYY-MM-DD.")]
+    confirm(office, url, html)
+    with app.app_context():
+        assert sorted(db.session.scalars(select(CustomFieldValue.value))) == ["1234#", "2021-05-04", "20x25"]
+    # The same customer again with one value changed: an update of that custom field only.
+    url, html = preview(office, content.replace("20x25", "16x25"))
+    assert "Updated: custom fields" in html
+    confirm(office, url, html)
+    with app.app_context():
+        assert sorted(db.session.scalars(select(CustomFieldValue.value))) == ["1234#", "16x25", "2021-05-04"]

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from portal.extensions import db
-from portal.models import Customer, CustomerNote
-from portal.services.crm.importing import NOTE_SEPARATOR
+from portal.models import Customer, CustomerNote, CustomFieldDefinition, CustomFieldValue
+from portal.services.crm import custom_fields
+from portal.services.crm.importing import CUSTOM_HEADER, NOTE_SEPARATOR
 
 BATCH = 500
 
@@ -32,7 +33,14 @@ DESCRIPTIONS = {
     "tags": "tags, separated by commas", "birthday": "YYYY-MM-DD",
     "notes": "internal notes, oldest first, separated by a line holding only ---",
     "created_at": "when the customer was created (UTC, ISO 8601); not read by the import",
+    "custom: <label>": "one column per custom field (Settings › Custom fields), as stored: numbers plain, dates "
+                       "YYYY-MM-DD, checkboxes 1 or empty, several choices one per line",
 }
+
+
+def header(fields: list[CustomFieldDefinition]) -> list[str]:
+    """COLUMNS, then one column per active custom field."""
+    return COLUMNS + [f"{CUSTOM_HEADER}{d.label}" for d in fields]
 
 
 def safe_cell(value: object) -> str:
@@ -42,8 +50,8 @@ def safe_cell(value: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def customer_batches(batch: int = BATCH) -> Iterator[list[list[str]]]:
-    """Every customer, oldest first, `batch` at a time, as rows of COLUMNS."""
+def customer_batches(fields: list[CustomFieldDefinition], batch: int = BATCH) -> Iterator[list[list[str]]]:
+    """Every customer, oldest first, `batch` at a time, as rows of `header(fields)`."""
     last_id = 0
     while True:
         customers = list(db.session.scalars(
@@ -59,7 +67,13 @@ def customer_batches(batch: int = BATCH) -> Iterator[list[list[str]]]:
                 .where(CustomerNote.customer_id.in_([c.id for c in customers]))
                 .order_by(CustomerNote.created_at, CustomerNote.id)):
             notes.setdefault(customer_id, []).append(body)
-        rows = [_row(c, notes.get(c.id, [])) for c in customers]
+        values: dict[tuple[int, int], str | None] = {}
+        for customer_id, field_id, value in db.session.execute(
+                select(CustomFieldValue.customer_id, CustomFieldValue.field_id, CustomFieldValue.value)
+                .where(CustomFieldValue.customer_id.in_([c.id for c in customers]))):
+            values[(customer_id, field_id)] = value
+        rows = [_row(c, notes.get(c.id, [])) + [safe_cell(values.get((c.id, d.id))) for d in fields]
+                for c in customers]
         for customer in customers:  # keep the session small while streaming (emails, phones, addresses follow)
             db.session.expunge(customer)
         yield rows
@@ -80,9 +94,10 @@ def csv_chunks() -> Iterator[str]:
     """The customers CSV as text chunks (one per batch), header first, with a BOM so spreadsheets read UTF-8."""
     out = io.StringIO()
     writer = csv.writer(out)
+    fields = custom_fields.definitions()
     out.write("\ufeff")
-    writer.writerow(COLUMNS)
-    for rows in customer_batches():
+    writer.writerow(header(fields))
+    for rows in customer_batches(fields):
         writer.writerows(rows)
         yield out.getvalue()
         out.seek(0)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import selectinload
 
 from portal import card_guard, clock
@@ -38,11 +38,14 @@ from portal.models import (
     CustomerNote,
     CustomerPhone,
     CustomerStatus,
+    CustomFieldDefinition,
+    CustomFieldValue,
     StaffUser,
     Tag,
     customer_tags,
 )
 from portal.models.customers import CATEGORIES, CustomerImport, new_auth_secret
+from portal.services.crm import custom_fields
 from portal.services.errors import ServiceError, ValidationError, found
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -237,12 +240,32 @@ def parse(raw: bytes) -> ParsedFile:
     return ParsedFile(encoding, delimiter, headers, rows, card_lines)
 
 
-def guess_mapping(headers: list[str]) -> list[str]:
-    """The target of each column by its header; a target already taken by an earlier column is not reused."""
+FIELD_PREFIX = "field:"  # a custom field's target: field:<definition id>
+CUSTOM_HEADER = "custom: "  # our export's header of a custom field column: "custom: <label>"
+
+
+def field_definitions() -> dict[int, CustomFieldDefinition]:
+    """The active custom fields, by id: each can be a column of the file."""
+    return {d.id: d for d in custom_fields.definitions()}
+
+
+def targets(fields: dict[int, CustomFieldDefinition] | None = None) -> list[Target]:
+    """What a column can be imported as: the customer's own fields, then each active custom field."""
+    fields = field_definitions() if fields is None else fields
+    return TARGETS + [Target(f"{FIELD_PREFIX}{d.id}", f"Custom field: {d.label}", custom_fields.MAX_VALUE)
+                      for d in fields.values()]
+
+
+def guess_mapping(headers: list[str], fields: dict[int, CustomFieldDefinition] | None = None) -> list[str]:
+    """The target of each column by its header; a target already taken by an earlier column is not reused. A
+    custom field is recognised by its label ("Gate code") or our export's header ("custom: Gate code")."""
+    fields = field_definitions() if fields is None else fields
+    by_label = {_norm(d.label): f"{FIELD_PREFIX}{d.id}" for d in fields.values()}
+    by_label.update({_norm(CUSTOM_HEADER + d.label): f"{FIELD_PREFIX}{d.id}" for d in fields.values()})
     used: set[str] = set()
     mapping = []
     for header in headers:
-        target = HEADER_ALIASES.get(_norm(header), "")
+        target = HEADER_ALIASES.get(_norm(header)) or by_label.get(_norm(header), "")
         if target in used:
             target = ""
         if target:
@@ -251,12 +274,13 @@ def guess_mapping(headers: list[str]) -> list[str]:
     return mapping
 
 
-def check_mapping(mapping: list[str]) -> None:
+def check_mapping(mapping: list[str], fields: dict[int, CustomFieldDefinition] | None = None) -> None:
+    known = {t.name: t for t in targets(fields)}
     chosen = [t for t in mapping if t]
-    unknown = [t for t in chosen if t not in TARGET_BY_NAME]
+    unknown = [t for t in chosen if t not in known]
     if unknown:
         raise ValidationError("mapping", "Choose what each column holds from the list.")
-    twice = sorted({TARGET_BY_NAME[t].label for t in chosen if chosen.count(t) > 1})
+    twice = sorted({known[t].label for t in chosen if chosen.count(t) > 1})
     if twice:
         raise ValidationError("mapping", f"Each field can come from one column only: {', '.join(twice)}.")
     if not any(t in NAME_TARGETS for t in chosen):
@@ -271,9 +295,10 @@ def upload(filename: str | None, raw: bytes, staff: StaffUser | None) -> Custome
     if card_guard.contains_card_number(name):
         raise ValidationError("file", "The file name looks like a card number; rename the file.")
     parsed = parse(raw)
-    mapping = guess_mapping(parsed.headers)
+    fields = field_definitions()
+    mapping = guess_mapping(parsed.headers, fields)
     try:
-        check_mapping(mapping)
+        check_mapping(mapping, fields)
     except ValidationError as exc:
         raise ValidationError("file", exc.message + " Nothing was imported.") from None
     # Previews nobody confirmed within a day are dropped: they hold customer data we no longer need.
@@ -324,6 +349,7 @@ class Row:
     tags: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     birthday: date | None = None
+    custom: dict[int, str | None] = field(default_factory=dict)  # custom field id → stored text
 
     @property
     def email(self) -> str | None:
@@ -360,22 +386,30 @@ def _birthday(text: str) -> date | None:
     return None
 
 
-def read_row(line: int, cells: list[str], mapping: list[str]) -> Row | str:
-    """The row's cleaned values, or the reasons it is refused (one sentence each)."""
+def read_row(line: int, cells: list[str], mapping: list[str],
+             fields: dict[int, CustomFieldDefinition] | None = None) -> Row | str:
+    """The row's cleaned values, or the reasons it is refused (one sentence each). Custom fields (`fields`, the
+    active definitions) are checked by the client card's own rule (`custom_fields.clean_value`)."""
     values: dict[str, str] = {}
     reasons: list[str] = []
+    custom: dict[int, str | None] = {}
     for i, target in enumerate(mapping):
         if not target or i >= len(cells):
             continue
         text = _cell(cells[i])
         if not text:
             continue
+        if target.startswith(FIELD_PREFIX):
+            definition = (fields or {}).get(int(target[len(FIELD_PREFIX):]))
+            if definition is not None:
+                _read_custom(definition, text, custom, reasons)
+            continue
         spec = TARGET_BY_NAME[target]
         if len(text) > spec.max_length:
             reasons.append(f"{spec.label.split(' (')[0]} is longer than {spec.max_length:,} characters")
             continue
         values[target] = text
-    row = Row(line, values)
+    row = Row(line, values, custom=custom)
     _split_full_name(values, reasons)
     _check_contact(values, reasons)
     _check_choices(values, reasons)
@@ -388,6 +422,17 @@ def read_row(line: int, cells: list[str], mapping: list[str]) -> Row | str:
     if values["kind"] == "business" and not values.get("company_name"):
         values["kind"] = "individual"
     return row
+
+
+def _read_custom(definition: CustomFieldDefinition, text: str, custom: dict[int, str | None],
+                 reasons: list[str]) -> None:
+    raw: object = text
+    if definition.field_type == "multi_list":
+        raw = [v for v in re.split(r"\n|;", text)]
+    try:
+        custom[definition.id] = custom_fields.clean_value(definition, raw)
+    except ValidationError as exc:
+        reasons.append(exc.message.rstrip("."))
 
 
 def _split_full_name(values: dict[str, str], reasons: list[str]) -> None:
@@ -514,7 +559,7 @@ _COMPARED = ("first_name", "last_name", "company_name", "kind", "category", "lea
 _CHANGE_LABELS = {"first_name": "first name", "last_name": "last name", "company_name": "company",
                   "kind": "kind", "category": "category", "lead_source": "lead source", "status": "status",
                   "language": "language", "email": "email", "phone": "phone", "address": "service address",
-                  "birthday": "birthday", "tags": "tags"}
+                  "birthday": "birthday", "tags": "tags", "custom": "custom fields"}
 
 
 @dataclass
@@ -536,6 +581,7 @@ class Existing:
     phone: str | None = None
     address: dict[str, str | None] | None = None  # line1, line2, city, region, postal_code
     tags: set[str] = field(default_factory=set)  # lower-cased
+    custom: dict[int, str | None] = field(default_factory=dict)
 
     @property
     def display_name(self) -> str:
@@ -561,6 +607,8 @@ def _changes(row: Row, customer: Existing) -> list[str]:
         changed.append("birthday")
     if row.tags and {t.lower() for t in row.tags} - customer.tags:
         changed.append("tags")
+    if any(value is not None and customer.custom.get(field_id) != value for field_id, value in row.custom.items()):
+        changed.append("custom")
     return changed
 
 
@@ -572,7 +620,8 @@ def plan(imp: CustomerImport, mapping: list[str] | None = None, update_existing:
     """What confirming would do now, row by row (the database is read, nothing is written)."""
     mapping = mapping if mapping is not None else mapping_of(imp)
     update_existing = imp.update_existing if update_existing is None else update_existing
-    check_mapping(mapping)
+    fields = field_definitions()
+    check_mapping(mapping, fields)
     if imp.rows is None:
         raise ServiceError("This import is finished; upload the file again to import it again.")
     card_lines = {int(k): v for k, v in json.loads(imp.card_lines or "{}").items()}
@@ -585,7 +634,7 @@ def plan(imp: CustomerImport, mapping: list[str] | None = None, update_existing:
             refusals.append(Refusal(line, f"The “{card_lines[line]}” column looks like a card number. Card "
                                           "numbers are never stored; the row was not read."))
             continue
-        row = read_row(line, cells, mapping)
+        row = read_row(line, cells, mapping, fields)
         if isinstance(row, str):
             refusals.append(Refusal(line, row))
             continue
@@ -696,6 +745,10 @@ def _existing(ids: list[int]) -> dict[int, Existing]:
                 select(customer_tags.c.customer_id, Tag.name).join(Tag, Tag.id == customer_tags.c.tag_id)
                 .where(customer_tags.c.customer_id.in_(chunk))):
             found_rows[customer_id].tags.add(name.lower())
+        for customer_id, field_id, value in db.session.execute(
+                select(CustomFieldValue.customer_id, CustomFieldValue.field_id, CustomFieldValue.value)
+                .where(CustomFieldValue.customer_id.in_(chunk))):
+            found_rows[customer_id].custom[field_id] = value
     return found_rows
 
 
@@ -749,6 +802,7 @@ def confirm(imp: CustomerImport, staff: StaffUser | None) -> Plan:
     to_update = _customers([m.customer.id for m in result.updates])
     for match in result.updates:
         _update(to_update[match.customer.id], match, staff_id, now)
+    _update_custom(result.updates)
     tag_links = [(cid, row.tags) for cid, row in zip(created_ids, result.creates, strict=True) if row.tags] + \
         [(m.customer.id, m.row.tags) for m in result.updates if m.row.tags]
     _link_tags(tag_links)
@@ -793,7 +847,11 @@ def _create(rows: list[Row], staff_id: int | None, summary: str, now: datetime) 
             "updated_at": now, **_status_columns(v.get("status", "lead"), now, summary)})
     ids = list(db.session.scalars(insert(Customer).returning(Customer.id, sort_by_parameter_order=True),
                                   customers))
-    emails, phones, addresses, notes = [], [], [], []
+    emails: list[dict] = []
+    phones: list[dict] = []
+    addresses: list[dict] = []
+    notes: list[dict] = []
+    custom: list[dict] = []
     for customer_id, row in zip(ids, rows, strict=True):
         v = row.values
         if v.get("email"):
@@ -806,8 +864,10 @@ def _create(rows: list[Row], staff_id: int | None, summary: str, now: datetime) 
                               "postal_code": v.get("postal_code"), "country": "US"})
         notes += [{"customer_id": customer_id, "author_id": staff_id, "body": body, "created_at": now}
                   for body in row.notes]
+        custom += [{"customer_id": customer_id, "field_id": field_id, "value": value}
+                   for field_id, value in row.custom.items() if value is not None]
     for model, values in ((CustomerEmail, emails), (CustomerPhone, phones), (Address, addresses),
-                          (CustomerNote, notes)):
+                          (CustomerNote, notes), (CustomFieldValue, custom)):
         if values:
             db.session.execute(insert(model), values)
     return ids
@@ -829,6 +889,26 @@ def _update(customer: Customer, match: Match, staff_id: int | None, now: datetim
     for body in match.new_notes:
         db.session.add(CustomerNote(customer_id=customer.id, author_id=staff_id, body=body, created_at=now))
     customer.updated_at = now
+
+
+def _update_custom(matches: list[Match]) -> None:
+    """Custom field values of updated customers: changed ones rewritten, new ones added (blank cells skipped)."""
+    changed: list[dict] = []
+    added: list[dict] = []
+    for m in matches:
+        for field_id, value in m.row.custom.items():
+            if value is None or m.customer.custom.get(field_id) == value:
+                continue
+            (changed if field_id in m.customer.custom else added).append(
+                {"cid": m.customer.id, "fid": field_id, "value": value})
+    if changed:
+        db.session.execute(update(CustomFieldValue.__table__)
+                           .where(CustomFieldValue.__table__.c.customer_id == bindparam("cid"),
+                                  CustomFieldValue.__table__.c.field_id == bindparam("fid"))
+                           .values(value=bindparam("value")), changed)
+    if added:
+        db.session.execute(insert(CustomFieldValue), [{"customer_id": a["cid"], "field_id": a["fid"],
+                                                       "value": a["value"]} for a in added])
 
 
 def _update_contact(customer: Customer, match: Match) -> None:

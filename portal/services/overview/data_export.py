@@ -31,6 +31,8 @@ from portal.models import (
     CustomerNote,
     CustomerPhone,
     CustomerPlan,
+    CustomFieldDefinition,
+    CustomFieldValue,
     Estimate,
     EstimateLineItem,
     Invoice,
@@ -45,7 +47,7 @@ from portal.models import (
     Refund,
     Visit,
 )
-from portal.services.crm import exporting
+from portal.services.crm import custom_fields, exporting
 from portal.services.platform import settings
 
 BATCH = 1000
@@ -64,6 +66,9 @@ FILES = [
     TableFile("customer_phones.csv", CustomerPhone.__table__, "Every phone number of each customer."),
     TableFile("addresses.csv", Address.__table__, "Service and billing addresses."),
     TableFile("notes.csv", CustomerNote.__table__, "Internal notes about customers (staff only)."),
+    TableFile("custom_fields.csv", CustomFieldDefinition.__table__, "The custom fields defined for client cards."),
+    TableFile("custom_field_values.csv", CustomFieldValue.__table__, "Each customer's custom field values (also "
+                                                                     "in customers.csv, one column per field)."),
     TableFile("contact_log.csv", ContactLog.__table__, "Calls, emails, meetings and visits logged by staff."),
     TableFile("invoices.csv", Invoice.__table__, "Invoices."),
     TableFile("invoice_lines.csv", InvoiceLineItem.__table__, "The lines of each invoice."),
@@ -143,7 +148,7 @@ def readme() -> str:
              "so spreadsheets do not run it as a formula.", "",
              "customers.csv", "  Every customer, in the columns the customer import reads (Customers › Import CSV "
              "in another business recreates them, notes included).",
-             *[f"  {c}: {exporting.DESCRIPTIONS[c]}" for c in exporting.COLUMNS], ""]
+             *[f"  {c}: {text}" for c, text in exporting.DESCRIPTIONS.items()], ""]
     for f in FILES:
         lines += [f.name, f"  {f.about}", *[f"  {c.name}: {_describe(f.table, c)}" for c in _columns(f)], ""]
     return "\n".join(lines) + "\n"
@@ -221,7 +226,9 @@ def zip_chunks() -> Iterator[bytes]:
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("README.txt", readme())
         yield sink.take()
-        yield from _write_csv(archive, sink, "customers.csv", exporting.COLUMNS, exporting.customer_batches())
+        fields = custom_fields.definitions()
+        yield from _write_csv(archive, sink, "customers.csv", exporting.header(fields),
+                              exporting.customer_batches(fields))
         for f in FILES:
             yield from _write_csv(archive, sink, f.name, [c.name for c in _columns(f)], table_batches(f))
     yield sink.take()
