@@ -392,6 +392,11 @@ def _sums(types: tuple[str, ...], start: date, end: date) -> tuple[dict, str, li
     return totals, unit, bars
 
 
+def money_by_day(start: date, end: date) -> tuple[dict, str, list[Bar]]:
+    """Money in and out per local day (or month, past two months) with the totals, in one grouped query."""
+    return _sums(("payment", "deposit", "refund", "adjustment"), start, end)
+
+
 def transactions(start: date, end: date, types: tuple[str, ...] = TYPES, page=1,
                  per_page: int = PAGE_SIZE) -> Report:
     """Between two business-local dates, inclusive: one page of rows (oldest first), the totals over all of them
