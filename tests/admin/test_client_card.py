@@ -234,7 +234,8 @@ CONTACT_MARKER = "QZX-contact-outcome-4410"
 TASK_MARKER = "QZX-task-note-9052"
 MARKERS = (NOTE_MARKER, CONTACT_MARKER, TASK_MARKER)
 STAFF_TEMPLATES = {"message_received", "estimate_answered", "staff_invitation", "plan_payment_failed_staff",
-                   "card_changed_staff", "payment_failed_staff"}
+                   "card_changed_staff", "payment_failed_staff",
+                   "payment_disputed_staff"}
 
 
 def _pdf_text(data: bytes) -> str:
