@@ -5,6 +5,8 @@ import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from babel.numbers import format_currency, get_currency_precision
+from flask import has_request_context
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
 MIN_CHARGE_CENTS = 50  # PAY-4
@@ -65,6 +67,13 @@ def format_money(cents: int | None, currency: str = "USD", locale: str = "en_US"
     if cents is None:
         return ""
     return format_currency(to_decimal(cents, currency), currency, locale=locale)
+
+
+def format_money_here(cents: int | None, currency: str = "USD") -> str:
+    """An amount in the language of the page being answered (issue 19: an error message formats it as the page
+    does: "0,50 US$" in Spanish), else in English."""
+    locale = str(get_locale() or "en") if has_request_context() else "en"
+    return format_money(cents, currency, locale="en_US" if locale == "en" else locale)
 
 
 def percent_of(cents: int, basis_points: int) -> int:

@@ -38,7 +38,7 @@ def index():
     show = request.args.get("show", "open")
     page = invoices.customer_list(current_customer, show, request.args.get("page"), PER_PAGE)
     return render_template("portal/invoices/list.html", invoices=page.items, page=page, show=show,
-                           today=clock.today())
+                           today=clock.today(), owed=owed.for_customer(current_customer))
 
 
 @bp.get("/invoices/<int:invoice_id>")

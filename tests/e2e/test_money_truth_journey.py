@@ -13,7 +13,14 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests import factories
-from tests.helpers import close_checking_csp, fill_card_element, sandbox_intents, staff_logs_in, watch_csp
+from tests.helpers import (
+    close_checking_csp,
+    fill_card_element,
+    sandbox_intents,
+    staff_logs_in,
+    wait_for_email,
+    watch_csp,
+)
 
 PHONE = {"width": 375, "height": 812}
 DECLINED = "4000000000000341"  # attaches, then every charge is declined
@@ -114,6 +121,8 @@ def test_pay_everything_owed_with_one_tap_on_a_phone(app, smtp, stripe_sandbox, 
         expect(receipt.locator("[data-plan-payment]")).to_contain_text("Comfort Club")
         expect(receipt.locator("[data-still-owed]")).to_contain_text("Nothing")
         assert page.evaluate(FITS), "the receipt scrolls sideways at 375 px"
+        [email] = wait_for_email(smtp, "dora.debtless@example.com", "Payment receipt")
+        assert "INV-1987" in smtp.text(email) and "Comfort Club" in smtp.text(email), smtp.text(email)
 
         page.goto(f"{live_server}/portal/")
         expect(page.locator("[data-balance]")).to_have_text("$0.00")

@@ -105,7 +105,7 @@ def test_customer_pays_invoice_with_new_card(app, smtp, stripe_sandbox, live_ser
     fill_card_element(form)
     save = form.get_by_label("Save this card for future payments")
     expect(save).to_be_checked()
-    form.get_by_role("button", name="Pay now").click()
+    form.get_by_role("button", name="Pay $250.00").click()
 
     page.wait_for_url(re.compile(re.escape(live_server) + r"/portal/payments/\d+$"))
     expect(page.get_by_text("Thank you! We received your payment of $250.00")).to_be_visible()

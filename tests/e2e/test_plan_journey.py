@@ -67,12 +67,12 @@ def test_plan_accepted_with_new_card_then_staff_charge_outstanding_with_new_card
     expect(pay_with.get_by_role("radio")).to_have_count(1)  # no card on file: only "A new card"
     expect(pay_with.get_by_role("radio", name="A new card")).to_be_checked()
     fill_card_element(form)
-    form.get_by_role("button", name="Pay and accept").click()
+    form.get_by_role("button", name=re.compile(r"^Pay \$[\d.,]+ and accept$")).click()
 
     expect(page.get_by_role("status")).to_contain_text("Thank you! Your plan is active.")
     expect(page).to_have_url(f"{live_server}/portal/plans/{plan_id}")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Active")
-    expect(page.get_by_role("button", name="Pay and accept")).to_have_count(0)
+    expect(page.get_by_role("button", name=re.compile(r"and accept$"))).to_have_count(0)
     with app.app_context():
         accepted = db.session.get(CustomerPlan, plan_id)
         assert (accepted.status, accepted.frequency, accepted.price_cents) == ("active", "monthly", 3_000)

@@ -112,7 +112,7 @@ def test_deposit_estimate_is_approved_only_with_the_paid_deposit(app, client, lo
         good = make_card(c.id, "4242424242424242")
     login_customer(c)
     html, _ = _page(client, est.id)
-    assert "Pay deposit and approve" in html and "$200.00" in html
+    assert "Pay $200.00 deposit and approve" in html and "$200.00" in html
     # without a deposit the approval does not happen through the plain path either
     r = _approve(client, est.id, name="Ana Diaz", card_id=str(declining.id))
     assert r.status_code == 402 and "not approved yet" in r.get_data(True)

@@ -39,7 +39,7 @@ from portal.models import (
     PlanPayment,
     StaffUser,
 )
-from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money, percent_of
+from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money, format_money_here, percent_of
 from portal.services import events
 from portal.services.errors import NotFound, ServiceError, ValidationError, found
 from portal.services.payments import cards, declines, gateway
@@ -67,13 +67,13 @@ def check_amount(amount_cents: int, balance_cents: int | None = None) -> None:
     currency = settings.currency()
     if amount_cents < MIN_CHARGE_CENTS:
         raise ValidationError("amount", _("The smallest card payment is %(min)s.",
-                                          min=format_money(MIN_CHARGE_CENTS, currency)))
+                                          min=format_money_here(MIN_CHARGE_CENTS, currency)))
     if amount_cents > MAX_CHARGE_CENTS:
         raise ValidationError("amount", _("The largest card payment is %(max)s.",
-                                          max=format_money(MAX_CHARGE_CENTS, currency)))
+                                          max=format_money_here(MAX_CHARGE_CENTS, currency)))
     if balance_cents is not None and amount_cents > balance_cents:
         raise ValidationError("amount", _("That is more than the balance of %(balance)s.",
-                                          balance=format_money(balance_cents, currency)))
+                                          balance=format_money_here(balance_cents, currency)))
 
 
 def invoice_of(customer: Customer, invoice_id) -> Invoice:
