@@ -95,9 +95,13 @@ def test_pay_everything_owed_with_one_tap_on_a_phone(app, smtp, stripe_sandbox, 
         assert page.evaluate(FITS), "the pay-all page scrolls sideways at 375 px"
         form = page.locator("form[data-card-form]")
         expect(form.get_by_role("radio", name="A new card")).to_be_checked()
+        button = form.get_by_role("button", name="Pay $106.99")
+        button.click()  # nothing typed yet: a plain sentence, no JavaScript error, the button works again
+        expect(form.locator("[data-card-errors]")).to_have_text(
+            "Enter the card number, expiry date, security code and postal code.")
+        expect(button).to_be_enabled()
         fill_card_element(form, number=DECLINED)
         expect(form.get_by_label("Save this card for future payments")).to_be_checked()
-        button = form.get_by_role("button", name="Pay $106.99")
         button.click()
         expect(page.locator("[data-outcome=declined]")).to_be_visible()
 

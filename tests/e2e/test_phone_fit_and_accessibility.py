@@ -114,16 +114,10 @@ def _overflow(page) -> str | None:
     }""")
 
 
-AXE_T = [0.0, 0]
-
-
-def _violations(axe, page) -> list[str]:
-    t = time.monotonic()
+def _violations(page) -> list[str]:
     found = page.evaluate("opts => axe.run(document, opts).then(r => r.violations.map(v => "
                           "v.id + ' (' + v.impact + '): ' + JSON.stringify(v.nodes.slice(0, 3).map(n => n.target))))",
                           {"runOnly": {"type": "tag", "values": TAGS}, "resultTypes": ["violations"]})
-    AXE_T[0] += time.monotonic() - t
-    AXE_T[1] += 1
     return found
 
 
@@ -159,10 +153,10 @@ def test_every_portal_page_fits_a_phone_and_passes_axe(app, smtp, stripe_sandbox
                 problems += [f"{lang} 375px {path}: {box} scrolls sideways out of keyboard reach"
                              for box in _stuck_regions(page)]
                 if lang != "es" or not LEAN:
-                    problems += [f"{lang} 375px {path}: {v}" for v in _violations(axe, page)]
+                    problems += [f"{lang} 375px {path}: {v}" for v in _violations(page)]
                 if lang == "en" or not LEAN:
                     page.set_viewport_size(DESKTOP)
-                    problems += [f"{lang} 1280px {path}: {v}" for v in _violations(axe, page)]
+                    problems += [f"{lang} 1280px {path}: {v}" for v in _violations(page)]
                     page.set_viewport_size(PHONE)
         portal_seconds = time.monotonic() - started
 
@@ -172,9 +166,8 @@ def test_every_portal_page_fits_a_phone_and_passes_axe(app, smtp, stripe_sandbox
         for path in _admin_pages(ids):
             response = staff.goto(live_server + path)
             assert response is not None and response.status == 200, (path, response and response.status)
-            problems += [f"admin 1280px {path}: {v}" for v in _violations(axe, staff)]
+            problems += [f"admin 1280px {path}: {v}" for v in _violations(staff)]
     finally:
         context.close()
-    print("AXE", AXE_T)
     print(f"portal walk + axe: {portal_seconds:.1f} s; with admin: {time.monotonic() - started:.1f} s")
     assert problems == [], "\n".join(problems)
