@@ -22,7 +22,7 @@ def recent_events(customer: Customer, *, with_money: bool, limit: int = 30) -> l
     where = [ActivityEvent.customer_id == customer.id]
     if not with_money:
         where.append(ActivityEvent.event_type.not_in(MONEY_EVENTS))
-    return list(db.session.scalars(select(ActivityEvent).where(*where).options(selectinload(ActivityEvent.actor))
+    return list(db.session.scalars(select(ActivityEvent).where(*where).options(joinedload(ActivityEvent.actor))
                                    .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc()).limit(limit)))
 
 
