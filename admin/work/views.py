@@ -1,7 +1,7 @@
 """INV-1, P-5 (staff side): jobs and visits, estimates created and edited by staff."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from admin import TECHNICIAN_JOB_STATUSES, bp, form_id
@@ -11,7 +11,7 @@ from admin.work.forms import EstimateForm, JobForm, StatusForm, VisitForm
 from portal.blueprints.actions import parsed, run_action, run_form
 from portal.models import Job
 from portal.money import parse_amount, to_input
-from portal.services.billing import invoices
+from portal.services.billing import documents, invoices
 from portal.services.crm import customers as customer_service
 from portal.services.errors import NotFound, ValidationError
 from portal.services.plans import reports as plan_reports
@@ -212,6 +212,14 @@ def estimate_view(estimate_id: int):
     return render_template("admin/work/estimate.html", estimate=estimate, customer=estimate.customer,
                            confirm=ConfirmForm(), expired=estimates.is_expired(estimate),
                            job=work_orders.load_job(estimate.job_id) if estimate.job_id else None)
+
+
+@bp.get("/estimates/<int:estimate_id>.pdf")
+def estimate_pdf(estimate_id: int):
+    """Issue 19: the estimate as the customer gets it, as a PDF."""
+    estimate = estimates.load(estimate_id)
+    return Response(documents.estimate_pdf(estimate), mimetype="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="estimate-{estimate.number}.pdf"'})
 
 
 @bp.post("/estimates/<int:estimate_id>/send")

@@ -1,7 +1,8 @@
 """P-5: estimates — approve with a typed name (and the deposit, when one is required) or decline."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from portal.blueprints.actions import run_form
@@ -17,6 +18,7 @@ from portal.blueprints.wallet import (
 from portal.extensions import db
 from portal.forms.pages import ApproveEstimateForm, DeclineEstimateForm
 from portal.models import ChargeAttempt
+from portal.services.billing import documents
 from portal.services.errors import NotFound, ServiceError, ValidationError
 from portal.services.payments import charges
 from portal.services.platform import settings
@@ -49,6 +51,14 @@ def _page(estimate, approve=None, decline=None, status: int = 200, outcome=None)
                            answerable=answerable, expired=estimates.is_expired(estimate), entry=entry, cards=saved,
                            busy=estimates.open_deposit_attempt(estimate), outcome=outcome,
                            card_required=settings.get().require_card_for_deposits), status
+
+
+@bp.get("/estimates/<int:estimate_id>.pdf")
+def estimate_pdf(estimate_id: int):
+    """Issue 19: the estimate as a PDF, in the page's language."""
+    estimate = _estimate(estimate_id)
+    return Response(documents.estimate_pdf(estimate, str(get_locale())), mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="estimate-{estimate.number}.pdf"'})
 
 
 @bp.get("/estimates/<int:estimate_id>")

@@ -10,6 +10,7 @@ import io
 import os
 from pathlib import Path
 
+from flask import current_app
 from flask_babel import force_locale, format_date
 from flask_babel import gettext as _
 from fontTools import subset, ttLib
@@ -21,7 +22,7 @@ from sqlalchemy import select
 
 from portal.extensions import db, get_existing
 from portal.labels import label
-from portal.models import Customer, Invoice, Payment, PaymentAllocation, Refund
+from portal.models import Customer, Estimate, Invoice, Payment
 from portal.money import format_money
 from portal.services.payments import ledger
 from portal.services.platform import mailer, settings
@@ -147,8 +148,9 @@ def invoice_pdf(invoice: Invoice, language: str | None = None) -> bytes:
     with force_locale(lang):
         cur = invoice.currency
         doc = _Doc(_("Invoice %(n)s", n=invoice.number))
+        _stamp(doc, invoice, lang)
         _header(doc, _("Invoice %(n)s", n=invoice.number), customer)
-        doc.para(f"{_('Status')}: {label(invoice.status)}", size=10)
+        doc.para(f"{_('Status')}: {label(invoice.shown_status)}", size=10)
         doc.para(f"{_('Date')}: {_date(invoice.issue_date, lang)}", size=10)
         doc.para(f"{_('Due')}: {_date(invoice.due_date, lang)}", size=10)
         doc.ln(4)
@@ -163,10 +165,14 @@ def invoice_pdf(invoice: Invoice, language: str | None = None) -> bytes:
             totals.append((_("Discount"), -invoice.discount_cents))
         if invoice.tax_cents:
             totals.append((_("Tax"), invoice.tax_cents))
-        totals += [(_("Total"), invoice.total_cents), (_("Paid"), invoice.paid_cents),
-                   (_("Balance due"), invoice.balance_cents)]
+        totals += [(_("Total"), invoice.total_cents), (_("Paid"), invoice.paid_cents)]
+        if invoice.refunded_cents:
+            totals.append((_("Refunded to you"), -invoice.refunded_cents))
+        totals.append((_("Balance due"), invoice.balance_cents))
         for name, cents in totals:
             doc.row((name, "", "", _money(cents, cur, lang)), widths, bold=name in (_("Total"), _("Balance due")))
+        if invoice.status in PAYABLE and invoice.balance_cents > 0:
+            _pay_online(doc, pay_url(invoice), invoice.balance_cents, cur, lang)
         history = [e for e in ledger.invoice_history(invoice) if e.type in ("payment", "deposit", "refund")]
         if history:
             doc.ln(4)
@@ -193,19 +199,108 @@ def receipt_pdf(payment: Payment, language: str | None = None) -> bytes:
         for name, value in ((_("Date"), _date(payment.received_at.date(), lang)),
                             (_("Amount"), _money(payment.amount_cents, cur, lang)), (_("Paid with"), paid_with)):
             doc.para(f"{name}: {value}", size=10.5)
-        rows = db.session.execute(select(Invoice.number, PaymentAllocation.amount_cents).join(PaymentAllocation)
-                                  .where(PaymentAllocation.payment_id == payment.id)).all()
-        if rows:
+        detail = ledger.payment_detail(payment)
+        if detail.allocations or detail.plan_payments or detail.credit_cents:
             doc.ln(3)
-            for number, cents in rows:
-                doc.para(f"{_('Invoice %(n)s', n=number)}: {_money(cents, cur, lang)}", size=10)
-        refunds = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id,
-                                                          Refund.status != "failed")).all()
+            doc.para(_("What this payment paid"), size=11, bold=True, h=6)
+            for invoice, cents in detail.allocations:
+                doc.para(f"{_('Invoice %(n)s', n=invoice.number)}: {_money(cents, cur, lang)} · "
+                         f"{_('balance left %(b)s', b=_money(invoice.balance_cents, invoice.currency, lang))}",
+                         size=10)
+            for row, cents in detail.plan_payments:
+                doc.para(f"{_('Service plan')}: {row.plan.name}, {_('due %(date)s', date=_date(row.due_date, lang))}: "
+                         f"{_money(cents, cur, lang)} · {label(row.status)}", size=10)
+            if detail.credit_cents:
+                doc.para(f"{_('Credit on account')}: {_money(detail.credit_cents, cur, lang)} · "
+                         f"{_('applied to your next invoice')}", size=10)
+        refunds = [r for r in detail.refunds if r.status != "failed"]
         for refund in refunds:
             when, amount = _date(refund.created_at.date(), lang), _money(refund.amount_cents, cur, lang)
             doc.para(f"{_('Refund')} {when}: −{amount}", size=10)
         doc.ln(4)
         doc.para(_("Thank you!"), size=11, bold=True)
+        return bytes(doc.output())
+
+
+PAYABLE = ("open", "partially_paid")
+
+
+def pay_url(invoice: Invoice) -> str:
+    """Where the invoice is paid online: the portal's pay page (a login link is asked for there, so the PDF
+    carries no login token however far it is forwarded)."""
+    return f"{current_app.config['BASE_URL'].rstrip('/')}/portal/invoices/{invoice.id}/pay"
+
+
+def _stamp(doc: _Doc, invoice: Invoice, lang: str) -> None:
+    """Issue 19: a stamp in the top right corner: PAID / REFUNDED / VOID, or the balance due."""
+    status = invoice.shown_status
+    if status == "paid":
+        text, color = _("PAID"), (22, 101, 52)
+    elif status in ("refunded", "partially_refunded"):
+        text, color = label(status).upper(), (30, 58, 138)
+    elif status == "void":
+        text, color = _("VOID"), (82, 96, 109)
+    elif invoice.balance_cents > 0:
+        text = _("BALANCE DUE %(amount)s", amount=_money(invoice.balance_cents, invoice.currency, lang))
+        color = (185, 28, 28)
+    else:
+        return
+    x, y = doc.get_x(), doc.get_y()
+    doc.set_font(doc.family_name, "B", 13)
+    width = doc.get_string_width(doc.text_of(text)) + 10
+    doc.set_draw_color(*color)
+    doc.set_text_color(*color)
+    doc.set_line_width(0.8)
+    doc.set_xy(doc.w - doc.r_margin - width, doc.t_margin)
+    doc.cell(width, 10, doc.text_of(text), border=1, align="C")
+    doc.set_text_color(0, 0, 0)
+    doc.set_draw_color(0, 0, 0)
+    doc.set_line_width(0.2)
+    doc.set_xy(x, y)
+
+
+def _pay_online(doc: _Doc, url: str, cents: int, currency: str, lang: str) -> None:
+    doc.ln(4)
+    doc.set_font(doc.family_name, "B", 11)
+    doc.set_text_color(29, 78, 216)
+    doc.cell(0, 7, doc.text_of(_("Pay online: %(amount)s", amount=_money(cents, currency, lang))), link=url,
+             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    doc.set_font(doc.family_name, "", 9.5)
+    doc.cell(0, 5, doc.text_of(url), link=url, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    doc.set_text_color(0, 0, 0)
+
+
+def estimate_pdf(estimate: Estimate, language: str | None = None) -> bytes:
+    """P-5: an estimate as a PDF (portal and admin), in the customer's language."""
+    customer = get_existing(Customer, estimate.customer_id)
+    lang = language or customer.preferred_language or "en"
+    with force_locale(lang):
+        cur = estimate.currency
+        doc = _Doc(_("Estimate %(n)s", n=estimate.number))
+        _header(doc, _("Estimate %(n)s", n=estimate.number), customer)
+        doc.para(estimate.title, size=11, bold=True)
+        doc.para(f"{_('Status')}: {label(estimate.status)}", size=10)
+        if estimate.sent_at:
+            doc.para(f"{_('Date')}: {_date(estimate.sent_at.date(), lang)}", size=10)
+        if estimate.valid_until:
+            doc.para(f"{_('Valid until')}: {_date(estimate.valid_until, lang)}", size=10)
+        doc.ln(4)
+        widths = (100, 18, 36, 36)
+        doc.row((_("Description"), _("Qty"), _("Price"), _("Amount")), widths, bold=True, fill=True)
+        for li in estimate.line_items:
+            doc.row((li.description[:70], li.quantity, _money(li.unit_price_cents, cur, lang),
+                     _money(li.amount_cents, cur, lang)), widths)
+        doc.ln(2)
+        doc.row((_("Total"), "", "", _money(estimate.total_cents, cur, lang)), widths, bold=True)
+        if estimate.deposit_cents:
+            doc.row((_("Deposit to approve"), "", "", _money(estimate.deposit_cents, cur, lang)), widths)
+        if estimate.approved_at and estimate.approved_name:
+            doc.ln(4)
+            doc.para(_("Approved by %(name)s on %(date)s", name=estimate.approved_name,
+                       date=_date(estimate.approved_at.date(), lang)), size=10)
+        if estimate.message:
+            doc.ln(4)
+            doc.para(estimate.message, size=9.5)
         return bytes(doc.output())
 
 
