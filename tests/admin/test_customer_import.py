@@ -423,3 +423,21 @@ def test_custom_fields_are_recognised_by_label_and_checked_by_their_type(app, of
     confirm(office, url, html)
     with app.app_context():
         assert sorted(db.session.scalars(select(CustomFieldValue.value))) == ["1234#", "16x25", "2021-05-04"]
+
+
+def test_an_existing_business_keeps_its_kind_without_a_kind_column(app, office):
+    from portal.models import CustomerEmail
+
+    with app.app_context():
+        acme = Customer(kind="business", company_name="Acme Heating", first_name="Ann", last_name="Lee",
+                        status="active")
+        acme.emails.append(CustomerEmail(email="ann@acme.example", is_primary=True))
+        db.session.add(acme)
+        db.session.commit()
+    url, html = preview(office, "First Name,Last Name,Company,Email\nAnn,Lee,Acme Heating,ann@acme.example\n"
+                                "Bo,Li,Li Plumbing,bo@li.example\n,,Solo Air,solo@solo.example\n")
+    assert counts(html) == {"created": 2, "updated": 0, "skipped": 1, "refused": 0}
+    confirm(office, url, html)
+    found = customers(app)
+    assert (found["Acme Heating"].kind, found["Bo Li"].kind, found["Solo Air"].kind) == (
+        "business", "individual", "business")

@@ -350,6 +350,7 @@ class Row:
     notes: list[str] = field(default_factory=list)
     birthday: date | None = None
     custom: dict[int, str | None] = field(default_factory=dict)  # custom field id → stored text
+    kind: str = "individual"  # for a new customer
 
     @property
     def email(self) -> str | None:
@@ -417,10 +418,12 @@ def read_row(line: int, cells: list[str], mapping: list[str],
     if reasons:
         text = "; ".join(reasons)
         return text[:1].upper() + text[1:] + "."
-    values.setdefault("kind", "business" if values.get("company_name") and not (
+    # A new customer's kind: the file's, else a business when only a company is named. (An existing customer's
+    # kind changes only when the file has a kind column.)
+    row.kind = values.get("kind") or ("business" if values.get("company_name") and not (
         values.get("first_name") or values.get("last_name")) else "individual")
-    if values["kind"] == "business" and not values.get("company_name"):
-        values["kind"] = "individual"
+    if row.kind == "business" and not values.get("company_name"):
+        row.kind = "individual"
     return row
 
 
@@ -595,6 +598,8 @@ def _changes(row: Row, customer: Existing) -> list[str]:
                "company_name": customer.company_name, "kind": customer.kind, "category": customer.category,
                "lead_source": customer.lead_source, "status": customer.status, "language": customer.language}
     changed = [t for t in _COMPARED if t in v and (current[t] or "") != v[t]]
+    if "kind" in changed and v["kind"] == "business" and not (v.get("company_name") or customer.company_name):
+        changed.remove("kind")  # a business needs a company name
     if v.get("email") and customer.email != v["email"]:
         changed.append("email")
     if v.get("phone") and normalised_phone(customer.phone) != row.phone_key:
@@ -840,7 +845,7 @@ def _create(rows: list[Row], staff_id: int | None, summary: str, now: datetime) 
     for row in rows:
         v = row.values
         customers.append({
-            "kind": v["kind"], "first_name": v.get("first_name"), "last_name": v.get("last_name"),
+            "kind": row.kind, "first_name": v.get("first_name"), "last_name": v.get("last_name"),
             "company_name": v.get("company_name"), "preferred_language": v.get("language", "en"),
             "category": v.get("category"), "lead_source": v.get("lead_source"), "birthday": row.birthday,
             "discount_bp": 0, "auth_secret": new_auth_secret(), "autopay_enabled": False, "created_at": now,
@@ -876,7 +881,7 @@ def _create(rows: list[Row], staff_id: int | None, summary: str, now: datetime) 
 def _update(customer: Customer, match: Match, staff_id: int | None, now: datetime) -> None:
     row, v = match.row, match.row.values
     for target in ("first_name", "last_name", "company_name", "kind", "category", "lead_source"):
-        if target in v:
+        if target in match.changes:
             setattr(customer, target, v[target])
     if "language" in v:
         customer.preferred_language = v["language"]
