@@ -109,4 +109,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    sys.stderr.flush()
+    os._exit(code)  # the children are gone; skip tearing down the interpreter (pools, the app) on the way out

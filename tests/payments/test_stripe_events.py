@@ -180,3 +180,46 @@ def test_signed_bodies_that_are_not_events_get_400_and_a_huge_body_413(app, clie
         stored = db.session.scalars(select(ProcessedWebhookEvent.event_type)).all()
         assert stored == ["charge.dispute.closed"]  # only the real event; the refused bodies left nothing
         assert db.session.scalars(select(Dispute)).all() == []
+
+
+# --- flask stripe-check ------------------------------------------------------------------------------------------
+
+def test_stripe_check_reports_the_account_and_what_the_webhook_endpoint_lacks(app, runner, httpserver, monkeypatch):
+    """A local HTTP server answers as Stripe documents GET /v1/account and GET /v1/webhook_endpoints."""
+    for key, value in {"STRIPE_SECRET_KEY": "sk_live_51Hx", "STRIPE_PUBLISHABLE_KEY": "pk_live_51Hx",
+                       "STRIPE_WEBHOOK_SECRET": "whsec_abc", "STRIPE_API_BASE": httpserver.url_for("").rstrip("/"),
+                       "STRIPE_MAX_NETWORK_RETRIES": 0, "BASE_URL": "https://portal.brightair.test"}.items():
+        monkeypatch.setitem(app.config, key, value)
+    httpserver.expect_request("/v1/account").respond_with_json({
+        "id": "acct_1Nv0FGQ9RKHgCVdK", "object": "account", "email": "office@brightair.test",
+        "business_profile": {"name": "Bright Air LLC"}, "settings": {"dashboard": {"display_name": "Bright Air"}},
+        "charges_enabled": True})
+    endpoint = {"id": "we_1Mr5jULkdIwHu7ix1ibLTM0x", "object": "webhook_endpoint", "api_version": None,
+                "application": None, "created": 1680122196, "description": None,
+                "enabled_events": ["payment_intent.succeeded", "payment_intent.payment_failed", "charge.refunded"],
+                "livemode": True, "metadata": {}, "status": "enabled",
+                "url": "https://portal.brightair.test/webhooks/stripe"}
+    httpserver.expect_request("/v1/webhook_endpoints").respond_with_json(
+        {"object": "list", "url": "/v1/webhook_endpoints", "has_more": False, "data": [endpoint]})
+
+    result = runner.invoke(args=["stripe-check"])
+
+    assert result.exit_code == 1, result.output
+    assert "ok       Stripe account: Bright Air (acct_1Nv0FGQ9RKHgCVdK), live mode" in result.output
+    [missing] = [line for line in result.output.splitlines() if line.startswith("MISSING")]
+    assert "does not send: payment_intent.canceled, charge.refund.updated" in missing
+    assert "charge.dispute.created" in missing and "payment_method.automatically_updated" in missing
+
+    httpserver.clear()
+    httpserver.expect_request("/v1/account").respond_with_json({"id": "acct_1", "object": "account",
+                                                                 "settings": {"dashboard": {"display_name": "Bright Air"}}})
+    httpserver.expect_request("/v1/webhook_endpoints").respond_with_json(
+        {"object": "list", "url": "/v1/webhook_endpoints", "has_more": False,
+         "data": [{**endpoint, "enabled_events": ["*"]}]})
+    result = runner.invoke(args=["stripe-check"])
+    assert result.exit_code == 0, result.output
+    assert "sends every event the app handles" in result.output and "Stripe is ready." in result.output
+
+    monkeypatch.setitem(app.config, "STRIPE_SECRET_KEY", None)
+    result = runner.invoke(args=["stripe-check"])
+    assert result.exit_code == 1 and "MISSING  STRIPE_SECRET_KEY is not set" in result.output

@@ -255,6 +255,16 @@ def list_refunds(payment_intent_id: str):
     return client().v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100}).data
 
 
+# --- The account (flask stripe-check) -----------------------------------------------------------------
+
+def retrieve_account():
+    return client().v1.accounts.retrieve_current()
+
+
+def list_webhook_endpoints() -> list:
+    return list(client().v1.webhook_endpoints.list(params={"limit": 100}).data)
+
+
 # --- Errors -------------------------------------------------------------------------------------------
 
 @dataclass
