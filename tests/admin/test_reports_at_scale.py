@@ -1,0 +1,130 @@
+"""Issue 15 (reports page by page, sums over the whole filter, pictures) and issue 19 point 5 (declines count 0)."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from portal.extensions import db
+from tests.factories import make_customer, make_staff
+
+
+def _money_rows(customer_id: int, day: date, payments: int, declined: int) -> None:
+    from portal import clock
+    from portal.models import ChargeAttempt, Payment, Refund
+
+    noon = datetime(day.year, day.month, day.day, 12, 0, tzinfo=clock.business_tz())
+    rows = [Payment(customer_id=customer_id, method="card", amount_cents=1_000 + k, fee_cents=59, net_cents=941 + k,
+                    card_brand="visa", card_last4="4242", received_at=noon + timedelta(minutes=k))
+            for k in range(payments)]
+    db.session.add_all(rows)
+    db.session.flush()
+    db.session.add(Refund(payment_id=rows[0].id, amount_cents=300, reason="goodwill", status="succeeded",
+                          idempotency_key=f"rf_{rows[0].id}", created_at=noon + timedelta(hours=1)))
+    db.session.add_all([ChargeAttempt(idempotency_key=f"dec_{customer_id}_{day}_{k}", customer_id=customer_id,
+                                      amount_cents=8_700, status="failed", purpose="invoice",
+                                      decline_code="insufficient_funds", failure_message="Your card was declined.",
+                                      created_at=noon + timedelta(minutes=k)) for k in range(declined)])
+    db.session.commit()
+
+
+def test_transactions_page_by_page_with_sums_over_the_range_and_declines_counting_zero(app, client, login_staff,
+                                                                                       frozen_clock):
+    with app.app_context():
+        admin = make_staff("admin")
+        ana = make_customer("Ana", "Diaz")
+        today = frozen_clock.now().date()
+        _money_rows(ana.id, today - timedelta(days=3), 150, 2)
+        _money_rows(ana.id, today - timedelta(days=1), 80, 1)
+    login_staff(admin)
+    start = (today - timedelta(days=9)).isoformat()
+    url = f"/admin/reports/transactions?from={start}&to={today.isoformat()}"
+    first = client.get(url).get_data(True)
+    # 230 payments (1000..1149 and 1000..1079 cents), 2 refunds of 3.00, 3 declines of 87.00 (not money)
+    amount = sum(1_000 + k for k in range(150)) + sum(1_000 + k for k in range(80)) - 600
+    fees = 59 * 230
+    assert f'data-total="amount">${Decimal(amount) / 100:,.2f}<' in first
+    assert f'data-total="fee">${Decimal(fees) / 100:,.2f}<' in first
+    assert f'data-total="net">${Decimal(amount - fees) / 100:,.2f}<' in first
+    assert 'data-total="count">232 (+ 3 declined, not counted)' in first
+    assert first.count("<tr data-type=") == 100 and "Page 1 of 3" in first
+    declined = re.findall(r'<tr data-type="declined">.*?</tr>', first, re.DOTALL)
+    assert declined, "the oldest page starts on the day with declines"
+    row = declined[0]
+    assert '<td class="num" data-net>$0.00</td>' in row and "($87.00)" in row
+    assert "Code: insufficient_funds" in row and "What to do:" in row and "call the number" not in row.lower()
+    # the chart: inline SVG with a title and description, one bar pair per day, the same money in as the totals
+    assert '<svg viewBox="0 0 720 240" role="img" aria-labelledby="money-chart-t money-chart-d"' in first
+    assert re.search(r'<title id="money-chart-t">Money in and out per day', first)
+    assert first.count('class="bar s0"') == 10 and first.count('class="bar s1"') == 10
+    assert f"In: ${Decimal(amount + 600) / 100:,.2f}" in first and "Out: $6.00" in first
+    last = client.get(url + "&page=3").get_data(True)
+    assert last.count("<tr data-type=") == 235 - 200 and "Page 3 of 3" in last
+    assert client.get(url + "&page=99").get_data(True).count("<tr data-type=") == 35  # past the end: the last page
+    exported = client.get(url + "&format=csv")
+    assert exported.status_code == 200 and exported.is_streamed
+    rows = list(csv.DictReader(io.StringIO(exported.get_data(True))))
+    assert len(rows) == 235
+    assert sum(Decimal(r["amount"]) for r in rows) == Decimal(amount) / 100
+    assert sum(Decimal(r["net"]) for r in rows) == Decimal(amount - fees) / 100
+    for r in (r for r in rows if r["type"] == "declined"):
+        assert (r["amount"], r["fee"], r["net"], r["attempted"]) == ("0.00", "0.00", "0.00", "87.00")
+        assert "Code: insufficient_funds" in r["failure_message"] and "What to do:" in r["failure_message"]
+
+
+def test_overdue_dashboard_pages_rows_and_sums_every_bucket(app, client, login_staff, frozen_clock):
+    from portal.models import Invoice, InvoiceLineItem
+
+    with app.app_context():
+        admin = make_staff("admin")
+        today = frozen_clock.now().date()
+        owner = make_customer("Olga", "Owes")
+        for k in range(130):  # 10 … 139 days past due: 21 + 30 + 30 + 49 in the four buckets
+            inv = Invoice(customer_id=owner.id, number=f"OV-{k}", status="open", issue_date=today,
+                          due_date=today - timedelta(days=10 + k), subtotal_cents=1_000, total_cents=1_000,
+                          paid_cents=0)
+            inv.line_items.append(InvoiceLineItem(description="x", quantity=1, unit_price_cents=1_000))
+            db.session.add(inv)
+        db.session.commit()
+    login_staff(admin)
+    html = client.get("/admin/overdue").get_data(True)
+    assert '<td data-bucket="0–30">$210.00 <span class="muted">(21)</span></td>' in html
+    assert '<td data-bucket="90+">$490.00 <span class="muted">(49)</span></td>' in html
+    assert "<td data-total>$1,300.00</td>" in html
+    assert html.count('<tr data-kind="invoice">') == 100 and "Page 1 of 2" in html
+    assert html.index("OV-129") < html.index("OV-100")  # oldest first
+    assert 'aria-labelledby="aging-chart-t aging-chart-d"' in html and html.count('class="bar s0"') == 4
+    assert "90+ days: $490.00 on 49 items" in html
+    rest = client.get("/admin/overdue?page=2").get_data(True)
+    assert rest.count('<tr data-kind="invoice">') == 30 and "OV-0<" in rest
+    only_old = client.get("/admin/overdue?bucket=90%2B").get_data(True)
+    assert only_old.count('<tr data-kind="invoice">') == 49 and "<td data-total>$490.00</td>" in only_old
+
+
+def test_plan_report_mrr_in_sql_with_twelve_months_chart_and_pages(app, client, login_staff, frozen_clock):
+    from portal.models import CustomerPlan, PlanAddon
+
+    with app.app_context():
+        admin = make_staff("admin")
+        c = make_customer("Pat", "Plans")
+        today = frozen_clock.now().date()
+        for k in range(60):  # started k months ago (newest first); a quarterly and a yearly one among them
+            frequency, price = ("quarterly", 5_500) if k == 1 else ("yearly", 12_000) if k == 2 else ("monthly", 2_000)
+            plan = CustomerPlan(customer_id=c.id, name=f"Plan {k}", status="active", frequency=frequency,
+                                price_cents=price, start_date=today - timedelta(days=31 * k))
+            db.session.add(plan)
+            if k == 0:
+                db.session.flush()
+                db.session.add(PlanAddon(plan_id=plan.id, customer_id=c.id, name="Filter", amount_cents=500,
+                                         payment_plan="recurring", status="active"))
+        db.session.commit()
+    login_staff(admin)
+    html = client.get("/admin/reports/plans").get_data(True)
+    mrr = 58 * 2_000 + 500 + (5_500 * 2 + 3) // 6 + (12_000 * 2 + 12) // 24
+    assert f"<dd data-mrr>${Decimal(mrr) / 100:,.2f}</dd>" in html
+    assert 'aria-labelledby="mrr-chart-t mrr-chart-d"' in html and html.count('class="bar s0"') == 12
+    assert f"to {today:%B %Y} (${Decimal(mrr) / 100:,.2f})" in html  # the description names the last month
+    assert "Page 1 of 2" in html and html.count('href="/admin/plans/') == 50
+    assert client.get("/admin/reports/plans?page=2").get_data(True).count('href="/admin/plans/') == 10
