@@ -11,6 +11,7 @@ from flask import Response, render_template, request, stream_with_context
 from admin import bp
 from portal import charts, clock
 from portal.money import format_money, to_decimal
+from portal.services.billing import credit
 from portal.services.payments import ledger
 from portal.services.platform import settings
 
@@ -54,7 +55,8 @@ def transactions():
         f"Out: {fmt(money_out)} (refunds, negative adjustments). Declined attempts are not money.",
         ["In", "Out"], [(b.label, (b.money_in, b.money_out)) for b in report.bars], fmt)
     return render_template("admin/reports/transactions.html", report=report, errors=errors, types=ledger.TYPES,
-                           chosen=chosen, currency=currency, params=params, chart=chart), 400 if errors else 200
+                           chosen=chosen, currency=currency, params=params, chart=chart,
+                           credit_held=credit.business_total_cents()), 400 if errors else 200
 
 
 def _cell(text: str) -> str:

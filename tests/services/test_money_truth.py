@@ -284,3 +284,28 @@ def test_a_plan_payment_refunded_is_not_owed_and_cannot_be_marked_still_owed(app
     db.session.expire_all()
     assert db.session.get(PlanPayment, row.id).status == "partially_refunded"
     assert owed.for_customer(c).nothing_owed
+
+
+def test_staff_see_credit_on_the_client_card_and_the_report_and_apply_it(app, client, login_staff, stripe_sandbox):
+    import re
+
+    from tests.helpers import csrf_token_from
+
+    with app.app_context():
+        _now()
+        staff = make_staff("admin")
+        c = make_customer("Cora", "Credit", email="cora.credit@example.com")
+        charges.record_manual(db.session.get(Customer, c.id), method="cash", amount_cents=3_000, reference="over",
+                              actor=db.session.get(StaffUser, staff.id))
+        invoice = make_invoice(c, 10_000, number="INV-CREDIT-1")
+    login_staff(staff)
+    report = client.get("/admin/reports/transactions").get_data(True)
+    assert re.search(r'data-total="credit">\$30\.00', report), report
+    card = client.get(f"/admin/customers/{c.id}").get_data(True)
+    assert re.search(r"data-credit>\$30\.00", card) and "Apply to open invoices" in card
+    r = client.post(f"/admin/customers/{c.id}/apply-credit", data={"csrf_token": csrf_token_from(card)})
+    assert r.status_code == 302
+    card = client.get(r.headers["Location"]).get_data(True)
+    assert "Credit of $30.00 applied to the open invoices." in card and re.search(r"data-credit>\$0\.00", card)
+    with app.app_context():
+        assert db.session.get(Invoice, invoice.id).balance_cents == 7_000
