@@ -33,3 +33,16 @@ def found(row: T | None, message: str = "Not found.") -> T:
     if row is None:
         raise NotFound(message)
     return row
+
+
+def row_id(value) -> int | None:
+    """An id a form or URL names, as the database can hold it: a whole positive number below 2**31 (an int or its
+    plain ASCII digits), else None — so an out-of-range or non-numeric id is NotFound, never a database error."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not (value.isascii() and value.isdigit() and len(value) <= 10):
+            return None
+        value = int(value)
+    return value if isinstance(value, int) and 0 < value < 2**31 else None

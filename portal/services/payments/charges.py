@@ -41,7 +41,7 @@ from portal.models import (
 )
 from portal.money import MAX_CHARGE_CENTS, MIN_CHARGE_CENTS, format_money, format_money_here, percent_of
 from portal.services import events
-from portal.services.errors import NotFound, ServiceError, ValidationError, found
+from portal.services.errors import NotFound, ServiceError, ValidationError, found, row_id
 from portal.services.payments import cards, declines, gateway
 from portal.services.platform import activity, magic_links, mailer, once, settings
 
@@ -77,10 +77,8 @@ def check_amount(amount_cents: int, balance_cents: int | None = None) -> None:
 
 
 def invoice_of(customer: Customer, invoice_id) -> Invoice:
-    try:
-        invoice = db.session.get(Invoice, int(invoice_id))
-    except (TypeError, ValueError):
-        invoice = None
+    ident = row_id(invoice_id)  # an out-of-range id is "not found", not a database error
+    invoice = db.session.get(Invoice, ident) if ident is not None else None
     if invoice is None or invoice.customer_id != customer.id:
         raise NotFound(_("Invoice not found."))
     return invoice

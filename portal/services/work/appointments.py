@@ -13,7 +13,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import Customer, Job, Visit
 from portal.pagination import paginate
-from portal.services.errors import NotFound, found
+from portal.services.errors import NotFound, found, row_id
 
 OPEN = ("scheduled", "in_progress")  # a completed or cancelled visit is not upcoming
 
@@ -47,11 +47,10 @@ def next_visit(customer: Customer) -> Visit | None:
 
 def visit_of(customer: Customer, visit_id) -> Visit:
     """One of the customer's visits, or NotFound (the one `visit_of`: ids from forms are checked here too)."""
-    try:
-        visit_id = int(visit_id)
-    except (TypeError, ValueError):
-        raise NotFound("Visit not found.") from None
-    return found(db.session.scalars(_visits(customer).where(Visit.id == visit_id)).first(), "Visit not found.")
+    ident = row_id(visit_id)
+    if ident is None:
+        raise NotFound("Visit not found.")
+    return found(db.session.scalars(_visits(customer).where(Visit.id == ident)).first(), "Visit not found.")
 
 
 def address_of(visit: Visit) -> str:
