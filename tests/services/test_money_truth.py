@@ -309,3 +309,46 @@ def test_staff_see_credit_on_the_client_card_and_the_report_and_apply_it(app, cl
     assert "Credit of $30.00 applied to the open invoices." in card and re.search(r"data-credit>\$0\.00", card)
     with app.app_context():
         assert db.session.get(Invoice, invoice.id).balance_cents == 7_000
+
+
+def test_a_plan_without_a_card_offers_the_wallet_card_in_one_tap(app, client, login_customer, stripe_sandbox):
+    from portal.models import CustomerPlan
+    from tests.helpers import csrf_token_from
+
+    with app.app_context():
+        _now()
+        c = make_customer("Pia", "Plancard", email="pia.plancard@example.com")
+        card = make_card(c.id)
+        plan = make_plan(c, price_cents=2_500, next_billing_date=TODAY + timedelta(days=10))
+    login_customer(c)
+    home = client.get("/portal/").get_data(True)
+    assert "Use Visa •••• 4242 for this plan" in home and "No card on file" not in home
+    page = client.get(f"/portal/plans/{plan.id}").get_data(True)
+    assert "Use Visa •••• 4242 for this plan" in page
+    r = client.post(f"/portal/plans/{plan.id}/use-card", data={"csrf_token": csrf_token_from(page),
+                                                               "card_id": str(card.id)})
+    assert r.status_code == 302
+    assert "Visa •••• 4242 now pays for Comfort Club." in client.get(r.headers["Location"]).get_data(True)
+    with app.app_context():
+        assert db.session.get(CustomerPlan, plan.id).card_id == card.id
+    other = client.post(f"/portal/plans/{plan.id}/use-card", data={"csrf_token": csrf_token_from(page),
+                                                                   "card_id": "999999"})
+    assert other.status_code == 302  # another customer's or no card: refused with a message, nothing changes
+
+
+def test_amount_errors_use_the_page_language(app, client, login_customer, stripe_sandbox):
+    from tests.helpers import csrf_token_from
+
+    with app.app_context():
+        _now()
+        c = make_customer("Elena", "Importe", email="elena.importe@example.com", language="es")
+        card = make_card(c.id)
+        invoice = make_invoice(c, 10_000)
+    login_customer(c)
+    page = client.get(f"/portal/invoices/{invoice.id}/pay?lang=es").get_data(True)
+    assert "Pagar 100,00" in page  # the button names the amount
+    r = client.post(f"/portal/invoices/{invoice.id}/pay", data={
+        "csrf_token": csrf_token_from(page), "amount": "0,10", "card_id": str(card.id),
+        "token": charges.new_token()})
+    assert r.status_code == 400
+    assert "0,50\xa0US$" in r.get_data(True) and "$0.50" not in r.get_data(True)
