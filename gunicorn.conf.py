@@ -18,6 +18,7 @@ graceful_timeout = 10  # SIGTERM: requests in flight get this long to finish
 keepalive = 5
 max_requests = 2000  # recycle workers now and then
 max_requests_jitter = 200
+preload_app = True  # the app is built once in the master and forked: workers start at once, share memory
 accesslog = None
 errorlog = "-"
 secure_scheme_headers: dict = {}  # X-Forwarded-Proto counts only through PORTAL_TRUSTED_PROXIES
@@ -33,6 +34,15 @@ def on_starting(server):
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+
+
+def post_fork(server, worker):
+    """A forked worker opens its own database connections (none were opened in the master, but be sure)."""
+    from portal.extensions import db
+    from wsgi import app
+
+    with app.app_context():
+        db.engine.dispose(close=False)
 
 
 def worker_exit(server, worker):

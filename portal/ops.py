@@ -167,7 +167,8 @@ def configure_logging(fmt: str = "text") -> None:
 # --- Sentry ----------------------------------------------------------------------------------------------
 
 def _init_sentry(dsn: str) -> None:
-    """Errors go to Sentry only when SENTRY_DSN is set; no personal data, request bodies or cookies."""
+    """Errors go to Sentry only when SENTRY_DSN is set; no personal data, request bodies, cookies, query strings
+    or local variables."""
     import sentry_sdk
     from sentry_sdk.integrations.flask import FlaskIntegration
 
@@ -180,7 +181,8 @@ def _init_sentry(dsn: str) -> None:
         return event
 
     sentry_sdk.init(dsn=dsn, integrations=[FlaskIntegration()], send_default_pii=False,
-                    max_request_body_size="never", before_send=_before_send, traces_sample_rate=0)
+                    max_request_body_size="never", include_local_variables=False,  # locals hold tokens, customers
+                    before_send=_before_send, traces_sample_rate=0)
 
 
 # --- /healthz --------------------------------------------------------------------------------------------

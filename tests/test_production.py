@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -256,3 +257,38 @@ def test_a_magic_link_signed_by_a_node_whose_clock_is_ahead_still_logs_in(app, f
         frozen_clock.set(now + timedelta(minutes=4, days=7, seconds=5))
         assert magic_links.redeem(tokens[4]).outcome == "expired"
         db.session.rollback()
+
+
+# --- Sentry -----------------------------------------------------------------------------------------------------
+
+def test_errors_go_to_sentry_only_when_a_dsn_is_set(tmp_path, monkeypatch, app, httpserver):
+    import sentry_sdk
+
+    received = []
+    token, cookie = secrets.token_hex(8), secrets.token_hex(8)
+    httpserver.expect_request("/api/1/envelope/", method="POST").respond_with_handler(
+        lambda request: (received.append(request.get_data()), __import__("werkzeug").Response("{}"))[1])
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
+    try:
+        for dsn in (None, f"http://publickey@{httpserver.host}:{httpserver.port}/1"):
+            application = create_app({"SECRET_KEY": "x", "SENTRY_DSN": dsn, "PROPAGATE_EXCEPTIONS": False,
+                                      "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"]})
+
+            @application.get("/boom-for-test")
+            def boom():
+                raise RuntimeError("kaboom in a view")
+
+            r = application.test_client().get(f"/boom-for-test?token={token}", headers={"Cookie": f"session={cookie}"})
+            assert r.status_code == 500
+            sentry_sdk.flush(timeout=5)
+            if dsn is None:
+                assert received == []  # nothing is sent without a DSN
+            with application.app_context():
+                db.engine.dispose()
+    finally:
+        sentry_sdk.init()  # no DSN: off again for the rest of the session
+    import gzip
+
+    bodies = [(gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b).decode("utf-8", "replace") for b in received]
+    assert any("kaboom in a view" in body for body in bodies), bodies
+    assert not any(token in body or cookie in body for body in bodies)  # made at run time: not in the source
