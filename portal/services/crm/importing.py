@@ -22,10 +22,11 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import selectinload
 
 from portal import card_guard, clock
@@ -817,7 +818,7 @@ def confirm(imp: CustomerImport, staff: StaffUser | None) -> Plan:
               "summary": f"{summary}: updated {', '.join(m.change_labels) or 'notes'}"[:500],
               "actor_staff_id": staff_id, "created_at": now} for m in result.updates]
     if feed:
-        db.session.execute(insert(ActivityEvent), feed)
+        _bulk_insert(ActivityEvent.__table__, feed)
     db.session.refresh(imp)
     counts = result.counts
     imp.created_count, imp.updated_count = counts["created"], counts["updated"]
@@ -850,8 +851,9 @@ def _create(rows: list[Row], staff_id: int | None, summary: str, now: datetime) 
             "category": v.get("category"), "lead_source": v.get("lead_source"), "birthday": row.birthday,
             "discount_bp": 0, "auth_secret": new_auth_secret(), "autopay_enabled": False, "created_at": now,
             "updated_at": now, **_status_columns(v.get("status", "lead"), now, summary)})
-    ids = list(db.session.scalars(insert(Customer).returning(Customer.id, sort_by_parameter_order=True),
-                                  customers))
+    # Each new customer's id is found by its auth_secret (random, made here): the rows need not come back in order.
+    made = dict(_bulk_insert(Customer.__table__, customers, returning=("auth_secret", "id")))
+    ids = [made[c["auth_secret"]] for c in customers]
     emails: list[dict] = []
     phones: list[dict] = []
     addresses: list[dict] = []
@@ -874,8 +876,39 @@ def _create(rows: list[Row], staff_id: int | None, summary: str, now: datetime) 
     for model, values in ((CustomerEmail, emails), (CustomerPhone, phones), (Address, addresses),
                           (CustomerNote, notes), (CustomFieldValue, custom)):
         if values:
-            db.session.execute(insert(model), values)
+            _bulk_insert(model.__table__, values)
     return ids
+
+
+def _bulk_insert(table: Table, rows: list[dict], returning: tuple[str, ...] = ()) -> list[tuple]:
+    """Insert many rows of one table (every row with the same keys) with plain SQL, no ORM bookkeeping; returns
+    the `returning` columns of each row, in no particular order. On PostgreSQL one INSERT … SELECT FROM unnest()
+    of one array per column (a single statement whatever the count; psycopg would otherwise send a statement per
+    row); elsewhere the driver's executemany. Columns with a Python-side default must be in the rows."""
+    keys = list(rows[0])
+    dialect = db.session.get_bind().dialect
+    missing = [c.name for c in table.columns if c.default is not None and not c.primary_key and c.name not in keys]
+    if dialect.name != "postgresql" or missing:
+        stmt = insert(table)
+        if returning:
+            return [tuple(r) for r in db.session.execute(stmt.returning(*(table.c[n] for n in returning)), rows)]
+        db.session.execute(stmt, rows)
+        return []
+    quote = dialect.identifier_preparer.quote
+    casts = ", ".join(f"%s::{table.c[k].type.compile(dialect=dialect)}[]" for k in keys)
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) SELECT * FROM unnest({casts})"
+           + (f" RETURNING {', '.join(quote(n) for n in returning)}" if returning else ""))
+    result = db.session.connection().exec_driver_sql(sql, tuple([_plain(row[k]) for row in rows] for k in keys))
+    return [tuple(r) for r in result] if returning else []
+
+
+def _plain(value: object) -> object:
+    """What the column types would bind: naive UTC datetimes (UTCDateTime), status values as text."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
 
 
 def _update(customer: Customer, match: Match, staff_id: int | None, now: datetime) -> None:
@@ -912,7 +945,7 @@ def _update_custom(matches: list[Match]) -> None:
                                   CustomFieldValue.__table__.c.field_id == bindparam("fid"))
                            .values(value=bindparam("value")), changed)
     if added:
-        db.session.execute(insert(CustomFieldValue), [{"customer_id": a["cid"], "field_id": a["fid"],
+        db.session.execute(insert(CustomFieldValue.__table__), [{"customer_id": a["cid"], "field_id": a["fid"],
                                                        "value": a["value"]} for a in added])
 
 
@@ -967,4 +1000,4 @@ def _link_tags(links: list[tuple[int, list[str]]]) -> None:
                 have.add(pair)
                 pairs.append({"customer_id": pair[0], "tag_id": pair[1]})
     if pairs:
-        db.session.execute(insert(customer_tags), pairs)
+        _bulk_insert(customer_tags, pairs)
