@@ -7,8 +7,9 @@ phone) and which are refused and why; `confirm` runs the import. Like every serv
 commits once, so the whole import is one transaction: a crash or a database error leaves nothing behind.
 
 Speed (10,000 rows upload → confirmed well under 30 s, `bench/customer_import.py`): new customers and their
-emails, phones, addresses, tags, notes and feed entries are written with one multi-row INSERT per table; only the
-customers that already exist are loaded and updated through the ORM.
+emails, phones, addresses, tags, notes and feed entries are written with plain table INSERTs (`_bulk_insert`:
+executemany, or on PostgreSQL one INSERT … SELECT FROM unnest() per table); existing customers are compared from
+plain column queries, and only those updated are loaded and changed through the ORM.
 
 A row that looks like it carries a card number (the card guard's test, on every cell) is refused and its cells
 are never stored: the stored row is emptied at upload.
