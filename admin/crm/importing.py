@@ -88,7 +88,12 @@ def customer_import_preview(import_id: int):
             imp = importing.load(import_id)
             if imp.imported_at is not None:  # confirmed meanwhile (another tab, a double click)
                 return render_template("admin/customers/import_done.html", imp=imp, error=error), 409
-    plan = importing.plan(imp) if mapping_ok else None
+    plan = None
+    if mapping_ok:
+        try:
+            plan = importing.plan(imp)
+        except ValidationError as exc:  # e.g. a custom field chosen for a column was switched off since
+            error, status = exc.message, 409
     return render_template("admin/customers/import_preview.html", imp=imp, form=form, headers=headers,
                            mapping=mapping, samples=importing.samples(imp), targets=importing.targets(), plan=plan,
                            error=error, delimiter=importing.DELIMITER_NAMES.get(imp.delimiter, imp.delimiter)), status

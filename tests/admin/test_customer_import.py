@@ -441,3 +441,22 @@ def test_an_existing_business_keeps_its_kind_without_a_kind_column(app, office):
     found = customers(app)
     assert (found["Acme Heating"].kind, found["Bo Li"].kind, found["Solo Air"].kind) == (
         "business", "individual", "business")
+
+
+def test_a_custom_field_switched_off_after_the_upload(app, office):
+    from portal.models import CustomFieldDefinition
+
+    with app.app_context():
+        gate = CustomFieldDefinition(label="Gate code", field_type="text", position=1)
+        db.session.add(gate)
+        db.session.commit()
+        gate_id = gate.id
+    url, html = preview(office, "Email,Gate code\nana@example.com,1234#\n")
+    assert form_of(html)["col-1"] == f"field:{gate_id}"
+    with app.app_context():
+        db.session.get(CustomFieldDefinition, gate_id).is_active = False
+        db.session.commit()
+    r = office.get(url)
+    assert r.status_code == 409 and "Choose what each column holds from the list." in r.get_data(True)
+    r = office.post(url, data={**form_of(r.get_data(True)), "col-1": "", "action": "preview"})
+    assert r.status_code == 200 and counts(r.get_data(True))["created"] == 1
