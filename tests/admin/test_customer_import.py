@@ -237,7 +237,8 @@ def test_confirm_refused_when_the_mapping_changed_and_twice(app, office):
     (b"Email\n" + b"a@example.com\n" * 50_001, "The file has more than 50,000 customers."),
     (b"Email,Notes\n" + b"a@example.com," + b"x" * (20 * 1024 * 1024) + b"\n", "The file is larger than 20 MB."),
     (b"Colour;Size\nred;XL\n", "No column holds a name or an email."),
-], ids=["empty", "xlsx", "binary", "too-many-rows", "too-large", "no-name-column"])
+    (b"\xef\xbb\xbfFirst Name,Email\r\n\r\n", "The file has a header row but no customers under it."),
+], ids=["empty", "xlsx", "binary", "too-many-rows", "too-large", "no-name-column", "header-only"])
 def test_a_bad_file_gets_one_clear_message_and_changes_nothing(app, office, content, message):
     r = upload(office, content)
     assert r.status_code == 400

@@ -237,6 +237,8 @@ def parse(raw: bytes) -> ParsedFile:
                                       "spreadsheet and export it again. Nothing was imported.") from None
     if headers is None:
         raise ValidationError("file", "The file is empty. Nothing was imported.")
+    if not rows and any(_norm(h) in HEADER_ALIASES for h in headers):
+        raise ValidationError("file", "The file has a header row but no customers under it. Nothing was imported.")
     if len(headers) == 1 and not rows and not any(_norm(h) in HEADER_ALIASES for h in headers):
         raise ValidationError("file", _NOT_CSV)
     return ParsedFile(encoding, delimiter, headers, rows, card_lines)
