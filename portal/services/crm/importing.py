@@ -1,7 +1,7 @@
 """DATA-1: customers from a CSV file — another field-service tool's export, a spreadsheet, or our own export.
 
 Three steps, each its own request: `upload` reads and checks the file (encoding and delimiter detected, header
-columns recognised) and keeps its rows in a `CustomerImport`; `preview` says, for the current column mapping,
+columns recognised) and keeps its rows in a `CustomerImport`; `plan` (the preview) says, for the current column mapping,
 which rows create a customer, which update or skip an existing one (matched on email, else on the normalised
 phone) and which are refused and why; `confirm` runs the import. Like every service it flushes and the caller
 commits once, so the whole import is one transaction: a crash or a database error leaves nothing behind.
