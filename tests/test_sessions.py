@@ -132,7 +132,7 @@ def test_revoking_portal_links_and_deactivating_staff_end_their_sessions(app, cl
     assert _rows(app, staff_id=office.id) == [] and office_client.get("/admin/").status_code == 302
 
 
-def test_last_seen_is_written_at_most_once_a_minute_and_idle_sessions_end(app, client, frozen_clock):
+def test_last_seen_is_written_at_most_once_a_minute_and_idle_portal_sessions_end(app, client, frozen_clock):
     with app.app_context():
         staff = make_staff("admin")
     log_in_staff(client, staff)
@@ -144,7 +144,12 @@ def test_last_seen_is_written_at_most_once_a_minute_and_idle_sessions_end(app, c
     frozen_clock.advance(seconds=20)
     assert client.get("/admin/").status_code == 200
     assert _rows(app, staff_id=staff.id)[0].last_seen_at == frozen_clock.now()
-    frozen_clock.advance(hours=app.config["STAFF_IDLE_TIMEOUT_HOURS"], minutes=1)
-    assert client.get("/admin/").status_code == 302  # idle too long: the row is gone
     with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(LoginSession)) == 0
+        customer = make_customer()
+    portal = log_in_customer(app, app.test_client(), customer)
+    frozen_clock.advance(hours=app.config["PORTAL_IDLE_TIMEOUT_HOURS"], minutes=1)
+    assert portal.get("/portal/").status_code == 302  # idle too long: logged out
+    assert _rows(app, customer_id=customer.id) == []  # and its row is gone
+    assert client.get("/admin/").status_code == 200  # staff sessions have no idle limit (as before)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(LoginSession)) == 1

@@ -30,8 +30,7 @@ MUST_ENROL = "staff_must_enrol"
 PENDING_SECONDS = 600
 
 
-def _idle() -> timedelta:
-    return timedelta(hours=float(current_app.config["STAFF_IDLE_TIMEOUT_HOURS"]))
+PRUNE_AFTER = timedelta(days=30)  # a staff session row nobody used for this long is deleted at the owner's next login
 
 
 def load_user(user_id: str) -> StaffUser | None:
@@ -39,7 +38,7 @@ def load_user(user_id: str) -> StaffUser | None:
     user = staff_service.load_from_session(user_id)
     if user is None:
         return None
-    row = sessions.current(session.get(SID), staff_id=user.id, idle=_idle())
+    row = sessions.current(session.get(SID), staff_id=user.id)  # no idle limit on staff sessions, as before
     if row is None:
         return None
     g.staff_session_id = row.id
@@ -53,7 +52,7 @@ def _begin(user: StaffUser, target: str):
         session.pop(key, None)
     user.last_login_at = clock.now()
     token = sessions.start(staff_id=user.id, ip=request.remote_addr, user_agent=request.user_agent.string,
-                           idle=_idle())
+                           idle=PRUNE_AFTER)
     must_enrol = bool(settings.get().require_staff_2fa) and not user.has_two_factor
     db.session.commit()
     login_user(user)

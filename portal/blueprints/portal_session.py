@@ -65,6 +65,8 @@ def _load() -> Customer | None:
     except (TypeError, ValueError, OverflowError, OSError):
         seen = datetime.fromtimestamp(0, tz=UTC)
     if clock.now() - seen > idle:
+        sessions.end(data.get("sid"))
+        db.session.commit()
         session.pop(KEY, None)
         g.portal_session_expired = True
         return None
