@@ -80,6 +80,9 @@ def init_app(app: Flask) -> None:
     _init_request_ids(app)
     if app.config.get("SERVE_MODE"):
         configure_logging(str(app.config.get("LOG_FORMAT") or "text"))
+        from flask.logging import default_handler
+
+        app.logger.removeHandler(default_handler)  # one handler (the root's): no second, multi-line copy
     if app.config.get("SENTRY_DSN"):
         _init_sentry(str(app.config["SENTRY_DSN"]))
     app.add_url_rule("/healthz", "healthz", healthz)
