@@ -5,7 +5,7 @@ from portal import create_app
 def test_healthz_reports_ok_with_the_database(client):
     r = client.get("/healthz")
     assert r.status_code == 200
-    assert r.get_json() == {"status": "ok"}
+    assert r.get_json() == {"status": "ok", "database": "ok", "scheduler": None}  # no scheduler run yet (issue 14)
 
 
 def test_not_found_pages_wear_the_look_of_their_area(client):
