@@ -81,7 +81,7 @@ class Invoice(db.Model):
     def shown_status(self) -> StrEnum:
         """R-7: the status people read. A refunded invoice reads "Refunded" / "Partially refunded", owing nothing
         more than before the refund."""
-        if self.status in (InvoiceStatus.PAID, InvoiceStatus.PARTIALLY_PAID) and self.refunded_cents > 0:
+        if self.status == InvoiceStatus.PAID and self.refunded_cents > 0:  # still owing: it reads what it owes
             return PaymentStatus.REFUNDED if self.refunded_cents >= self.paid_cents else \
                 PaymentStatus.PARTIALLY_REFUNDED
         return self.status

@@ -148,7 +148,7 @@ CASES = [
     ("partly paid", partly_paid, 6_000, 0, 0, 6_000, ["partially_paid"]),
     ("paid then refunded in full", full_refund, 0, 0, 0, 0, ["refunded"]),
     ("paid then partly refunded", partial_refund, 0, 0, 0, 0, ["partially_refunded"]),
-    ("partly paid then refunded", partly_paid_then_refund, 4_000, 0, 0, 4_000, ["partially_refunded"]),
+    ("partly paid then refunded", partly_paid_then_refund, 4_000, 0, 0, 4_000, ["partially_paid"]),
     ("refund staff say is still owed", refund_still_owed, 3_000, 0, 0, 3_000, ["partially_paid"]),
     ("refund that failed (R-4)", failed_refund, 0, 0, 0, 0, ["paid"]),
     ("failed plan payment", plan_failed, 0, 1_999, 0, 1_999, []),
