@@ -6,11 +6,12 @@ import io
 from datetime import date, timedelta
 from functools import partial
 
+from babel.numbers import get_currency_precision
 from flask import Response, render_template, request, stream_with_context
 
 from admin import bp
 from portal import charts, clock
-from portal.money import format_money, to_decimal
+from portal.money import format_money
 from portal.services.billing import credit
 from portal.services.payments import ledger
 from portal.services.platform import settings
@@ -68,6 +69,14 @@ def _csv(start: date, end: date, chosen: tuple[str, ...]) -> Response:
     """Streamed: rows come from a server-side cursor and leave in chunks, so a year of payments keeps memory flat.
     A declined attempt shows what was attempted (`attempted`) and counts 0 in amount, fee and net."""
     currency, tz = settings.currency(), clock.business_tz()
+    places = get_currency_precision(currency)
+
+    def amount(cents: int) -> str:
+        """What to_decimal() prints, in integer arithmetic (no Decimal or locale lookup per cell)."""
+        if not places:
+            return str(cents)
+        whole, part = divmod(abs(cents), 10 ** places)
+        return f"{'-' if cents < 0 else ''}{whole}.{part:0{places}d}"
 
     def lines():
         out = io.StringIO()
@@ -79,9 +88,9 @@ def _csv(start: date, end: date, chosen: tuple[str, ...]) -> Response:
             writer.writerow([r.when.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
                              _cell(r.customer.display_name) if r.customer else "",
                              r.customer.id if r.customer else "", r.type, r.method or "", r.card or "", r.status,
-                             _cell(r.message or ""), to_decimal(r.amount_cents if counted else 0, currency),
-                             to_decimal(r.fee_cents if counted else 0, currency), to_decimal(r.net_cents, currency),
-                             "" if counted else to_decimal(r.amount_cents, currency), currency,
+                             _cell(r.message or ""), amount(r.amount_cents if counted else 0),
+                             amount(r.fee_cents if counted else 0), amount(r.net_cents),
+                             "" if counted else amount(r.amount_cents), currency,
                              _cell(r.reference or ""), r.payment_id or ""])
             if n % 500 == 0:
                 yield out.getvalue()
