@@ -46,13 +46,25 @@ def _app(url: str):
 
 
 def _counter(app):
+    """Counts the queries of a request, and remembers its slowest one (ms, the start of its SQL)."""
     from sqlalchemy import event
 
     from portal.extensions import db
 
-    counter = {"n": 0}
+    counter: dict = {"n": 0, "slowest": (0.0, "")}
+
+    def before(conn, cursor, statement, *args):
+        counter["n"] += 1
+        conn.info["bench_t"] = time.perf_counter()
+
+    def after(conn, cursor, statement, *args):
+        ms = (time.perf_counter() - conn.info.pop("bench_t", time.perf_counter())) * 1000
+        if ms > counter["slowest"][0]:
+            counter["slowest"] = (ms, " ".join(statement.split())[:70])
+
     with app.app_context():
-        event.listen(db.engine, "before_cursor_execute", lambda *a, **k: counter.__setitem__("n", counter["n"] + 1))
+        event.listen(db.engine, "before_cursor_execute", before)
+        event.listen(db.engine, "after_cursor_execute", after)
     return counter
 
 
@@ -110,16 +122,19 @@ def measure(url: str, runs: int) -> list[tuple]:
         response = client.get(path)  # warm up (and the PDF font, once per process)
         response.get_data()
         assert response.status_code == 200, (path, response.status_code)
-        times, queries = [], 0
+        times, queries, slowest = [], 0, []
         for _ in range(runs):
-            counter["n"] = 0
+            counter["n"], counter["slowest"] = 0, (0.0, "")
             start = time.perf_counter()
             response = client.get(path)
             body = response.get_data()
             times.append((time.perf_counter() - start) * 1000)
             queries = counter["n"]
+            slowest.append(counter["slowest"])
             assert response.status_code == 200, (path, response.status_code)
-        results.append((name, kind, statistics.median(times), queries, len(body) / 1024))
+        sql_ms = statistics.median(ms for ms, _ in slowest)
+        results.append((name, kind, statistics.median(times), queries, len(body) / 1024,
+                        (sql_ms, max(slowest)[1])))
     return results
 
 
@@ -162,13 +177,15 @@ def main() -> int:
     results = measure(url, args.runs)
     floor_ms = results[0][2]
     missed = 0
-    print("\n| page | median ms | floor ratio | queries | KB | |\n|---|---:|---:|---:|---:|---|")
-    for name, kind, median, queries, kb in results:
+    print("\n| page | median ms | floor ratio | queries | KB | | slowest query (median ms, SQL) |\n"
+          "|---|---:|---:|---:|---:|---|---|")
+    for name, kind, median, queries, kb, (sql_ms, sql) in results:
         ratio = floor_ms / median if median else 0
         ok = kind == "floor" or (ratio >= (HTML_RATIO if kind == "html" else FILE_RATIO)
                                  and (kind == "file" or (queries <= MAX_QUERIES and kb <= MAX_KB)))
         missed += not ok
-        print(f"| {name} | {median:.1f} | {ratio:.3f} | {queries} | {kb:.1f} | {'ok' if ok else 'MISSED'} |")
+        print(f"| {name} | {median:.1f} | {ratio:.3f} | {queries} | {kb:.1f} | {'ok' if ok else 'MISSED'} "
+              f"| {sql_ms:.1f} `{sql}` |")
     child = subprocess.run([sys.executable, __file__, "--url", url, "--csv-year-only"], capture_output=True,
                            text=True, check=True)
     seconds, mb, size = child.stdout.split()[-3:]
