@@ -128,3 +128,28 @@ def test_plan_report_mrr_in_sql_with_twelve_months_chart_and_pages(app, client, 
     assert f"to {today:%B %Y} (${Decimal(mrr) / 100:,.2f})" in html  # the description names the last month
     assert "Page 1 of 2" in html and html.count('href="/admin/plans/') == 50
     assert client.get("/admin/reports/plans?page=2").get_data(True).count('href="/admin/plans/') == 10
+
+
+def test_staff_read_the_staff_wording_of_a_decline(app, client, login_staff, stripe_sandbox):
+    """Issue 19 point 5: a card declined when staff charge it reads the code and what staff should do; the
+    customer's wording (call the number on the back of the card) stays for the portal and the customer's emails."""
+    from tests.factories import make_card, make_invoice
+    from tests.helpers import csrf_token_from
+
+    with app.app_context():
+        admin = make_staff("admin")
+        c = make_customer("Dee", "Clined", email="dee@example.com")
+        invoice = make_invoice(c, 8_700)
+        card = make_card(c.id, "4000000000000341")  # attaches, then every charge is declined
+    login_staff(admin)
+    html = client.get(f"/admin/customers/{c.id}/charge?invoice={invoice.id}").get_data(True)
+    token = re.search(r'name="token" type="hidden" value="([^"]+)"', html).group(1)
+    page = client.post(f"/admin/customers/{c.id}/charge", data={
+        "csrf_token": csrf_token_from(html), "token": token, "card_id": card.id, "invoice_id": invoice.id,
+        "amount": "87.00"}).get_data(True)
+    assert "was not charged" in page and "Code: card_declined" in page
+    assert "Ask the customer to call their bank or give another card" in page
+    assert "number on the back of the card" not in page
+    history = client.get(f"/admin/customers/{c.id}").get_data(True)
+    row = re.search(r'<tr data-type="declined">.*?</tr>', history, re.DOTALL).group(0)
+    assert '<td class="num" data-net>$0.00</td>' in row and "Code: card_declined" in row

@@ -63,6 +63,12 @@ class Explanation:
     def next_step(self) -> str:
         return str(self._next_step)
 
+    @property
+    def staff_next_step(self) -> str:
+        """What staff do (English, with the code): the staff pages' wording; customers read `next_step`."""
+        step = _STAFF_STEPS.get(self.code) or (_STAFF_HARD if is_hard_decline(self.code) else _STAFF_DEFAULT)
+        return f"{step} (Code: {self.code}.)"
+
     def __str__(self) -> str:
         return f"{self.reason} {self.next_step}"
 
