@@ -22,7 +22,9 @@ HSTS = "max-age=31536000; includeSubDomains"
 PERMISSIONS = ("accelerometer=(), autoplay=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), "
                "magnetometer=(), microphone=(), midi=(), payment=(self \"https://js.stripe.com\"), usb=(), "
                "xr-spatial-tracking=()")
-STRIPE = {"script": ["https://js.stripe.com"], "frame": ["https://js.stripe.com", "https://hooks.stripe.com"],
+# What Stripe's documentation lists for Stripe.js and Elements (card element, 3-D Secure frames).
+STRIPE = {"script": ["https://js.stripe.com", "https://*.js.stripe.com"],
+          "frame": ["https://js.stripe.com", "https://*.js.stripe.com", "https://hooks.stripe.com"],
           "connect": ["https://api.stripe.com"], "img": ["https://*.stripe.com"]}
 
 

@@ -57,8 +57,8 @@ def test_hsts_over_https_and_stripe_origins_with_a_real_key(app, client):
         r = client.get("/admin/login")
         assert r.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
         csp = _policy(r)
-        assert csp["script-src"] == ["'self'", "https://js.stripe.com"]
-        assert csp["frame-src"] == ["https://js.stripe.com", "https://hooks.stripe.com"]
+        assert csp["script-src"] == ["'self'", "https://js.stripe.com", "https://*.js.stripe.com"]
+        assert csp["frame-src"] == ["https://js.stripe.com", "https://*.js.stripe.com", "https://hooks.stripe.com"]
         assert csp["connect-src"] == ["'self'", "https://api.stripe.com"]
     finally:
         app.config.clear()
