@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/billing.py --url postgresql://postgres@127.0.0.1:5432/bench_billing
     .venv/bin/python bench/billing.py --url ... --sizes 1000 --latencies 250 --concurrency 8
+    .venv/bin/python bench/billing.py --url ... --sizes 1000 --latencies 0 --runners 2   # two runners share the work
 
 For each latency (ms per Stripe request, bench/fake_stripe.py in a process of its own) and each N it empties the
 database (it must be a database of its own: every table is emptied), generates N due card plan payments (N active
@@ -16,7 +17,7 @@ STRIPE_API_BASE, as in production; no SMTP server, so the receipts are printed t
   stmts/payment   SQL statements sent by the plans rule / N, and by the whole run / N
   CPU ms/payment  the child's CPU time (all threads) in the plans rule / N: what the run itself costs, whatever
                   else the machine is doing (wall times depend on that load: the header and footer print it)
-  peak RSS MB     the child's peak resident memory
+  peak RSS MB     the child's peak resident memory (the largest child's with --runners)
   charges/payment the fake Stripe's succeeded PaymentIntents per plan payment: must be exactly 1 for every payment
                   (and every payment paid in the database)
 
@@ -184,26 +185,44 @@ def generate(app, n: int) -> None:
         db.session.commit()
 
 
-def run_jobs(url: str, stripe_url: str, concurrency: int | None, instance: str) -> tuple[dict, dict, float]:
-    stats_file = os.path.join(instance, "stats.json")
+def run_jobs(url: str, stripe_url: str, concurrency: int | None, instance: str, runners: int = 1
+             ) -> tuple[dict, dict, float]:
+    """`runners` `flask jobs run` processes started together (they share the work through SKIP LOCKED); returns
+    the plans rule's results summed, the statistics combined (statements and CPU summed, the plans rule's time and
+    peak memory of the slowest / largest process) and the wall time until the last one exits."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_") and k != "DATABASE_URL"}
     env.update({"DATABASE_URL": url, "PORTAL_INSTANCE_PATH": instance, "PORTAL_SECRET_KEY": "bench",
                 "PORTAL_BASE_URL": "http://bench", "PORTAL_STRIPE_SECRET_KEY": "sk_test_bench",
-                "PORTAL_STRIPE_API_BASE": stripe_url, "BENCH_STATS_FILE": stats_file})
+                "PORTAL_STRIPE_API_BASE": stripe_url})
     if concurrency is not None:
         env["PORTAL_JOBS_CONCURRENCY"] = str(concurrency)
-    out_path = os.path.join(instance, "stdout")
-    with open(out_path, "w") as out, open(os.path.join(instance, "stderr"), "w") as err:
-        started = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child"], cwd=REPO, env=env,
-                              stdout=out, stderr=err)
-        wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"`flask jobs run` exited {proc.returncode}:\n"
-                           + Path(instance, "stderr").read_text()[-3000:])
-    text = Path(out_path).read_text()
-    results = json.loads(text[text.rindex("\n{\n") + 1:] if "\n{\n" in text else text[text.index("{"):])
-    return results, json.loads(Path(stats_file).read_text()), wall
+    procs = []
+    started = time.perf_counter()
+    for k in range(runners):
+        paths = {name: os.path.join(instance, f"{name}.{k}") for name in ("stdout", "stderr", "stats")}
+        with open(paths["stdout"], "w") as out, open(paths["stderr"], "w") as err:
+            procs.append((subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child"], cwd=REPO,
+                                           env={**env, "BENCH_STATS_FILE": paths["stats"]}, stdout=out, stderr=err),
+                          paths))
+    for proc, _paths in procs:
+        proc.wait()
+    wall = time.perf_counter() - started
+    results: dict = {"plans": Counter()}
+    stats: dict = {"statements": Counter(), "seconds": {}, "cpu": Counter(), "peak_rss_mb": 0.0}
+    for proc, paths in procs:
+        if proc.returncode != 0:
+            raise RuntimeError(f"`flask jobs run` exited {proc.returncode}:\n"
+                               + Path(paths["stderr"]).read_text()[-3000:])
+        text = Path(paths["stdout"]).read_text()
+        one = json.loads(text[text.rindex("\n{\n") + 1:] if "\n{\n" in text else text[text.index("{"):])
+        results["plans"].update({k: v for k, v in one["plans"].items() if isinstance(v, int)})
+        child = json.loads(Path(paths["stats"]).read_text())
+        stats["statements"].update(child["statements"])
+        stats["cpu"].update(child["cpu"])
+        for rule, seconds in child["seconds"].items():
+            stats["seconds"][rule] = max(stats["seconds"].get(rule, 0.0), seconds)
+        stats["peak_rss_mb"] = max(stats["peak_rss_mb"], child["peak_rss_mb"])
+    return results, stats, wall
 
 
 def check_once(app, stripe_url: str, n: int) -> tuple[float, list[str]]:
@@ -244,6 +263,7 @@ def main() -> int:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--latencies", default=",".join(map(str, LATENCIES)))
     parser.add_argument("--concurrency", type=int, default=None, help="PORTAL_JOBS_CONCURRENCY (default: 8)")
+    parser.add_argument("--runners", type=int, default=1, help="`flask jobs run` processes started together (1)")
     args = parser.parse_args()
     if not args.url.startswith("postgresql"):
         parser.error("the benchmark runs on PostgreSQL (--url postgresql://…)")
@@ -254,7 +274,8 @@ def main() -> int:
     prepare_schema(app)
     load = os.getloadavg()
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load average before "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, PORTAL_JOBS_CONCURRENCY={args.concurrency or 'default (8)'}")
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, PORTAL_JOBS_CONCURRENCY={args.concurrency or 'default (8)'}, "
+          f"{args.runners} runner(s)")
     header = (f"{'latency':>8} {'N':>6} {'payments/s':>11} {'wall s':>7} {'charge s':>9} {'settled/s':>10} "
               f"{'stmts/payment':>14} "
               f"{'(whole run)':>12} {'CPU ms/payment':>15} {'peak RSS MB':>12} {'charges/payment':>16}")
@@ -269,7 +290,8 @@ def main() -> int:
                 requests.post(stripe_url + "/_fake/reset", timeout=10).raise_for_status()
                 generate(app, n)
                 with tempfile.TemporaryDirectory(prefix="bench-billing-") as instance:
-                    results, stats, wall = run_jobs(args.url, stripe_url, args.concurrency, instance)
+                    results, stats, wall = run_jobs(args.url, stripe_url, args.concurrency, instance,
+                                                    args.runners)
                 per_payment, problems = check_once(app, stripe_url, n)
                 charged = results["plans"]["charged"]
                 if charged != n:
