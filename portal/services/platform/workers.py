@@ -175,13 +175,14 @@ def _run_threads(size: int, items: Iterable[Any], work: Callable[[Any], str | No
                 with lock:
                     _count(results, result)
 
-    threads = [threading.Thread(target=worker, name=f"jobs-worker-{n}", daemon=True) for n in range(size)]
-    for t in threads:
-        t.start()
+    threads: list[threading.Thread] = []
     try:
         for item in items:
             if errors:
                 break
+            if len(threads) < size:  # a worker (and its connection) only when there is work for it
+                threads.append(threading.Thread(target=worker, name=f"jobs-worker-{len(threads)}", daemon=True))
+                threads[-1].start()
             feed.put(item)
     finally:
         for _ in threads:
