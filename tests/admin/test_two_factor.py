@@ -119,6 +119,8 @@ def test_an_admin_resets_two_factor_and_can_require_it_for_all_staff(app, client
         user = db.session.get(StaffUser, tech.id)
         assert user.totp_secret is None and not user.has_two_factor
         assert db.session.scalars(select(RecoveryCode).where(RecoveryCode.staff_id == tech.id)).all() == []
+    assert tech_client.get("/admin/").status_code == 302  # the reset also ended the member's sessions
+    tech_client = log_in_staff(app.test_client(), tech)  # password only now
     tech_csrf = csrf_token_from(tech_client.get("/admin/").get_data(True))
     assert tech_client.post(f"/admin/staff/{admin.id}/reset-2fa", data={"csrf_token": tech_csrf}).status_code == 403
 

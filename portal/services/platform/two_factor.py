@@ -21,7 +21,7 @@ from portal import clock
 from portal.extensions import db, execute_dml
 from portal.models import ActivityEvent, RecoveryCode, StaffUser
 from portal.services.errors import ServiceError, ValidationError
-from portal.services.platform import activity
+from portal.services.platform import activity, sessions
 
 STEP_SECONDS = 30
 RECOVERY_CODES = 10
@@ -118,12 +118,14 @@ def recovery_codes_left(user: StaffUser) -> int:
 
 
 def reset(user: StaffUser, by: StaffUser) -> None:
-    """An admin turns a member's two-factor off (a lost phone); they enrol again. On the activity trail. Caller
-    commits."""
+    """An admin turns a member's two-factor off (a lost phone); the member's sessions end and they enrol again. On
+    the activity trail. Caller commits."""
     user.totp_secret = None
     user.totp_enabled_at = None
     user.totp_last_step = None
     execute_dml(delete(RecoveryCode).where(RecoveryCode.staff_id == user.id))
+    if user.id != by.id:
+        sessions.end_all(staff_id=user.id)  # a lost phone: whoever holds it is logged out too
     activity.record(None, "staff", f"Two-factor authentication of {user.name} ({user.email}) was reset by "
                                    f"{by.name}.", staff=by)
 
