@@ -8,7 +8,8 @@ behind nginx. Proven through HTTP, the database and the Stripe sandbox:
 - failed logins on A and B add up to the limit (the counters live in Redis, under this run's key prefix);
 - the per-IP limit follows X-Forwarded-For (one forwarded address limited, the next one not);
 - /healthz on both nodes shows a scheduler run within 90 s; node A's JSON log carries the incoming request id;
-- both schedulers over the same due plan payments charge each exactly once (and both did run);
+- both schedulers over the same due plan payments charge each exactly once, and queued emails go out once (and
+  both schedulers did run);
 - SIGTERM to node A's `make serve` stops its gunicorn and scheduler within 15 s while node B keeps serving.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import PlanPayment, SchedulerRun
+from portal.services.platform import mailer
 from tests.conftest import REPO, free_port
 from tests.factories import PASSWORD, make_staff
 from tests.helpers import csrf_token_from
@@ -139,11 +141,14 @@ def _log_in(session: requests.Session, node: Node, email: str, password: str, ip
     return r.status_code
 
 
-def test_two_make_serve_nodes_share_sessions_limits_and_the_work(app, nodes, stripe_sandbox, ctx):
+def test_two_make_serve_nodes_share_sessions_limits_and_the_work(app, nodes, stripe_sandbox, smtp, ctx):
     a, b = nodes
     started = time.monotonic()
     with_staff = make_staff("admin", email="owner@brightair.test")
     ids = seed_due_payments(customers_with_cards(4), DUE_PAYMENTS)  # both schedulers go after these at once
+    for i in range(3):  # and after these emails (queued, as an SMTP outage leaves them)
+        mailer.queue_email("portal_login_link", f"twonodes{i}@example.com", {"link": "http://portal.test/x"})
+    db.session.commit()
 
     # A staff session made on node A is valid on node B.
     browser = requests.Session()
@@ -181,6 +186,11 @@ def test_two_make_serve_nodes_share_sessions_limits_and_the_work(app, nodes, str
         assert body["scheduler"]["seconds_ago"] <= 90, body
         assert health.headers["X-Request-ID"] == f"probe-{node.name}"
     assert_charged_exactly_once(stripe_sandbox, ids, "two make serve nodes")
+    deadline = time.monotonic() + 30
+    while sum(len(smtp.to(f"twonodes{i}@example.com")) for i in range(3)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # a second delivery would have arrived by now
+    assert [len(smtp.to(f"twonodes{i}@example.com")) for i in range(3)] == [1, 1, 1]  # emailed once each
     access = [json.loads(line) for line in a.log().splitlines() if line.startswith("{")]
     assert any(e.get("request_id") == "probe-node-a" and e.get("logger") == "portal.access" for e in access)
     assert any(e.get("remote_addr") == "198.51.100.7" for e in access)  # the forwarded client, not the proxy
