@@ -152,7 +152,19 @@ def csv_year(url: str) -> tuple[float, float, int]:
                          f"&to={today.isoformat()}&format=csv", buffered=False)
     size = sum(len(chunk) for chunk in response.response)
     seconds = time.perf_counter() - start
-    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, size
+    return seconds, _peak_mb(), size
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, which starts over at exec (ru_maxrss may still carry
+    the forking parent's peak, e.g. after generating a business in the same run)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> int:
