@@ -268,6 +268,8 @@ class Dispute(db.Model):
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    customer = relationship("Customer")
+
     @property
     def is_open(self) -> bool:
         return self.closed_at is None

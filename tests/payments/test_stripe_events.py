@@ -76,7 +76,7 @@ def test_a_dispute_shows_on_the_payment_emails_staff_and_a_lost_one_is_an_adjust
     page = client.get(f"/admin/payments/{ids['payment']}").get_data(True)
     assert 'data-dispute="needs_response"' in page and "Disputed" in page
     dashboard = client.get("/admin/").get_data(True)
-    assert 'id="disputes"' in dashboard and f"P-{ids['payment']}" in dashboard
+    assert 'id="disputes"' in dashboard and f"P-{ids['payment']}</a> Nina Park · $180.00" in dashboard
 
     r = _send(app, client, "charge.dispute.closed", _dispute(ids, "lost", 18_000), "evt_dispute_lost")
     assert r.status_code == 200

@@ -9,6 +9,7 @@ a late `created` after `closed` changes nothing. Caller commits (the webhook, wi
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from portal import clock
 from portal.extensions import db, get_existing
@@ -105,6 +106,7 @@ def on_closed(obj) -> Dispute | None:
 def open_disputes(limit: int = 20) -> list[Dispute]:
     """The dashboard's entry: disputes the bank has not decided yet, oldest first."""
     return list(db.session.scalars(select(Dispute).where(Dispute.closed_at.is_(None))
+                                   .options(selectinload(Dispute.customer))
                                    .order_by(Dispute.opened_at, Dispute.id).limit(limit)))
 
 
