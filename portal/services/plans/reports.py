@@ -164,21 +164,46 @@ def _card_flag(card, today: date) -> str | None:
     return None
 
 
-def _owed_items(today: date, kind: str | None):
-    """Everything owed and late as one SELECT (kind, id, due date, amount, customer), a UNION ALL."""
-    parts = []
+def _bucket_range(column, today: date, index: int | None) -> list:
+    """The WHERE of one age bucket (BUCKETS' index) on a due-date column: a range each branch's index can read."""
+    if index is None:
+        return []
+    edges = [None, today - timedelta(days=30), today - timedelta(days=60), today - timedelta(days=90), None]
+    newest, oldest = edges[index], edges[index + 1]  # bucket 0: due on or after today-30; 3: before today-90
+    out = []
+    if newest is not None:
+        out.append(column < newest)
+    if oldest is not None:
+        out.append(column >= oldest)
+    return out
+
+
+def _owed_items(today: date, kind: str | None, *, first: int | None = None, bucket: int | None = None):
+    """Everything owed and late as one SELECT (kind, id, due date, amount, customer), a UNION ALL. `first`: only
+    each branch's oldest rows (what a page needs); `bucket`: one age bucket."""
+    parts: list[tuple] = []  # (select, its due-date column, its id column)
     if kind in (None, "", "plan"):
-        parts.append(select(literal("plan_payment", String).label("kind"), PlanPayment.id.label("id"),
-                            PlanPayment.due_date.label("due_date"), PlanPayment.amount_cents.label("amount"),
-                            CustomerPlan.customer_id.label("customer_id"))
-                     .join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
-                     .where(PlanPayment.status.in_(plan_billing.OUTSTANDING)))
+        parts.append((select(literal("plan_payment", String).label("kind"), PlanPayment.id.label("id"),
+                             PlanPayment.due_date.label("due_date"), PlanPayment.amount_cents.label("amount"),
+                             CustomerPlan.customer_id.label("customer_id"))
+                      .join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
+                      .where(PlanPayment.status.in_(plan_billing.OUTSTANDING),
+                             *_bucket_range(PlanPayment.due_date, today, bucket)),
+                      PlanPayment.due_date, PlanPayment.id))
     if kind in (None, "", "invoice"):
         balance = case((Invoice.total_cents > Invoice.paid_cents, Invoice.total_cents - Invoice.paid_cents),
                        else_=0)
-        parts.append(select(literal("invoice", String), Invoice.id, Invoice.due_date, balance, Invoice.customer_id)
-                     .where(Invoice.status.in_(("open", "partially_paid")), Invoice.due_date < today))
-    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("owed")
+        parts.append((select(literal("invoice", String).label("kind"), Invoice.id.label("id"),
+                             Invoice.due_date.label("due_date"), balance.label("amount"),
+                             Invoice.customer_id.label("customer_id"))
+                      .where(Invoice.status.in_(("open", "partially_paid")), Invoice.due_date < today,
+                             *_bucket_range(Invoice.due_date, today, bucket)), Invoice.due_date, Invoice.id))
+    if first is not None:  # each branch limited in its own subquery (SQLite allows no LIMIT in a UNION member)
+        limited = [q.order_by(due, row_id).limit(first).subquery() for q, due, row_id in parts]
+        selects = [select(*sub.c) for sub in limited]
+    else:
+        selects = [q for q, _, _ in parts]
+    return (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("owed")
 
 
 def _bucket_expr(column, today: date):
@@ -202,10 +227,10 @@ def overdue_report(today: date | None = None, bucket: str | None = None, kind: s
     rows = report.bucket_counts[bucket] if chosen is not None else sum(report.bucket_counts.values())
     report.pages = max(1, -(-rows // per_page))
     report.page = min(page_number(page), report.pages)
-    q = select(owed.c.kind, owed.c.id).order_by(owed.c.due_date, owed.c.kind, owed.c.id)
-    if chosen is not None:
-        q = q.where(in_bucket == chosen)
-    keys = db.session.execute(q.limit(per_page).offset((report.page - 1) * per_page)).all()
+    page_rows = _owed_items(today, kind, first=report.page * per_page, bucket=chosen)
+    keys = db.session.execute(select(page_rows.c.kind, page_rows.c.id)
+                              .order_by(page_rows.c.due_date, page_rows.c.kind, page_rows.c.id)
+                              .limit(per_page).offset((report.page - 1) * per_page)).all()
     plan_ids = [i for k, i in keys if k == "plan_payment"]
     invoice_ids = [i for k, i in keys if k == "invoice"]
     payments = {p.id: p for p in db.session.scalars(
