@@ -143,7 +143,7 @@ def _payment_detail(payment: Payment) -> PaymentDetail:
 # --- REP-1 --------------------------------------------------------------------------------------------
 
 TYPES = ("payment", "deposit", "refund", "adjustment", "declined")
-PAGE_SIZE = 100
+PAGE_SIZE = 50
 DAILY_UP_TO = 62  # days; longer ranges are charted per month
 
 

@@ -150,7 +150,7 @@ class OverdueReport:
     pages: int = 1
 
 
-PAGE_SIZE = 100
+PAGE_SIZE = 50
 
 
 def _card_flag(card, today: date) -> str | None:
