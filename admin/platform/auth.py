@@ -28,8 +28,6 @@ SID = "staff_sid"
 PENDING = "staff_2fa_pending"
 MUST_ENROL = "staff_must_enrol"
 PENDING_SECONDS = 600
-
-
 PRUNE_AFTER = timedelta(days=30)  # a staff session row nobody used for this long is deleted at the owner's next login
 
 
