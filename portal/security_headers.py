@@ -18,7 +18,7 @@ from flask import Flask, current_app
 
 from portal.services.payments import gateway
 
-HSTS = "max-age=31536000; includeSubDomains"
+HSTS = "max-age=31536000"  # not includeSubDomains: the business may run other sites on sibling hosts
 PERMISSIONS = ("accelerometer=(), autoplay=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), "
                "magnetometer=(), microphone=(), midi=(), payment=(self \"https://js.stripe.com\"), usb=(), "
                "xr-spatial-tracking=()")
