@@ -141,7 +141,7 @@ def test_customer_portal_journey_on_a_phone(app, smtp, live_server, browser):
         # 2. Invoices → the invoice → its PDF.
         nav.get_by_role("link", name="Invoices").click()
         expect(page).to_have_url(re.compile(re.escape(live_server) + r"/portal/invoices(\?.*)?$"))
-        page.get_by_role("link", name=INVOICE_NUMBER, exact=True).click()
+        page.get_by_role("link", name=f"Invoice {INVOICE_NUMBER}", exact=True).click()
         expect(page).to_have_url(f"{live_server}/portal/invoices/{ids['invoice']}")
         expect(page.get_by_role("heading", level=1)).to_contain_text(f"Invoice {INVOICE_NUMBER}")
         expect(page.get_by_role("cell", name="Capacitor replacement")).to_be_visible()
