@@ -14,6 +14,7 @@ from axe_playwright_python.sync_playwright import Axe
 from sqlalchemy import select
 
 from tests import factories
+from tests.conftest import BACKEND
 from tests.helpers import staff_logs_in
 
 PHONE = {"width": 375, "height": 812}
@@ -28,6 +29,9 @@ STAFF_EMAIL = "axe.admin@brightair.test"
 # and markup, shorter words than Russian). LEAN = False runs axe on every page × width × language (measured ~55 s
 # against ~30 s, see the issue-19 note).
 LEAN = True
+# What axe checks is the HTML and CSS, the same whichever database serves the rows: on PostgreSQL (the suite's
+# second pass) the walk checks the phone fit and the keyboard reach of every page, axe runs on the SQLite pass.
+AXE = BACKEND != "postgres"
 
 
 def _setup(app) -> dict:
@@ -115,6 +119,8 @@ def _overflow(page) -> str | None:
 
 
 def _violations(page) -> list[str]:
+    if not AXE:
+        return []
     found = page.evaluate("opts => axe.run(document, opts).then(r => r.violations.map(v => "
                           "v.id + ' (' + v.impact + '): ' + JSON.stringify(v.nodes.slice(0, 3).map(n => n.target))))",
                           {"runOnly": {"type": "tag", "values": TAGS}, "resultTypes": ["violations"]})
@@ -132,7 +138,8 @@ def test_every_portal_page_fits_a_phone_and_passes_axe(app, smtp, stripe_sandbox
     started = time.monotonic()
     problems: list[str] = []
     context = browser.new_context(viewport=PHONE)
-    context.add_init_script(axe.axe_script)  # axe-core in every page, parsed by the page (no per-run upload)
+    if AXE:
+        context.add_init_script(axe.axe_script)  # axe-core in every page, parsed by the page (no per-run upload)
     try:
         page = context.new_page()
         page.set_default_timeout(15_000)
