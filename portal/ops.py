@@ -15,6 +15,8 @@ import uuid
 from flask import Flask, g, has_request_context, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from portal.card_guard import contains_card_number
+
 # Plain (unprefixed) environment variables the production guide names, and the config key each one sets.
 ENVIRONMENT = {
     "SECRET_KEY": "SECRET_KEY",
@@ -117,7 +119,12 @@ def request_id() -> str:
 
 def scrub(text: str) -> str:
     """A log line without login tokens or card-number-like digits."""
-    return _CARD_NUMBER.sub("[redacted-number]", _TOKEN_PATH.sub(r"\1[redacted]", text))
+    line = _CARD_NUMBER.sub("[redacted-number]", _TOKEN_PATH.sub(r"\1[redacted]", text))
+    if contains_card_number(line):
+        # Written in a way the plain pattern misses (dots, slashes, invisible or full-width characters): the form
+        # guard's reading finds it, and the line loses every digit rather than risk a readable card number.
+        line = re.sub(r"\d", "#", line)
+    return line
 
 
 class _OneLine(logging.Formatter):

@@ -16,12 +16,14 @@ import io
 import json
 import logging
 import os
+import re
 import secrets
 import subprocess
 import sys
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from portal import clock, create_app, ops
@@ -292,3 +294,13 @@ def test_errors_go_to_sentry_only_when_a_dsn_is_set(tmp_path, monkeypatch, app, 
     bodies = [(gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b).decode("utf-8", "replace") for b in received]
     assert any("kaboom in a view" in body for body in bodies), bodies
     assert not any(token in body or cookie in body for body in bodies)  # made at run time: not in the source
+
+
+@pytest.mark.parametrize("written", ["4242.4242.4242.4242", "4242/4242/4242/4242", "4242_4242_4242_4242",
+                                     "4242\u200b4242\u200b4242\u200b4242", "４２４２４２４２４２４２４２４２",
+                                     "4242\n4242\n4242\n4242"])
+def test_log_lines_lose_a_card_number_however_it_is_written(written):
+    line = ops.scrub(f"note said {written} today")
+    assert not re.search(r"4242|４２４２", line), line
+    assert ops.scrub("invoice INV-1001 for 42.00 on 2026-11-29, call 555-123-4567") == (
+        "invoice INV-1001 for 42.00 on 2026-11-29, call 555-123-4567")
