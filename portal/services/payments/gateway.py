@@ -239,6 +239,25 @@ def find_payment_intent(attempt_key: str, stripe_customer_id: str | None = None,
     return None
 
 
+def sandbox_intents_by_key() -> dict:
+    """Every PaymentIntent the sandbox holds, by its `attempt_key` metadata, in one walk of its list (it has no
+    search API nor list filters; the reconciler asks once per batch of attempts)."""
+    found: dict = {}
+    starting_after = None
+    while True:
+        params: Any = {"limit": 100}
+        if starting_after:
+            params["starting_after"] = starting_after
+        page = client().v1.payment_intents.list(params=params)
+        for pi in page.data:
+            key = get(pi, "metadata", "attempt_key")
+            if key:
+                found.setdefault(key, pi)
+        if not page.has_more or not page.data:
+            return found
+        starting_after = page.data[-1].id
+
+
 # --- Refunds ------------------------------------------------------------------------------------------
 
 def create_refund(*, payment_intent_id: str, amount: int, metadata: dict, idempotency_key: str):
