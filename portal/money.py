@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 
 from babel.numbers import format_currency, get_currency_precision
 from flask import has_request_context
@@ -66,6 +67,12 @@ def to_decimal(cents: int, currency: str = "USD") -> Decimal:
 def format_money(cents: int | None, currency: str = "USD", locale: str = "en_US") -> str:
     if cents is None:
         return ""
+    return _formatted(int(cents), currency, locale)
+
+
+@lru_cache(maxsize=8192)
+def _formatted(cents: int, currency: str, locale: str) -> str:
+    """Babel's formatting costs ~60 µs; report pages repeat the same amounts (fees, zeros, plan prices)."""
     return format_currency(to_decimal(cents, currency), currency, locale=locale)
 
 
