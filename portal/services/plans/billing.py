@@ -216,7 +216,6 @@ def open_charge(plan: CustomerPlan) -> ChargeAttempt | None:
         ChargeAttempt.status.in_(charges.OPEN))).first()
 
 
-
 def outstanding_payments(plan: CustomerPlan) -> list[PlanPayment]:
     return list(db.session.scalars(select(PlanPayment).where(PlanPayment.plan_id == plan.id,
                                                              PlanPayment.status.in_(OUTSTANDING))
