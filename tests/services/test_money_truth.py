@@ -352,3 +352,17 @@ def test_amount_errors_use_the_page_language(app, client, login_customer, stripe
         "token": charges.new_token()})
     assert r.status_code == 400
     assert "0,50\xa0US$" in r.get_data(True) and "$0.50" not in r.get_data(True)
+
+
+def test_pay_all_never_shows_or_pays_another_customers_plan_payment(app, client, login_customer, stripe_sandbox):
+    with app.app_context():
+        _now()
+        mine = make_customer("Mia", "Mine", email="mia.mine@example.com")
+        theirs = make_customer("Tom", "Theirs", email="tom.theirs@example.com")
+        plan = make_plan(theirs, price_cents=1_999, payments=[(TODAY - timedelta(days=2), "failed")])
+        row = db.session.scalars(select(PlanPayment).where(PlanPayment.plan_id == plan.id)).one()
+    login_customer(mine)
+    assert client.get(f"/portal/invoices/pay-all?plans={row.id}").status_code == 404
+    assert client.get("/portal/invoices/pay-all?plans=1,x").status_code == 404
+    page = client.get("/portal/invoices/pay-all").get_data(True)
+    assert "Comfort Club" not in page and "There is nothing left to pay" in page
