@@ -158,12 +158,17 @@ def generate(url: str, scale: float, seed: int = 15) -> dict:
             card = rng.random() < 0.8
             fee = amount * 29 // 1000 + 30 if card else 0
             refunded = amount if rng.random() < 0.01 else 0
+            # Every payment is held by an invoice or a plan payment (the plan and walk-in payments' allocations
+            # are not generated) except one in a thousand, left as credit on account.
+            allocated = amount if k < len(paid_invoices) else 0 if rng.random() < 0.001 else amount - refunded
             payments.append((k + 1, customer_id, "payment", "card" if card else "check",
                              "refunded" if refunded else "succeeded", amount, fee, amount - fee, refunded,
+                             allocated,
                              customer_id if card else None, "visa" if card else None,
                              f"{customer_id % 10000:04d}" if card else None, when, when))
         load.copy("payments", ["id", "customer_id", "kind", "method", "status", "amount_cents", "fee_cents",
-                               "net_cents", "refunded_cents", "card_id", "card_brand", "card_last4", "received_at",
+                               "net_cents", "refunded_cents", "allocated_cents", "card_id", "card_brand", "card_last4",
+                               "received_at",
                                "created_at"], payments)
         load.copy("payment_allocations", ["payment_id", "invoice_id", "amount_cents"], allocations)
         load.copy("refunds", ["payment_id", "amount_cents", "reason", "method", "status", "idempotency_key",

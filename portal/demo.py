@@ -149,6 +149,7 @@ def seed() -> None:
                     method = "check" if numbers["invoice"] % 2 else "cash"
                     pay = Payment(customer_id=c.id, kind="payment", method=method, status="succeeded",
                                   amount_cents=price, fee_cents=0, net_cents=price, refunded_cents=0,
+                                  allocated_cents=price,
                                   reference=f"{4100 + numbers['invoice']}" if method == "check" else None,
                                   recorded_by_id=office.id, received_at=start + timedelta(hours=4),
                                   created_at=start + timedelta(hours=4))
@@ -202,7 +203,8 @@ def seed() -> None:
         if status == "paid":  # collected by check, so the ledger and reports add up
             paid = Payment(customer_id=customers[0].id, kind="payment", method="check", status="succeeded",
                            amount_cents=1999, fee_cents=0, net_cents=1999, refunded_cents=0,
-                           reference=str(4100 + months_ago), received_at=datetime.combine(due, time(15), now.tzinfo))
+                           allocated_cents=1999, reference=str(4100 + months_ago),
+                           received_at=datetime.combine(due, time(15), now.tzinfo))
             db.session.add(paid)
             db.session.flush()
             pp.payment_id = paid.id

@@ -133,13 +133,13 @@ def _rows(customer_id: int, staff_id: int, n: int, start: int) -> None:
         Job,
         MessageRequest,
         Payment,
-        PaymentAllocation,
         PlanPayment,
         PlanPaymentLine,
         QueuedEmail,
         Refund,
         Visit,
     )
+    from portal.services.payments import charges
 
     now = clock.now()
     card = db.session.scalars(select(Card).where(Card.customer_id == customer_id)).first()
@@ -168,7 +168,7 @@ def _rows(customer_id: int, staff_id: int, n: int, start: int) -> None:
                           card_id=card.id, card_brand="visa", card_last4="4242", received_at=when)
         db.session.add_all([paid, late, payment])
         db.session.flush()
-        db.session.add(PaymentAllocation(payment_id=payment.id, invoice_id=paid.id, amount_cents=5_000))
+        charges.add_allocation(payment, 5_000, invoice_id=paid.id)
         refund = Refund(payment_id=payment.id, amount_cents=500, reason="goodwill", status="succeeded",
                         idempotency_key=f"rq_{payment.id}", created_at=when)
         db.session.add(refund)

@@ -150,6 +150,9 @@ class ChargeAttempt(db.Model):
     card = relationship("Card")
 
 
+CREDIT_LEFT = text("kind = 'payment' AND amount_cents > refunded_cents + allocated_cents")
+
+
 class Payment(db.Model):
     """PAY-1, PAY-5: money received, with fee and net."""
 
@@ -159,6 +162,9 @@ class Payment(db.Model):
         # customer's payments newest first (client card, portal).
         Index("ix_payments_received_sums", "received_at", postgresql_include=["kind", "amount_cents", "fee_cents"]),
         Index("ix_payments_customer_received", "customer_id", "received_at"),
+        # Credit on account (migration 0013): the few payments with money no invoice or plan payment holds, found
+        # without reading the rest (billing.credit uses this exact predicate).
+        Index("ix_payments_with_credit", "customer_id", sqlite_where=CREDIT_LEFT, postgresql_where=CREDIT_LEFT),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -170,6 +176,9 @@ class Payment(db.Model):
     fee_cents: Mapped[int] = mapped_column(Integer, default=0)
     net_cents: Mapped[int] = mapped_column(Integer)
     refunded_cents: Mapped[int] = mapped_column(Integer, default=0)
+    # What its allocations hold (invoices and plan payments), kept by charges.add_allocation: amount - refunded -
+    # allocated is the credit on account this payment still carries.
+    allocated_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     reference: Mapped[str | None] = mapped_column(String(120))  # check number etc.
     form_key: Mapped[str | None] = mapped_column(String(80), unique=True)  # a hand-recorded payment's form, once

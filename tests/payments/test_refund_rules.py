@@ -17,7 +17,6 @@ from portal.models import (
     CustomerPlan,
     Invoice,
     Payment,
-    PaymentAllocation,
     PlanPayment,
     Refund,
     StaffUser,
@@ -250,7 +249,7 @@ def test_a_cash_payment_of_a_plan_cannot_be_refunded_through_the_plan(app, strip
         db.session.commit()
         payment = charges.record_manual(db.session.get(Customer, c.id), method="cash", amount_cents=3_000,
                                         reference=None, actor=db.session.get(StaffUser, staff.id))
-        db.session.add(PaymentAllocation(payment_id=payment.id, plan_payment_id=plan_payment.id, amount_cents=3_000))
+        charges.add_allocation(payment, 3_000, plan_payment_id=plan_payment.id)
         plan_payment.payment_id = payment.id
         db.session.commit()
         payment = db.session.get(Payment, payment.id)

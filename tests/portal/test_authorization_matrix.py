@@ -10,7 +10,8 @@ from datetime import date
 
 from portal import clock
 from portal.extensions import db
-from portal.models import ChargeAttempt, Payment, PaymentAllocation
+from portal.models import ChargeAttempt, Payment
+from portal.services.payments import charges
 from tests.factories import make_card, make_customer, make_estimate, make_invoice, make_job, make_plan
 from tests.helpers import csrf_token_from
 
@@ -27,7 +28,7 @@ def _objects_of(customer) -> dict[str, int]:
                       received_at=clock.now())
     db.session.add(payment)
     db.session.flush()
-    db.session.add(PaymentAllocation(payment_id=payment.id, invoice_id=invoice.id, amount_cents=2_000))
+    charges.add_allocation(payment, 2_000, invoice_id=invoice.id)
     attempt = ChargeAttempt(idempotency_key=f"charge_matrix_{customer.id}", customer_id=customer.id, card_id=card.id,
                             amount_cents=5_000, status="failed", purpose="deposit", invoice_id=invoice.id,
                             estimate_id=estimate.id, initiated_by="customer")

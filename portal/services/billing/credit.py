@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from portal.extensions import db
-from portal.models import Customer, Invoice, Payment, PaymentAllocation, StaffUser
+from portal.models import Customer, Invoice, Payment, StaffUser
 from portal.money import format_money
 from portal.services.payments import charges
 from portal.services.platform import activity
@@ -28,31 +28,30 @@ class Credit:
 
 
 def _free_amount():
-    used = (select(func.coalesce(func.sum(PaymentAllocation.amount_cents), 0))
-            .where(PaymentAllocation.payment_id == Payment.id).correlate(Payment).scalar_subquery())
-    return Payment.amount_cents - Payment.refunded_cents - used
+    return Payment.amount_cents - Payment.refunded_cents - Payment.allocated_cents
+
+
+def _carries_credit():
+    """The predicate of the partial index ix_payments_with_credit, written the same way so the database uses it."""
+    return (Payment.kind == "payment") & (Payment.amount_cents > Payment.refunded_cents + Payment.allocated_cents)
 
 
 def credits(customer_id: int) -> list[Credit]:
     """The customer's payments with money left on account, oldest first (one query)."""
-    free = _free_amount()
-    rows = db.session.execute(select(Payment, free).where(Payment.customer_id == customer_id,
-                                                          Payment.kind == "payment", free > 0)
+    rows = db.session.execute(select(Payment, _free_amount()).where(Payment.customer_id == customer_id,
+                                                                    _carries_credit())
                               .order_by(Payment.received_at, Payment.id)).all()
     return [Credit(p, int(cents)) for p, cents in rows]
 
 
 def available_cents(customer_id: int) -> int:
-    free = _free_amount()
-    return int(db.session.scalar(select(func.coalesce(func.sum(free), 0)).where(
-        Payment.customer_id == customer_id, Payment.kind == "payment", free > 0)) or 0)
+    return int(db.session.scalar(select(func.coalesce(func.sum(_free_amount()), 0)).where(
+        Payment.customer_id == customer_id, _carries_credit())) or 0)
 
 
 def business_total_cents() -> int:
     """Credit held for all customers (the staff dashboard)."""
-    free = _free_amount()
-    return int(db.session.scalar(select(func.coalesce(func.sum(free), 0)).where(
-        Payment.kind == "payment", free > 0)) or 0)
+    return int(db.session.scalar(select(func.coalesce(func.sum(_free_amount()), 0)).where(_carries_credit())) or 0)
 
 
 def apply(customer: Customer, *, actor: StaffUser | None = None, invoices: list[Invoice] | None = None) -> int:
@@ -89,10 +88,9 @@ def apply(customer: Customer, *, actor: StaffUser | None = None, invoices: list[
 
 def run() -> dict:
     """Scheduler rule: apply every customer's credit to their open invoices. Commits per customer."""
-    free = _free_amount()
     owing = select(Invoice.customer_id).where(Invoice.status.in_(charges.PAYABLE_INVOICE),
                                               Invoice.total_cents > Invoice.paid_cents)
-    ids = list(db.session.scalars(select(Payment.customer_id).where(Payment.kind == "payment", free > 0,
+    ids = list(db.session.scalars(select(Payment.customer_id).where(_carries_credit(),
                                                                     Payment.customer_id.in_(owing)).distinct()))
     db.session.rollback()
     done = {"customers": 0, "applied_cents": 0}

@@ -324,6 +324,7 @@ def settle_succeeded(attempt: ChargeAttempt, intent, *, late: bool = False) -> P
                         "succeeded; the payment is recorded now. Check the invoice for an overpayment.",
                         invoice_id=attempt.invoice_id)
     card = db.session.get(Card, attempt.card_id)
+    cards.keep_if_paid(card)  # "save this card": on file now that its payment went through
     amount = int(gateway.get(intent, "amount") or attempt.amount_cents)
     fee = fee_for(amount)
     payment = Payment(customer_id=attempt.customer_id, kind="deposit" if attempt.purpose == "deposit" else "payment",
@@ -334,7 +335,6 @@ def settle_succeeded(attempt: ChargeAttempt, intent, *, late: bool = False) -> P
                       received_at=clock.now(), created_at=clock.now())
     db.session.add(payment)
     db.session.flush()
-    cards.keep_if_paid(card)  # "save this card": on file now that its payment went through
     invoice = db.session.get(Invoice, attempt.invoice_id) if attempt.invoice_id else None
     if invoice is not None:
         allocate(payment, invoice, amount)
@@ -407,8 +407,17 @@ def notify_failure(attempt: ChargeAttempt, explanation: declines.Explanation, in
 
 # --- Allocation and receipts ----------------------------------------------------------------------------
 
+def add_allocation(payment: Payment, amount_cents: int, *, invoice_id: int | None = None,
+                   plan_payment_id: int | None = None) -> None:
+    """The one way money of a payment is given to an invoice or a plan payment: the allocation row, and the payment's
+    allocated_cents (what is left is credit on account, billing.credit)."""
+    db.session.add(PaymentAllocation(payment_id=payment.id, invoice_id=invoice_id, plan_payment_id=plan_payment_id,
+                                     amount_cents=amount_cents))
+    payment.allocated_cents = (payment.allocated_cents or 0) + amount_cents
+
+
 def allocate(payment: Payment, invoice: Invoice, amount_cents: int) -> None:
-    db.session.add(PaymentAllocation(payment_id=payment.id, invoice_id=invoice.id, amount_cents=amount_cents))
+    add_allocation(payment, amount_cents, invoice_id=invoice.id)
     invoice = lock_invoice(invoice.id)
     invoice.paid_cents += amount_cents
     refresh_invoice_status(invoice)

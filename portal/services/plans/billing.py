@@ -37,7 +37,6 @@ from portal.models import (
     Customer,
     CustomerPlan,
     Payment,
-    PaymentAllocation,
     PlanAddon,
     PlanPayment,
     PlanPaymentLine,
@@ -300,7 +299,7 @@ def _mark_paid(rows: list[PlanPayment], payment: Payment, card_id: int | None) -
         row.payment_id = payment.id
         row.card_id = card_id or row.card_id
         row.next_retry_at = None
-        db.session.add(PaymentAllocation(payment_id=payment.id, plan_payment_id=row.id, amount_cents=take))
+        charges.add_allocation(payment, take, plan_payment_id=row.id)
         db.session.flush()
         for line in row.lines:
             if line.addon_id:
