@@ -659,37 +659,48 @@ def mark_overdue() -> int:
         db.session.commit()
 
 
-def _due_card_rows(now: datetime, after_id: int) -> list[int]:
+def _due_card_rows(now: datetime, after_plan_id: int) -> list[tuple[int, int]]:
+    """(plan id, row id) of due card rows, by plan then due date: every due row of a batch of plans after
+    `after_plan_id`."""
     today = clock.today()
     scheduled = (PlanPayment.status == "scheduled") & (PlanPayment.due_date <= today)
     retry = ((PlanPayment.status == "failed") & (PlanPayment.next_retry_at <= now)
              & PlanPayment.retries_exhausted.is_(False) & PlanPayment.is_first_payment.is_(False))
-    return list(db.session.scalars(select(PlanPayment.id).join(CustomerPlan)
-                                   .where(PlanPayment.method == "card", scheduled | retry,
-                                          CustomerPlan.status == "active", PlanPayment.id > after_id)
-                                   .order_by(PlanPayment.id).limit(BATCH_SIZE)))
+    due = (PlanPayment.method == "card") & (scheduled | retry) & (CustomerPlan.status == "active")
+    plans = (select(PlanPayment.plan_id).join(CustomerPlan).where(due, PlanPayment.plan_id > after_plan_id)
+             .group_by(PlanPayment.plan_id).order_by(PlanPayment.plan_id).limit(BATCH_SIZE))
+    query = select(PlanPayment.plan_id, PlanPayment.id).join(CustomerPlan).where(
+        due, PlanPayment.plan_id.in_(plans.scalar_subquery()))
+    return [(int(p), int(r)) for p, r in db.session.execute(query.order_by(PlanPayment.plan_id,
+                                                                             PlanPayment.due_date, PlanPayment.id))]
 
 
 def charge_due() -> dict:
     """SP-5 and D-1: charge each due card bill and each retry that is due, exactly once. The charges run on the
     jobs pool (`platform.workers`: JOBS_CONCURRENCY at once, each worker its own session); each is claimed with
-    `SKIP LOCKED` and committed on its own, as a single runner would."""
+    `SKIP LOCKED` and committed on its own, as a single runner would. A plan's due rows (a retry and a new bill
+    after downtime, say) are one work item, charged in due order by one worker: run side by side, the second would
+    find the first's charge open and wait for the next run."""
     now = clock.now()
     done = {"charged": 0, "declined": 0, "retry_skipped": 0, "busy": 0}
-    done.update(workers.run(_due_ids(now), lambda row_id: _charge_one(row_id, now)))
+    done.update(workers.run(_due_plans(now), lambda row_ids: [_charge_one(row_id, now) for row_id in row_ids]))
     return done
 
 
-def _due_ids(now: datetime) -> Iterator[int]:
-    """The due rows' ids, a batch at a time (the caller's session holds no transaction while the pool works)."""
-    last_id = 0
+def _due_plans(now: datetime) -> Iterator[list[int]]:
+    """Each plan's due row ids, a batch of plans at a time (the caller's session holds no transaction while the
+    pool works)."""
+    last_plan = 0
     while True:
-        ids = _due_card_rows(now, last_id)
+        rows = _due_card_rows(now, last_plan)
         db.session.rollback()
-        if not ids:
+        if not rows:
             return
-        last_id = ids[-1]
-        yield from ids
+        last_plan = rows[-1][0]
+        by_plan: dict[int, list[int]] = {}
+        for plan_id, row_id in rows:
+            by_plan.setdefault(plan_id, []).append(row_id)
+        yield from by_plan.values()
 
 
 def pick_card(plan: CustomerPlan, row: PlanPayment) -> Card | None:

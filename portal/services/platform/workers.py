@@ -30,6 +30,7 @@ from flask import current_app
 from portal.extensions import db
 
 DEFAULT_CONCURRENCY = 8
+Result = str | None | list[str | None]  # what a work item did: one result, or one per unit it did in order
 
 
 def concurrency() -> int:
@@ -115,7 +116,7 @@ class _Stop:
 _STOP = _Stop()
 
 
-def run(items: Iterable[Any], work: Callable[[Any], str | None]) -> Counter:
+def run(items: Iterable[Any], work: Callable[[Any], Result]) -> Counter:
     """`work(item)` for every item, on the pool; returns how often each result (a string) came back.
     The first exception a worker raises stops the feeding and is raised here once the workers are done."""
     global _gate
@@ -139,12 +140,14 @@ def run(items: Iterable[Any], work: Callable[[Any], str | None]) -> Counter:
     return results
 
 
-def _count(results: Counter, result: str | None) -> None:
-    if result:
-        results[result] += 1
+def _count(results: Counter, result: str | None | list[str | None]) -> None:
+    """A work item's result, or the results of the units it did one after another (a list)."""
+    for one in result if isinstance(result, list) else [result]:
+        if one:
+            results[one] += 1
 
 
-def _run_threads(size: int, items: Iterable[Any], work: Callable[[Any], str | None], results: Counter) -> None:
+def _run_threads(size: int, items: Iterable[Any], work: Callable[[Any], Result], results: Counter) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     feed: queue.Queue = queue.Queue(maxsize=size * 2)
     lock = threading.Lock()
