@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, String, case, cast, func, literal, null, select, true, union_all
+from sqlalchemy import TIMESTAMP, Integer, String, case, cast, func, literal, null, select, true, union_all
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
@@ -348,10 +349,12 @@ def _periods(start: date, end: date) -> tuple[str, list[tuple[date, date]]]:
 
 
 def _period_of(column, unit: str, starts: list[datetime]):
-    """The local day or month a UTC timestamp falls in: PostgreSQL truncates in the business zone; elsewhere a
-    CASE over the periods' boundaries (an index into `starts`)."""
+    """The period a UTC timestamp falls in, as an index into `starts` (each period's first instant). PostgreSQL
+    binary-searches the boundaries (width_bucket over a timestamp array: about half the cost of truncating every
+    row in the business zone, which a year's sums paid per payment); elsewhere a CASE over the boundaries."""
     if db.session.get_bind().dialect.name == "postgresql":
-        return func.date_trunc(unit, func.timezone(settings.timezone_name(), func.timezone("UTC", column)))
+        bounds = [s.astimezone(UTC).replace(tzinfo=None) for s in starts]  # columns hold naive UTC
+        return func.width_bucket(column, postgresql.array(bounds, type_=TIMESTAMP())) - 1
     if len(starts) == 1:
         return literal(0, Integer)
     return case(*[(column < b, i - 1) for i, b in enumerate(starts[1:], 1)], else_=len(starts) - 1)
