@@ -36,7 +36,9 @@ class Invoice(db.Model):
         # is payable by due date (dashboard, overdue dashboard).
         Index("ix_invoices_issue_date_id", "issue_date", "id"),
         Index("ix_invoices_customer_issue_date", "customer_id", "issue_date", "id"),
-        Index("ix_invoices_payable_due", "due_date", sqlite_where=text("status IN ('open', 'partially_paid')"),
+        # Migration 0014: the payable sums (dashboard, overdue aging) read this index alone on PostgreSQL.
+        Index("ix_invoices_payable_sums", "due_date", postgresql_include=["customer_id", "total_cents", "paid_cents"],
+              sqlite_where=text("status IN ('open', 'partially_paid')"),
               postgresql_where=text("status IN ('open', 'partially_paid')")),
     )
 

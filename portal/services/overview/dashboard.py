@@ -63,7 +63,7 @@ def money() -> dict:
     payable = Invoice.status.in_(charges.PAYABLE_INVOICE)
     owed = func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0)
     late = Invoice.due_date < clock.today()
-    # one pass over the payable invoices (partial index ix_invoices_payable_due), not two full-table sums
+    # one pass over the payable invoices (partial covering index ix_invoices_payable_sums), not two full-table sums
     open_count, outstanding, overdue_count, overdue_cents = db.session.execute(select(
         func.count(), owed, func.count(case((late, 1))),
         func.coalesce(func.sum(case((late, Invoice.total_cents - Invoice.paid_cents), else_=0)), 0))
