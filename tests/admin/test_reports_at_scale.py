@@ -153,3 +153,77 @@ def test_staff_read_the_staff_wording_of_a_decline(app, client, login_staff, str
     history = client.get(f"/admin/customers/{c.id}").get_data(True)
     row = re.search(r'<tr data-type="declined">.*?</tr>', history, re.DOTALL).group(0)
     assert '<td class="num" data-net>$0.00</td>' in row and "Code: card_declined" in row
+
+
+def test_transactions_csv_cells_quoting_and_order_whatever_the_text(app, client, login_staff, frozen_clock):
+    """PostgreSQL writes the CSV itself, SQLite through Python's csv writer: the same bytes either way, for
+    commas, quotes, line breaks, formula-like text, business and nameless customers and unknown decline codes."""
+    from portal import clock
+    from portal.models import Adjustment, ChargeAttempt, Customer, Payment, Refund
+    from portal.services.payments import declines
+
+    with app.app_context():
+        admin = make_staff("admin")
+        firm = make_customer("Zed", "Ignored", kind="business", company_name='Acme, "The" Co')
+        formula = make_customer("=cmd", "x")
+        nameless = Customer(first_name="", last_name="", status="active", preferred_language="en")
+        db.session.add(nameless)
+        db.session.flush()
+        today = frozen_clock.now().date()
+        tz = clock.business_tz()
+        at = datetime(today.year, today.month, today.day, 9, 5, tzinfo=tz) - timedelta(days=1)
+        paid = Payment(customer_id=firm.id, method="card", amount_cents=123_456, fee_cents=3_611, net_cents=119_845,
+                       card_brand="american_express", card_last4="0005", reference='=HYPERLINK("x")', received_at=at)
+        cash = Payment(customer_id=formula.id, method="cash", amount_cents=5, fee_cents=0, net_cents=5,
+                       reference="line one\nline two", received_at=at + timedelta(minutes=1))
+        branded = Payment(customer_id=nameless.id, method="card", amount_cents=700, fee_cents=0, net_cents=700,
+                          card_brand=None, card_last4="1234", received_at=at + timedelta(minutes=2))
+        db.session.add_all([paid, cash, branded])
+        db.session.flush()
+        db.session.add(Refund(payment_id=paid.id, amount_cents=1_001, reason='said "no", twice\r\nthen left',
+                              status="succeeded", idempotency_key="rf_csv", created_at=at + timedelta(minutes=3)))
+        db.session.add(Adjustment(customer_id=formula.id, payment_id=cash.id, amount_cents=-250, reason="-fix, typo",
+                                  created_at=at + timedelta(minutes=4)))
+        db.session.add_all([
+            ChargeAttempt(idempotency_key="dec_csv_1", customer_id=firm.id, amount_cents=4_200, status="failed",
+                          purpose="invoice", decline_code="weird_code", failure_message="Bank said: no, sorry",
+                          created_at=at + timedelta(minutes=5)),
+            ChargeAttempt(idempotency_key="dec_csv_2", customer_id=nameless.id, amount_cents=99, status="failed",
+                          purpose="invoice", decline_code="insufficient_funds", failure_message=None,
+                          created_at=at + timedelta(minutes=5))])
+        db.session.commit()
+        ids = {"firm": firm.id, "formula": formula.id, "nameless": nameless.id, "paid": paid.id, "cash": cash.id,
+               "branded": branded.id}
+        funds = declines.staff_text("insufficient_funds", None)
+    login_staff(admin)
+    day = (today - timedelta(days=1)).isoformat()
+    body = client.get(f"/admin/reports/transactions?from={day}&to={day}&format=csv").get_data()
+
+    def when(minutes: int) -> str:
+        return (at + timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M")
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["date", "customer", "customer_id", "type", "method", "card", "status", "failure_message",
+                     "amount", "fee", "net", "attempted", "currency", "reference", "payment_id"])
+    firm_name, formula_name, nameless_name = 'Acme, "The" Co', "'=cmd x", f"Customer #{ids['nameless']}"
+    writer.writerows([
+        [when(0), firm_name, ids["firm"], "payment", "card", "American_Express •••• 0005", "succeeded", "",
+         "1234.56", "36.11", "1198.45", "", "USD", "'=HYPERLINK(\"x\")", ids["paid"]],
+        [when(1), formula_name, ids["formula"], "payment", "cash", "", "succeeded", "", "0.05", "0.00", "0.05", "",
+         "USD", "line one\nline two", ids["cash"]],
+        [when(2), nameless_name, ids["nameless"], "payment", "card", "Card •••• 1234", "succeeded", "", "7.00",
+         "0.00", "7.00", "", "USD", "", ids["branded"]],
+        [when(3), firm_name, ids["firm"], "refund", "card", "American_Express •••• 0005", "succeeded",
+         'said "no", twice\r\nthen left', "-10.01", "0.00", "-10.01", "", "USD", "", ids["paid"]],
+        [when(4), formula_name, ids["formula"], "adjustment", "", "", "recorded", "'-fix, typo", "-2.50", "0.00",
+         "-2.50", "", "USD", "", ids["cash"]],
+        [when(5), firm_name, ids["firm"], "declined", "card", "", "failed",
+         "The card was declined. Code: weird_code. Processor: “Bank said: no, sorry”. What to do: Ask the customer "
+         "to call their bank or give another card; retrying the same card now will not help.", "0.00", "0.00",
+         "0.00", "42.00", "USD", "", ""],
+        [when(5), nameless_name, ids["nameless"], "declined", "card", "", "failed", funds, "0.00", "0.00", "0.00",
+         "0.99", "USD", "", ""],
+    ])
+    assert "Processor" not in funds and funds.startswith("The card")
+    assert body.decode() == out.getvalue()

@@ -93,13 +93,24 @@ _STAFF_DEFAULT = "Ask the customer to call their bank or give another card; retr
 
 def staff_text(code: str | None, processor_message: str | None = None) -> str:
     """The staff wording of a decline: what the bank said, its code, and what staff should do next."""
+    head, tail = staff_parts(code)
+    detail = f" Processor: “{processor_message}”." if processor_message else ""
+    return f"{head}{detail}{tail}"
+
+
+def staff_parts(code: str | None) -> tuple[str, str]:
+    """The staff wording around the processor's message: (reason and code, what to do)."""
     code = code or "card_declined"
     reason, _step = _EXPLANATIONS.get(code, DEFAULT)
     with force_locale("en"):
         text = f"{reason} Code: {code}."
     step = _STAFF_STEPS.get(code) or (_STAFF_HARD if is_hard_decline(code) else _STAFF_DEFAULT)
-    detail = f" Processor: “{processor_message}”." if processor_message else ""
-    return f"{text}{detail} What to do: {step}"
+    return text, f" What to do: {step}"
+
+
+def known_codes() -> set[str]:
+    """Every decline code with its own wording or step (any other code reads as DEFAULT with the default step)."""
+    return set(_EXPLANATIONS) | set(_STAFF_STEPS) | HARD_DECLINES
 
 
 def explain(code: str | None) -> Explanation:
