@@ -329,17 +329,21 @@ def mrr_now_and_history(today: date, months: int = 12) -> tuple[int, list[tuple[
         first = (first - timedelta(days=1)).replace(day=1)
     ends.reverse()
     addons = _recurring_addons()
-    value = _mrr_value(addons)
-    started = func.coalesce(CustomerPlan.start_date, CustomerPlan.next_billing_date)
-    sums = [func.coalesce(func.sum(case((CustomerPlan.status == "active", value), else_=0)), 0)]
+    # each plan's monthly value computed once (a derived table), not once per summed month
+    plan = (select(CustomerPlan.status, CustomerPlan.cancelled_at, CustomerPlan.end_date,
+                   func.coalesce(CustomerPlan.start_date, CustomerPlan.next_billing_date).label("started"),
+                   _mrr_value(addons).label("value"))
+            .outerjoin(addons, addons.c.plan_id == CustomerPlan.id)
+            .where(CustomerPlan.status.in_(("active", "cancelled", "expired")))
+            .offset(0).subquery("plan"))  # OFFSET 0: PostgreSQL would inline it and recompute the value per month
+    value = plan.c.value
+    sums = [func.coalesce(func.sum(case((plan.c.status == "active", value), else_=0)), 0)]
     for _month, end in ends:
         cutoff = datetime.combine(end + timedelta(days=1), datetime.min.time(), clock.business_tz())
-        live = and_(started <= end, or_(CustomerPlan.cancelled_at.is_(None), CustomerPlan.cancelled_at >= cutoff),
-                    or_(CustomerPlan.end_date.is_(None), CustomerPlan.end_date >= end))
+        live = and_(plan.c.started <= end, or_(plan.c.cancelled_at.is_(None), plan.c.cancelled_at >= cutoff),
+                    or_(plan.c.end_date.is_(None), plan.c.end_date >= end))
         sums.append(func.coalesce(func.sum(case((live, value), else_=0)), 0))
-    row = db.session.execute(select(*sums).select_from(CustomerPlan)
-                             .outerjoin(addons, addons.c.plan_id == CustomerPlan.id)
-                             .where(CustomerPlan.status.in_(("active", "cancelled", "expired")))).one()
+    row = db.session.execute(select(*sums).select_from(plan)).one()
     return int(row[0]), [(month, int(cents)) for (month, _end), cents in zip(ends, row[1:], strict=True)]
 
 
