@@ -173,8 +173,8 @@ def generate(url: str, scale: float, seed: int = 15) -> dict:
         load.copy("payment_allocations", ["payment_id", "invoice_id", "amount_cents"], allocations)
         load.copy("refunds", ["payment_id", "amount_cents", "reason", "method", "status", "idempotency_key",
                               "created_at", "settled_at"],
-                  ((p[0], p[8], "Customer asked", "card", "succeeded", f"rf_{p[0]}", p[12] + timedelta(days=2),
-                    p[12] + timedelta(days=2)) for p in payments if p[8]))
+                  ((p[0], p[8], "Customer asked", "card", "succeeded", f"rf_{p[0]}", p[13] + timedelta(days=2),
+                    p[13] + timedelta(days=2)) for p in payments if p[8]))
         # Declined attempts: 5 % of the payments' number.
         decline_codes = ("insufficient_funds", "generic_decline", "expired_card", "do_not_honor")
         load.copy("charge_attempts", ["idempotency_key", "customer_id", "card_id", "amount_cents", "status", "purpose",
