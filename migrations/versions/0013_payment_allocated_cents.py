@@ -1,5 +1,7 @@
 """Credit on account without reading every payment: payments.allocated_cents (what a payment's allocations hold)
-and a partial index on the payments that still carry credit (amount > refunded + allocated; kind 'payment').
+and a partial index on the payments that still carry credit (amount > refunded + allocated; kind 'payment'), carrying
+the amounts so the sums are index-only scans (PostgreSQL cannot estimate the column comparison and would plan a
+parallel heap scan for a few hundred rows: 15 ms → 0.2 ms at a million payments).
 
 The credit figures (portal home, invoices, client card, dashboard, transactions report) summed every payment's
 allocations: 2.5–4 s on the dashboard with a million payments. Existing rows are backfilled from their allocations.
@@ -24,7 +26,8 @@ def upgrade():
     op.execute("UPDATE payments SET allocated_cents = (SELECT COALESCE(SUM(a.amount_cents), 0) "
                "FROM payment_allocations a WHERE a.payment_id = payments.id)")
     op.create_index('ix_payments_with_credit', 'payments', ['customer_id'], unique=False,
-                    sqlite_where=CREDIT_LEFT, postgresql_where=CREDIT_LEFT)
+                    sqlite_where=CREDIT_LEFT, postgresql_where=CREDIT_LEFT,
+                    postgresql_include=['amount_cents', 'refunded_cents', 'allocated_cents'])
 
 
 def downgrade():

@@ -164,7 +164,10 @@ class Payment(db.Model):
         Index("ix_payments_customer_received", "customer_id", "received_at"),
         # Credit on account (migration 0013): the few payments with money no invoice or plan payment holds, found
         # without reading the rest (billing.credit uses this exact predicate).
-        Index("ix_payments_with_credit", "customer_id", sqlite_where=CREDIT_LEFT, postgresql_where=CREDIT_LEFT),
+        # It carries the amounts, so the sums are index-only scans: PostgreSQL cannot estimate the column comparison
+        # (it guesses a third of the table) and would otherwise plan a parallel heap scan for a few hundred rows.
+        Index("ix_payments_with_credit", "customer_id", sqlite_where=CREDIT_LEFT, postgresql_where=CREDIT_LEFT,
+              postgresql_include=["amount_cents", "refunded_cents", "allocated_cents"]),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
