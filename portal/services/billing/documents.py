@@ -142,6 +142,17 @@ def _header(doc: _Doc, title: str, customer: Customer) -> None:
     doc.ln(4)
 
 
+def _line_table(doc: _Doc, line_items, cur: str, lang: str) -> tuple[int, ...]:
+    """The line items as a table (invoices and estimates); returns the column widths the totals rows reuse."""
+    widths = (100, 18, 36, 36)
+    doc.row((_("Description"), _("Qty"), _("Price"), _("Amount")), widths, bold=True, fill=True)
+    for li in line_items:
+        doc.row((li.description[:70], li.quantity, _money(li.unit_price_cents, cur, lang),
+                 _money(li.amount_cents, cur, lang)), widths)
+    doc.ln(2)
+    return widths
+
+
 def invoice_pdf(invoice: Invoice, language: str | None = None) -> bytes:
     customer = get_existing(Customer, invoice.customer_id)
     lang = language or customer.preferred_language or "en"
@@ -154,12 +165,7 @@ def invoice_pdf(invoice: Invoice, language: str | None = None) -> bytes:
         doc.para(f"{_('Date')}: {_date(invoice.issue_date, lang)}", size=10)
         doc.para(f"{_('Due')}: {_date(invoice.due_date, lang)}", size=10)
         doc.ln(4)
-        widths = (100, 18, 36, 36)
-        doc.row((_("Description"), _("Qty"), _("Price"), _("Amount")), widths, bold=True, fill=True)
-        for li in invoice.line_items:
-            doc.row((li.description[:70], li.quantity, _money(li.unit_price_cents, cur, lang),
-                     _money(li.amount_cents, cur, lang)), widths)
-        doc.ln(2)
+        widths = _line_table(doc, invoice.line_items, cur, lang)
         totals = [(_("Subtotal"), invoice.subtotal_cents)]
         if invoice.discount_cents:
             totals.append((_("Discount"), -invoice.discount_cents))
@@ -285,12 +291,7 @@ def estimate_pdf(estimate: Estimate, language: str | None = None) -> bytes:
         if estimate.valid_until:
             doc.para(f"{_('Valid until')}: {_date(estimate.valid_until, lang)}", size=10)
         doc.ln(4)
-        widths = (100, 18, 36, 36)
-        doc.row((_("Description"), _("Qty"), _("Price"), _("Amount")), widths, bold=True, fill=True)
-        for li in estimate.line_items:
-            doc.row((li.description[:70], li.quantity, _money(li.unit_price_cents, cur, lang),
-                     _money(li.amount_cents, cur, lang)), widths)
-        doc.ln(2)
+        widths = _line_table(doc, estimate.line_items, cur, lang)
         doc.row((_("Total"), "", "", _money(estimate.total_cents, cur, lang)), widths, bold=True)
         if estimate.deposit_cents:
             doc.row((_("Deposit to approve"), "", "", _money(estimate.deposit_cents, cur, lang)), widths)
