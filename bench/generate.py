@@ -171,9 +171,9 @@ def generate(url: str, scale: float, seed: int = 15) -> dict:
                                "received_at",
                                "created_at"], payments)
         load.copy("payment_allocations", ["payment_id", "invoice_id", "amount_cents"], allocations)
-        load.copy("refunds", ["payment_id", "amount_cents", "reason", "method", "status", "idempotency_key",
-                              "created_at", "settled_at"],
-                  ((p[0], p[8], "Customer asked", "card", "succeeded", f"rf_{p[0]}", p[13] + timedelta(days=2),
+        load.copy("refunds", ["payment_id", "customer_id", "amount_cents", "reason", "method", "status",
+                              "idempotency_key", "created_at", "settled_at"],
+                  ((p[0], p[1], p[8], "Customer asked", "card", "succeeded", f"rf_{p[0]}", p[13] + timedelta(days=2),
                     p[13] + timedelta(days=2)) for p in payments if p[8]))
         # Declined attempts: 5 % of the payments' number.
         decline_codes = ("insufficient_funds", "generic_decline", "expired_card", "do_not_honor")

@@ -79,8 +79,9 @@ def customer_view(customer_id: int):
     args = request.args
     money = None
     if sees_money:
-        what_is_owed = owed.for_customer(customer, with_next=False)  # issue 19: the same answer as the portal's
-        money = {"cards": cards.active_cards(customer), "invoices": what_is_owed.invoices[:10],
+        # issue 19: the same answer as the portal's; the first 10 open invoices listed, all of them summed
+        what_is_owed = owed.for_customer(customer, with_next=False, listed=10)
+        money = {"cards": cards.active_cards(customer), "invoices": what_is_owed.invoices,
                  "history": client_card.history_page(customer, figures.history_count, args.get("payments_page")),
                  "today": clock.today(), "financials": figures,
                  "all_invoices": client_card.invoice_page(customer, figures.invoice_count, args.get("invoices_page")),

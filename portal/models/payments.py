@@ -162,6 +162,9 @@ class Payment(db.Model):
         # customer's payments newest first (client card, portal).
         Index("ix_payments_received_sums", "received_at", postgresql_include=["kind", "amount_cents", "fee_cents"]),
         Index("ix_payments_customer_received", "customer_id", "received_at"),
+        # A customer's payments with what the client card sums (migration 0015): lifetime paid reads the index alone.
+        Index("ix_payments_customer_sums", "customer_id",
+              postgresql_include=["status", "amount_cents", "refunded_cents"]),
         # Credit on account (migration 0013): the few payments with money no invoice or plan payment holds, found
         # without reading the rest (billing.credit uses this exact predicate).
         # It carries the amounts, so the sums are index-only scans: PostgreSQL cannot estimate the column comparison
@@ -171,7 +174,7 @@ class Payment(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))  # indexed by ix_payments_customer_sums
     kind: Mapped[str] = mapped_column(String(10), default="payment")  # payment / deposit
     method: Mapped[str] = mapped_column(String(10))
     status: Mapped[PaymentStatus] = mapped_column(status_type(PaymentStatus, 20), default=PaymentStatus.SUCCEEDED)
@@ -211,14 +214,26 @@ class PaymentAllocation(db.Model):
     payment: Mapped[Payment] = relationship(back_populates="allocations")
 
 
+def _payment_customer(context) -> int | None:
+    """The customer of the refund's payment (a context-sensitive column default: one lookup per row)."""
+    payment_id = context.get_current_parameters().get("payment_id")
+    return context.connection.scalar(text("SELECT customer_id FROM payments WHERE id = :id"), {"id": payment_id})
+
+
 class Refund(db.Model):
     """R-1 … R-6."""
 
     __tablename__ = "refunds"
-    __table_args__ = (Index("ix_refunds_created_at", "created_at"),)  # issue 15: the transactions report
+    __table_args__ = (
+        Index("ix_refunds_created_at", "created_at"),  # issue 15: the transactions report
+        Index("ix_refunds_customer_created", "customer_id", "created_at"),  # a customer's refunds (client card)
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    # The payment's customer, copied (migration 0015) so a customer's refunds are found by index. Filled from the
+    # payment when a row is inserted without it.
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), default=_payment_customer)
     amount_cents: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(String(300))
     method: Mapped[str] = mapped_column(String(10), default="card")

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from portal import clock
 from portal.extensions import db
@@ -818,3 +818,41 @@ def test_bad_input_on_the_card_gets_a_message_and_saves_nothing(app, as_staff, f
     # and the good path still works afterwards
     assert "Note added." in _post(a, card + "/notes", {"body": "Fine now"}, follow=True).get_data(True)
     assert _count(app, CustomerNote) == 1
+
+
+# --- Issue 15: the money sections of a long history, bounded ---------------------------------------------------
+
+def test_long_history_card_lists_ten_open_invoices_sums_all_and_shows_only_its_refunds(app, as_staff):
+    from portal.models import Refund
+
+    with app.app_context():
+        admin = make_staff("admin")
+        cust, other = make_customer("Hana", "History"), make_customer("Otto", "Other")
+        balances = []
+        for k in range(12):
+            inv = make_invoice(cust, 10_000 + k, status="partially_paid" if k % 3 == 0 else "open",
+                               due_date=date(2025, 1, 1) + timedelta(days=k))
+            paid = 1_000 if k % 3 == 0 else 0
+            db.session.execute(update(Invoice).where(Invoice.id == inv.id).values(paid_cents=paid))
+            balances.append(inv.total_cents - paid)
+        make_invoice(cust, 5_000, status="paid")
+        when = datetime(2025, 3, 1, 15, tzinfo=clock.UTC)
+        payments = [Payment(customer_id=c.id, method="card", amount_cents=5_000, fee_cents=178, net_cents=4_822,
+                            received_at=when) for c in (cust, other)]
+        db.session.add_all(payments)
+        db.session.flush()
+        # rows written without the customer (as old code and imports did) get their payment's
+        db.session.add_all([Refund(payment_id=p.id, amount_cents=700 + i, reason=f"goodwill {i}",
+                                   status="succeeded", idempotency_key=f"rf_card_{p.id}",
+                                   created_at=when + timedelta(days=1)) for i, p in enumerate(payments)])
+        db.session.commit()
+        assert [r.customer_id for r in db.session.scalars(select(Refund).order_by(Refund.id))] == [cust.id,
+                                                                                                    other.id]
+    html = _text(as_staff(admin).get(f"/admin/customers/{cust.id}"))
+    owed = html.split("data-owed-total", 1)[1].split("</dd>", 1)[0]
+    assert f"${sum(balances) / 100:,.2f}" in owed
+    open_list = html.split("<h3>Open invoices", 1)[1].split("</form>", 1)[0]
+    assert "(10 oldest due of 12;" in open_list and open_list.count('name="invoice_id"') == 10
+    history = html.split("<h3>Payment history", 1)[1].split("</table>", 1)[0]
+    assert "(2)" in history and history.count('data-type="refund"') == 1
+    assert "goodwill 0" in history and "goodwill 1" not in history

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal import clock
@@ -160,7 +160,7 @@ def has_financial_records(customer: Customer) -> bool:
     return bool(db.session.scalar(select(financial_records_exist(customer.id))))  # one query
 
 
-def financial_records_exist(customer_id: int):
+def financial_records_exist(customer_id: int | ColumnElement[int]):
     """True when the customer has money history (then they are archived, never deleted): a SQL expression."""
     return or_(exists().where(Payment.customer_id == customer_id),
                exists().where(Invoice.customer_id == customer_id, Invoice.status != "draft"),

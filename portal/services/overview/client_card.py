@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, bindparam, func, select, true
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.extensions import db
@@ -11,7 +12,7 @@ from portal.models import ActivityEvent, Customer, CustomerPlan, Estimate, Invoi
 from portal.models.activity import ACTIVITY_TYPES
 from portal.pagination import page_number, paginate
 from portal.services.crm import records
-from portal.services.payments import charges, ledger
+from portal.services.payments import ledger
 from portal.services.work import work_orders
 
 MONEY_EVENTS = ("payment", "failure", "refund", "invoice", "estimate", "card")  # hidden from technicians
@@ -36,7 +37,6 @@ class Financials:
     lifetime_paid_cents: int
     jobs: int
     invoiced_cents: int
-    outstanding_cents: int
     unbilled_jobs: int
     # the sizes of the card's paged lists (issue 15), from the same query
     invoice_count: int = 0
@@ -47,32 +47,38 @@ class Financials:
 
 
 def financials(customer: Customer) -> Financials:
-    """The money figures and the card's list sizes: one query of indexed aggregates, whatever the history."""
-    cid = customer.id
-
-    def scalar(stmt):
-        return stmt.scalar_subquery()
-
-    row = db.session.execute(select(
-        scalar(select(func.coalesce(func.sum(Payment.amount_cents - Payment.refunded_cents), 0))
-               .where(Payment.customer_id == cid,
-                      Payment.status.in_(("succeeded", "refunded", "partially_refunded")))),
-        scalar(select(func.count()).select_from(Job).where(Job.customer_id == cid, Job.status != "cancelled")),
-        scalar(select(func.coalesce(func.sum(Invoice.total_cents), 0))
-               .where(Invoice.customer_id == cid, Invoice.status.not_in(("draft", "void")))),
-        scalar(select(func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0))
-               .where(Invoice.customer_id == cid, Invoice.status.in_(charges.PAYABLE_INVOICE))),
-        scalar(select(func.count()).select_from(Invoice).where(Invoice.customer_id == cid)),
-        scalar(ledger.customer_history_count(cid)),
-        scalar(select(func.count()).select_from(Job).where(Job.customer_id == cid)),
-        scalar(select(func.count()).select_from(Estimate).where(Estimate.customer_id == cid)),
-        scalar(work_orders.uninvoiced_finished_count(cid)),
-        records.financial_records_exist(cid),
-    )).one()
-    paid, jobs, invoiced, outstanding, invoice_count, history_count, job_count, estimate_count, unbilled = (
+    """The money figures and the card's list sizes: one query of indexed aggregates, whatever the history. (What
+    the customer owes is `owed.for_customer`'s answer.)"""
+    row = db.session.execute(_financials_stmt(), {"customer_id": customer.id}).one()
+    paid, jobs, invoiced, invoice_count, history_count, job_count, estimate_count, unbilled = (
         int(v or 0) for v in row[:-1])
-    return Financials(paid, jobs, invoiced, outstanding, unbilled, invoice_count, history_count, job_count,
-                      estimate_count, bool(row[-1]))
+    return Financials(paid, jobs, invoiced, unbilled, invoice_count, history_count, job_count, estimate_count,
+                      bool(row[-1]))
+
+
+@cache
+def _financials_stmt():
+    """The figures' SELECT with the customer as a parameter, built once per process. Each table is read once: a
+    customer's payments (lifetime paid and their number, from ix_payments_customer_sums alone), invoices and jobs
+    each give a count and a filtered sum or count."""
+    cid = bindparam("customer_id", type_=Integer)
+    pay = select(func.count().label("n"), func.coalesce(
+        func.sum(Payment.amount_cents - Payment.refunded_cents)
+        .filter(Payment.status.in_(("succeeded", "refunded", "partially_refunded"))), 0).label("paid")) \
+        .where(Payment.customer_id == cid).subquery("pay")
+    inv = select(func.count().label("n"), func.coalesce(
+        func.sum(Invoice.total_cents).filter(Invoice.status.not_in(("draft", "void"))), 0).label("invoiced")) \
+        .where(Invoice.customer_id == cid).subquery("inv")
+    job = select(func.count().label("n"), func.count().filter(Job.status != "cancelled").label("active")) \
+        .where(Job.customer_id == cid).subquery("job")
+    return select(
+        pay.c.paid, job.c.active, inv.c.invoiced, inv.c.n,
+        ledger.customer_history_count(cid, payment_count=pay.c.n).scalar_subquery(),
+        job.c.n,
+        select(func.count()).select_from(Estimate).where(Estimate.customer_id == cid).scalar_subquery(),
+        work_orders.uninvoiced_finished_count(cid).scalar_subquery(),
+        records.financial_records_exist(cid),
+    ).select_from(pay.join(inv, true()).join(job, true()))
 
 
 @dataclass

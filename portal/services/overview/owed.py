@@ -35,14 +35,12 @@ PAY_ALL = "pay_all"  # the purpose of a charge for invoices and plan payments to
 class Owed:
     currency: str
     today: date
-    invoices: list[Invoice] = field(default_factory=list)  # open, with a balance; oldest due first
+    invoices: list[Invoice] = field(default_factory=list)  # open, with a balance; oldest due first (`listed`)
     plan_payments: list[PlanPayment] = field(default_factory=list)  # failed / overdue; oldest first
     credit_cents: int = 0
     next_scheduled: PlanPayment | None = None  # the next plan bill still to come
-
-    @property
-    def invoices_cents(self) -> int:
-        return sum(i.balance_cents for i in self.invoices)
+    invoice_count: int = 0  # every open invoice with a balance, also when `invoices` lists only the first ones
+    invoices_cents: int = 0  # their balances (the database's sum over all of them)
 
     @property
     def plans_cents(self) -> int:
@@ -69,6 +67,7 @@ class Owed:
 
     @property
     def past_due(self) -> list[Invoice]:
+        """The listed invoices past their due date."""
         return [i for i in self.invoices if i.due_date is not None and i.due_date < self.today]
 
     @property
@@ -79,15 +78,21 @@ class Owed:
         return invoice.balance_cents > 0 and invoice.due_date is not None and invoice.due_date < self.today
 
 
-def for_customer(customer: Customer, *, with_next: bool = True) -> Owed:
-    """Three queries (invoices, plan payments with their plans, credit) plus one for the next bill (`with_next`;
-    the client card does not show it)."""
+def for_customer(customer: Customer, *, with_next: bool = True, listed: int | None = None) -> Owed:
+    """Three queries (invoices with their number and balance sum, plan payments with their plans, credit) plus one
+    for the next bill (`with_next`; the client card does not show it). `listed`: load only the first open invoices
+    (the client card); their number and balance are still counted over all of them, by the database."""
     today = clock.today()
     owed = Owed(settings.currency(), today)
-    owed.invoices = list(db.session.scalars(
-        select(Invoice).where(Invoice.customer_id == customer.id, Invoice.status.in_(charges.PAYABLE_INVOICE),
-                              Invoice.total_cents > Invoice.paid_cents)
-        .order_by(Invoice.due_date.is_(None), Invoice.due_date, Invoice.id)))
+    balance = Invoice.total_cents - Invoice.paid_cents
+    stmt = (select(Invoice, func.count().over(), func.sum(balance).over())
+            .where(Invoice.customer_id == customer.id, Invoice.status.in_(charges.PAYABLE_INVOICE),
+                   Invoice.total_cents > Invoice.paid_cents)
+            .order_by(Invoice.due_date.is_(None), Invoice.due_date, Invoice.id))
+    rows = db.session.execute(stmt if listed is None else stmt.limit(listed)).all()
+    owed.invoices = [row[0] for row in rows]
+    if rows:
+        owed.invoice_count, owed.invoices_cents = int(rows[0][1]), int(rows[0][2])
     owed.plan_payments = list(db.session.scalars(
         select(PlanPayment).join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
         .where(CustomerPlan.customer_id == customer.id, PlanPayment.status.in_(OUTSTANDING_PLAN))

@@ -88,9 +88,9 @@ def refund(payment: Payment, amount_cents: int, reason: str | None, actor: Staff
         raise ValidationError("amount", f"At most {format_money(left, payment.currency)} can still be refunded "
                                         f"(paid {format_money(payment.amount_cents, payment.currency)}, refunded "
                                         f"{format_money(payment.refunded_cents, payment.currency)}).")
-    row = Refund(payment_id=payment.id, amount_cents=amount_cents, reason=(reason or "").strip()[:300] or None,
-                 method=payment.method, status="pending", idempotency_key=key, created_by_id=actor.id,
-                 still_owed=still_owed, created_at=clock.now())
+    row = Refund(payment_id=payment.id, customer_id=payment.customer_id, amount_cents=amount_cents,
+                 reason=(reason or "").strip()[:300] or None, method=payment.method, status="pending",
+                 idempotency_key=key, created_by_id=actor.id, still_owed=still_owed, created_at=clock.now())
     found = once.add_or_existing(row, Refund.idempotency_key, key)
     if found is not row:
         return found

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Literal, overload
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import selectinload
 
 from portal import clock
@@ -177,7 +177,7 @@ def count_uninvoiced_finished(customer: Customer) -> int:
     return db.session.scalar(uninvoiced_finished_count(customer.id)) or 0
 
 
-def uninvoiced_finished_count(customer_id: int):
+def uninvoiced_finished_count(customer_id: int | ColumnElement[int]):
     """The SELECT behind count_uninvoiced_finished (a read model may use it as a scalar subquery)."""
     billed = (select(invoice_jobs.c.job_id).join(Invoice, Invoice.id == invoice_jobs.c.invoice_id)
               .where(Invoice.status != "void"))
