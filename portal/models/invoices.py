@@ -40,10 +40,17 @@ class Invoice(db.Model):
         Index("ix_invoices_payable_sums", "due_date", postgresql_include=["customer_id", "total_cents", "paid_cents"],
               sqlite_where=text("status IN ('open', 'partially_paid')"),
               postgresql_where=text("status IN ('open', 'partially_paid')")),
+        # Migration 0016 (the client card): a customer's open invoices, what they owe read from the index alone, and
+        # their invoices' count and total (the customer index carries status and total).
+        Index("ix_invoices_customer_payable", "customer_id", "due_date", "id",
+              postgresql_include=["total_cents", "paid_cents"],
+              sqlite_where=text("status IN ('open', 'partially_paid')"),
+              postgresql_where=text("status IN ('open', 'partially_paid')")),
+        Index("ix_invoices_customer_sums", "customer_id", postgresql_include=["status", "total_cents"]),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))  # indexed by ix_invoices_customer_sums
     plan_id: Mapped[int | None] = mapped_column(ForeignKey("customer_plans.id", ondelete="SET NULL"), index=True)
     number: Mapped[str] = mapped_column(String(30), unique=True)
     status: Mapped[InvoiceStatus] = mapped_column(status_type(InvoiceStatus, 20), default=InvoiceStatus.DRAFT,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from portal.extensions import db
 from portal.models import Customer, Invoice, Payment, StaffUser
@@ -45,8 +45,13 @@ def credits(customer_id: int) -> list[Credit]:
 
 
 def available_cents(customer_id: int) -> int:
-    return int(db.session.scalar(select(func.coalesce(func.sum(_free_amount()), 0)).where(
-        Payment.customer_id == customer_id, _carries_credit())) or 0)
+    return int(db.session.scalar(available_select(customer_id)) or 0)
+
+
+def available_select(customer_id: int | ColumnElement[int]):
+    """The SELECT of the customer's credit on account (a read model may use it as a scalar subquery)."""
+    return select(func.coalesce(func.sum(_free_amount()), 0)).where(Payment.customer_id == customer_id,
+                                                                     _carries_credit())
 
 
 def business_total_cents() -> int:

@@ -73,7 +73,7 @@ def _financials_stmt():
         .where(Job.customer_id == cid).subquery("job")
     return select(
         pay.c.paid, job.c.active, inv.c.invoiced, inv.c.n,
-        ledger.customer_history_count(cid, payment_count=pay.c.n).scalar_subquery(),
+        ledger.customer_history_count(cid, payment_count=pay.c.n).correlate(pay).scalar_subquery(),
         job.c.n,
         select(func.count()).select_from(Estimate).where(Estimate.customer_id == cid).scalar_subquery(),
         work_orders.uninvoiced_finished_count(cid).scalar_subquery(),

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy import Integer, bindparam, func, select, true
+from sqlalchemy.orm import aliased, contains_eager, joinedload
 
 from portal import clock
 from portal.extensions import db
@@ -79,25 +80,16 @@ class Owed:
 
 
 def for_customer(customer: Customer, *, with_next: bool = True, listed: int | None = None) -> Owed:
-    """Three queries (invoices with their number and balance sum, plan payments with their plans, credit) plus one
-    for the next bill (`with_next`; the client card does not show it). `listed`: load only the first open invoices
-    (the client card); their number and balance are still counted over all of them, by the database."""
+    """Two queries (the open invoices with their number, balance sum and the credit; plan payments with their
+    plans) plus one for the next bill (`with_next`; the client card does not show it). `listed`: load only the first
+    open invoices (the client card); their number and balance are still the database's over all of them."""
     today = clock.today()
     owed = Owed(settings.currency(), today)
-    balance = Invoice.total_cents - Invoice.paid_cents
-    stmt = (select(Invoice, func.count().over(), func.sum(balance).over())
-            .where(Invoice.customer_id == customer.id, Invoice.status.in_(charges.PAYABLE_INVOICE),
-                   Invoice.total_cents > Invoice.paid_cents)
-            .order_by(Invoice.due_date.is_(None), Invoice.due_date, Invoice.id))
-    rows = db.session.execute(stmt if listed is None else stmt.limit(listed)).all()
-    owed.invoices = [row[0] for row in rows]
-    if rows:
-        owed.invoice_count, owed.invoices_cents = int(rows[0][1]), int(rows[0][2])
-    owed.plan_payments = list(db.session.scalars(
-        select(PlanPayment).join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
-        .where(CustomerPlan.customer_id == customer.id, PlanPayment.status.in_(OUTSTANDING_PLAN))
-        .options(contains_eager(PlanPayment.plan)).order_by(PlanPayment.due_date, PlanPayment.id)))
-    owed.credit_cents = credit.available_cents(customer.id)
+    rows = db.session.execute(_invoices_stmt(listed is not None),
+                              {"customer_id": customer.id, "listed": listed}).all()
+    owed.invoice_count, owed.invoices_cents, owed.credit_cents = (int(v or 0) for v in rows[0][:3])
+    owed.invoices = [row[3] for row in rows if row[3] is not None]
+    owed.plan_payments = list(db.session.scalars(_plan_payments_stmt(), {"customer_id": customer.id}))
     if not with_next:
         return owed
     owed.next_scheduled = db.session.scalars(
@@ -107,6 +99,33 @@ def for_customer(customer: Customer, *, with_next: bool = True, listed: int | No
         .options(contains_eager(PlanPayment.plan)).order_by(PlanPayment.due_date).limit(1)).first()
     return owed
 
+
+
+@cache
+def _invoices_stmt(limited: bool):
+    """The customer's open invoices, oldest due first (the first `listed` when `limited`), each row carrying their
+    number, balance sum and the customer's credit; one row of sums and no invoice when nothing is open. Built once
+    per process with the customer (and `listed`) as parameters."""
+    cid = bindparam("customer_id", type_=Integer)
+    payable = (Invoice.customer_id == cid, Invoice.status.in_(charges.PAYABLE_INVOICE),
+               Invoice.total_cents > Invoice.paid_cents)
+    sums = select(func.count().label("n"), func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0)
+                  .label("cents")).where(*payable).subquery("owed_sums")
+    oldest_due = select(Invoice).where(*payable).order_by(Invoice.due_date.is_(None), Invoice.due_date, Invoice.id)
+    listed = (oldest_due.limit(bindparam("listed", type_=Integer)) if limited else oldest_due).subquery(
+        "owed_invoices")
+    invoice = aliased(Invoice, listed)
+    return (select(sums.c.n, sums.c.cents, credit.available_select(cid).scalar_subquery(), invoice)
+            .select_from(sums.outerjoin(listed, true()))
+            .order_by(listed.c.due_date.is_(None), listed.c.due_date, listed.c.id))
+
+
+@cache
+def _plan_payments_stmt():
+    return (select(PlanPayment).join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
+            .where(CustomerPlan.customer_id == bindparam("customer_id", type_=Integer),
+                   PlanPayment.status.in_(OUTSTANDING_PLAN))
+            .options(contains_eager(PlanPayment.plan)).order_by(PlanPayment.due_date, PlanPayment.id))
 
 @dataclass
 class BusinessOwed:
