@@ -15,9 +15,12 @@ STRIPE_API_BASE, as in production; no SMTP server, so the receipts are printed t
   charge s        the plans rule alone: claims, Stripe calls, settlements (each payment paid, its receipt queued and
                   its feed entries written); `settled/s` is N / charge s
   stmts/payment   SQL statements sent by the plans rule / N, and by the whole run / N
-  CPU ms/payment  the child's CPU time (all threads) in the plans rule / N: what the run itself costs, whatever
-                  else the machine is doing (wall times depend on that load: the header and footer print it)
-  peak RSS MB     the child's peak resident memory (the largest child's with --runners)
+  CPU ms/payment  the child's CPU time (all threads, and its worker processes) in the plans rule / N: what the run
+                  itself costs, whatever else the machine is doing (wall times depend on that load: the header and
+                  footer print it)
+  (fake Stripe)   the fake Stripe's CPU time during the run / N: the machine's cores it took from the run (real
+                  Stripe's work is done elsewhere)
+  peak RSS MB     the child's peak resident memory (the largest process's: runners and their worker processes)
   charges/payment the fake Stripe's succeeded PaymentIntents per plan payment: must be exactly 1 for every payment
                   (and every payment paid in the database)
 
@@ -89,6 +92,24 @@ def child() -> None:
         register(name, timed)
 
     scheduler.register = counted_register
+
+    from portal.services.platform import workers
+
+    process_main = workers._process_main
+
+    def counted_process_main(*args, **kwargs):
+        """A worker process forked by the run (PORTAL_JOBS_PROCESSES): its statements, CPU and peak memory,
+        written to a file of its own (it ends with os._exit, so atexit does not run there)."""
+        counts.clear()
+        try:
+            return process_main(*args, **kwargs)
+        finally:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            Path(f"{os.environ['BENCH_STATS_FILE']}.{os.getpid()}").write_text(json.dumps(
+                {"statements": dict(counts), "cpu_total": usage.ru_utime + usage.ru_stime,
+                 "peak_rss_mb": usage.ru_maxrss / 1024}))
+
+    workers._process_main = counted_process_main
 
     def report():
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -185,8 +206,8 @@ def generate(app, n: int) -> None:
         db.session.commit()
 
 
-def run_jobs(url: str, stripe_url: str, concurrency: int | None, instance: str, runners: int = 1
-             ) -> tuple[dict, dict, float]:
+def run_jobs(url: str, stripe_url: str, concurrency: int | None, instance: str, runners: int = 1,
+             processes: int | None = None) -> tuple[dict, dict, float]:
     """`runners` `flask jobs run` processes started together (they share the work through SKIP LOCKED); returns
     the plans rule's results summed, the statistics combined (statements and CPU summed, the plans rule's time and
     peak memory of the slowest / largest process) and the wall time until the last one exits."""
@@ -196,6 +217,8 @@ def run_jobs(url: str, stripe_url: str, concurrency: int | None, instance: str, 
                 "PORTAL_STRIPE_API_BASE": stripe_url})
     if concurrency is not None:
         env["PORTAL_JOBS_CONCURRENCY"] = str(concurrency)
+    if processes is not None:
+        env["PORTAL_JOBS_PROCESSES"] = str(processes)
     procs = []
     started = time.perf_counter()
     for k in range(runners):
@@ -219,6 +242,12 @@ def run_jobs(url: str, stripe_url: str, concurrency: int | None, instance: str, 
         child = json.loads(Path(paths["stats"]).read_text())
         stats["statements"].update(child["statements"])
         stats["cpu"].update(child["cpu"])
+        for forked in Path(paths["stats"]).parent.glob(Path(paths["stats"]).name + ".*"):
+            # the run's worker processes: their statements and CPU are the plans rule's (its only forked work)
+            one = json.loads(forked.read_text())
+            stats["statements"].update(one["statements"])
+            stats["cpu"]["plans"] += one["cpu_total"]
+            stats["peak_rss_mb"] = max(stats["peak_rss_mb"], one["peak_rss_mb"])
         for rule, seconds in child["seconds"].items():
             stats["seconds"][rule] = max(stats["seconds"].get(rule, 0.0), seconds)
         stats["peak_rss_mb"] = max(stats["peak_rss_mb"], child["peak_rss_mb"])
@@ -263,6 +292,8 @@ def main() -> int:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--latencies", default=",".join(map(str, LATENCIES)))
     parser.add_argument("--concurrency", type=int, default=None, help="PORTAL_JOBS_CONCURRENCY (default: 8)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="PORTAL_JOBS_PROCESSES (default: the CPU count, at most 4)")
     parser.add_argument("--runners", type=int, default=1, help="`flask jobs run` processes started together (1)")
     args = parser.parse_args()
     if not args.url.startswith("postgresql"):
@@ -275,10 +306,12 @@ def main() -> int:
     load = os.getloadavg()
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load average before "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, PORTAL_JOBS_CONCURRENCY={args.concurrency or 'default (8)'}, "
+          f"PORTAL_JOBS_PROCESSES={args.processes or 'default (' + str(min(os.cpu_count() or 1, 4)) + ')'}, "
           f"{args.runners} runner(s)")
     header = (f"{'latency':>8} {'N':>6} {'payments/s':>11} {'wall s':>7} {'charge s':>9} {'settled/s':>10} "
               f"{'stmts/payment':>14} "
-              f"{'(whole run)':>12} {'CPU ms/payment':>15} {'peak RSS MB':>12} {'charges/payment':>16}")
+              f"{'(whole run)':>12} {'CPU ms/payment':>15} {'(fake Stripe)':>14} {'peak RSS MB':>12} "
+              f"{'charges/payment':>16}")
     print(header)
     print("-" * len(header))
     rows = []
@@ -289,9 +322,11 @@ def main() -> int:
             for n in sizes:
                 requests.post(stripe_url + "/_fake/reset", timeout=10).raise_for_status()
                 generate(app, n)
+                fake_cpu = requests.get(stripe_url + "/_fake/stats", timeout=10).json()["cpu_seconds"]
                 with tempfile.TemporaryDirectory(prefix="bench-billing-") as instance:
                     results, stats, wall = run_jobs(args.url, stripe_url, args.concurrency, instance,
-                                                    args.runners)
+                                                    args.runners, args.processes)
+                fake_cpu = requests.get(stripe_url + "/_fake/stats", timeout=10).json()["cpu_seconds"] - fake_cpu
                 per_payment, problems = check_once(app, stripe_url, n)
                 charged = results["plans"]["charged"]
                 if charged != n:
@@ -301,11 +336,13 @@ def main() -> int:
                 row = {"latency": latency, "n": n, "rate": n / wall, "wall": wall,
                        "charge": stats["seconds"].get("plans", 0.0), "stmts": plan_statements,
                        "all_stmts": all_statements, "rss": stats["peak_rss_mb"], "per_payment": per_payment,
-                       "cpu_ms": stats["cpu"].get("plans", 0.0) / n * 1000}
+                       "cpu_ms": stats["cpu"].get("plans", 0.0) / n * 1000, "fake_cpu_ms": fake_cpu / n * 1000}
                 rows.append(row)
                 print(f"{latency:>6.0f}ms {n:>6} {row['rate']:>11.1f} {wall:>7.1f} {row['charge']:>9.1f} "
                       f"{n / row['charge'] if row['charge'] else 0:>10.1f} "
-                      f"{plan_statements:>14.1f} {all_statements:>12.1f} {row['cpu_ms']:>15.1f} {row['rss']:>12.0f} "
+                      f"{plan_statements:>14.1f} {all_statements:>12.1f} {row['cpu_ms']:>15.1f} "
+                      f"{row['fake_cpu_ms']:>14.1f} "
+                      f"{row['rss']:>12.0f} "
                       f"{per_payment:>16.2f}",
                       flush=True)
                 for p in problems:

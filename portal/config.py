@@ -59,6 +59,8 @@ class Defaults:
     # `flask jobs run`: how many card charges (plan bills, dunning retries, AutoPay) are in flight at once, each on
     # its own worker thread and database session (PORTAL_JOBS_CONCURRENCY; 1 on SQLite).
     JOBS_CONCURRENCY = 8
+    # ... spread over this many processes on PostgreSQL (PORTAL_JOBS_PROCESSES; None: the CPU count, at most 4).
+    JOBS_PROCESSES = None
     # Stripe answered 429 `rate_limit` (nothing charged): wait this long, twice as long each time (at most 8 s), and
     # ask again with the same idempotency key, up to this many times; then the run leaves it for its next pass.
     JOBS_RATE_LIMIT_BACKOFF_SECONDS = 0.25

@@ -5,7 +5,8 @@ import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 
-from babel.numbers import format_currency, get_currency_precision
+from babel import Locale
+from babel.numbers import NumberPattern, get_currency_precision
 from flask import has_request_context
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
@@ -73,7 +74,17 @@ def format_money(cents: int | None, currency: str = "USD", locale: str = "en_US"
 @lru_cache(maxsize=8192)
 def _formatted(cents: int, currency: str, locale: str) -> str:
     """Babel's formatting costs ~60 µs; report pages repeat the same amounts (fees, zeros, plan prices)."""
-    return format_currency(to_decimal(cents, currency), currency, locale=locale)
+    parsed, pattern = _currency_pattern(locale)
+    return pattern.apply(to_decimal(cents, currency), parsed, currency=currency)  # = format_currency(...)
+
+
+@lru_cache(maxsize=64)
+def _currency_pattern(locale: str) -> tuple[Locale, NumberPattern]:
+    """The parsed locale and its standard currency pattern: what `format_currency` looks up on every call (parsing
+    the locale checks its data file on disk each time); amounts that miss the cache above (a night's plan bills,
+    each its own price) were paying for it."""
+    parsed = Locale.parse(locale)
+    return parsed, parsed.currency_formats["standard"]
 
 
 def format_money_here(cents: int | None, currency: str = "USD") -> str:

@@ -184,6 +184,9 @@ def app(tmp_path_factory, smtp_server, stripe_sandbox_process):
         "BASE_URL": "http://portal.test",
         "RATELIMIT_STORAGE_URI": "memory://",
         "BUSINESS_NAME": "Bright Air",
+        # runs inside pytest stay in its process (threads); `flask jobs run` processes started by the tests fork
+        # their worker processes as in production
+        "JOBS_PROCESSES": 1,
     })
     application.instance_path = str(root)
     with application.app_context():

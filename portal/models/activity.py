@@ -31,3 +31,4 @@ class ActivityEvent(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     actor = relationship("StaffUser")
+    email = relationship("QueuedEmail")  # set with the new email: linked in the same flush, no flush of its own

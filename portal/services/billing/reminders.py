@@ -125,6 +125,7 @@ def _remind(invoice_id: int, today: date, steps: list[int]) -> int:
         {"invoice": invoice, "days_overdue": (today - invoice.due_date).days,
          "link": magic_links.portal_link(customer, f"/portal/invoices/{invoice.id}"),
          "subject_args": {"number": invoice.number}}, customer=customer)
+    db.session.flush()
     reminder.email_id = email.id
     since = "the due date" if invoice.reminder_anchor_date == invoice.due_date else "it was last sent"
     activity.record(customer.id, "invoice", f"Reminder for invoice {invoice.number} sent ({step} day"

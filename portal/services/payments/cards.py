@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal import clock
@@ -18,11 +18,13 @@ IF_PAID = "customer_if_paid"  # entered to pay with "save this card": on file on
 NOT_ON_FILE = (ONCE, IF_PAID)
 
 
+_ACTIVE_CARDS = (select(Card).where(Card.customer_id == bindparam("customer_id"), Card.removed_at.is_(None),
+                                    Card.added_by.not_in(NOT_ON_FILE))
+                 .order_by(Card.is_default.desc(), Card.created_at.desc(), Card.id.desc()))  # built once: hot path
+
+
 def active_cards(customer: Customer) -> list[Card]:
-    return list(db.session.scalars(
-        select(Card).where(Card.customer_id == customer.id, Card.removed_at.is_(None),
-                           Card.added_by.not_in(NOT_ON_FILE))
-        .order_by(Card.is_default.desc(), Card.created_at.desc(), Card.id.desc())))
+    return list(db.session.scalars(_ACTIVE_CARDS, {"customer_id": customer.id}))
 
 
 def default_card(customer: Customer) -> Card | None:

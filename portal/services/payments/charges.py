@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -118,15 +119,18 @@ def charge_card(customer: Customer, card: Card, amount_cents: int, *, token: str
                 purpose: str = "invoice", off_session: bool, initiated_by: str, actor: StaffUser | None = None,
                 plan_payment_id: int | None = None, estimate_id: int | None = None, plan_id: int | None = None,
                 plan_payment_ids: list[int] | None = None, key: str | None = None,
-                invoices: list[Invoice] | None = None, plan_cents: int = 0) -> Outcome:
+                invoices: list[Invoice] | None = None, plan_cents: int = 0, key_is_new: bool = False) -> Outcome:
     """Charge a card on file. Commits: the attempt before Stripe is called, the outcome after.
     `key`: a caller-made idempotency key (scheduled plan charges: one per payment and attempt number).
     `invoices`: INV-4 "Pay all": one charge of exactly their balances, allocated to each when it succeeds.
-    `plan_cents`: the part of a "Pay all" charge that pays `plan_payment_ids` (P-1: everything owed at once)."""
+    `plan_cents`: the part of a "Pay all" charge that pays `plan_payment_ids` (P-1: everything owed at once).
+    `key_is_new`: the caller claimed `key` in this transaction (a scheduled charge's attempt number), so no attempt
+    has it: no look-up (the unique key still refuses a second one at the insert, answered as a duplicate)."""
     if key is None:
         token = token if token and _TOKEN.match(token) else new_token()
         key = f"charge_{token}"
-    existing = db.session.scalars(select(ChargeAttempt).where(ChargeAttempt.idempotency_key == key)).first()
+    existing = None if key_is_new else db.session.scalars(
+        select(ChargeAttempt).where(ChargeAttempt.idempotency_key == key)).first()
     if existing is not None:
         if existing.customer_id != customer.id:
             raise NotFound(_("Choose one of the cards on file."))
@@ -335,6 +339,7 @@ def settle_succeeded(attempt: ChargeAttempt, intent, *, late: bool = False) -> P
                       received_at=clock.now(), created_at=clock.now())
     db.session.add(payment)
     db.session.flush()
+    set_committed_value(payment, "allocations", [])  # a new payment has none: the receipt reads them without a query
     invoice = db.session.get(Invoice, attempt.invoice_id) if attempt.invoice_id else None
     if invoice is not None:
         allocate(payment, invoice, amount)
@@ -411,8 +416,12 @@ def add_allocation(payment: Payment, amount_cents: int, *, invoice_id: int | Non
                    plan_payment_id: int | None = None) -> None:
     """The one way money of a payment is given to an invoice or a plan payment: the allocation row, and the payment's
     allocated_cents (what is left is credit on account, billing.credit)."""
-    db.session.add(PaymentAllocation(payment_id=payment.id, invoice_id=invoice_id, plan_payment_id=plan_payment_id,
-                                     amount_cents=amount_cents))
+    allocation = PaymentAllocation(payment_id=payment.id, invoice_id=invoice_id, plan_payment_id=plan_payment_id,
+                                   amount_cents=amount_cents)
+    if "allocations" in sa_inspect(payment).dict:  # loaded (a new payment's starts empty): keep it current
+        payment.allocations.append(allocation)
+    else:
+        db.session.add(allocation)
     payment.allocated_cents = (payment.allocated_cents or 0) + amount_cents
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+import requests.utils
 import stripe
 from flask import current_app
 
@@ -65,9 +67,33 @@ def client() -> stripe.StripeClient:
         return found
 
 
+def forget_clients() -> None:
+    """In a forked process: clients of its own (the parent's hold the parent's connections)."""
+    global _clients_lock
+    _clients.clear()
+    _clients_lock = threading.Lock()
+
+
+class _RequestsClient(stripe.RequestsClient):
+    """Stripe's `requests` client, whose per-thread sessions do not read the environment on every request: with
+    `trust_env` requests scans every environment variable for proxy settings per call (a third of the client's
+    CPU in a night's billing run). The proxy the environment names for the API's address is read once instead
+    (HTTPS_PROXY / NO_PROXY as requests reads them); certificates are Stripe's bundle either way."""
+
+    def _request_internal(self, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self._thread_local, "session", None) is None:
+            session = requests.Session()
+            session.trust_env = False
+            self._thread_local.session = session
+        return super()._request_internal(*args, **kwargs)
+
+
 def _new_client(retries: int, base: str | None) -> stripe.StripeClient:
     cfg = current_app.config
-    http = stripe.RequestsClient(timeout=cfg["STRIPE_TIMEOUT_SECONDS"])
+    api = base or (sandbox_url() if using_sandbox() else "https://api.stripe.com")
+    proxies = requests.utils.get_environ_proxies(api)
+    proxy: Any = {k: v for k, v in proxies.items() if k in ("http", "https")} or None
+    http = _RequestsClient(timeout=cfg["STRIPE_TIMEOUT_SECONDS"], proxy=proxy)
     if using_sandbox():
         return stripe.StripeClient(SANDBOX_KEY, base_addresses={"api": base or sandbox_url()},
                                    max_network_retries=retries, http_client=http)

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from portal import clock
 from portal.extensions import db, execute_dml, get_existing
@@ -202,17 +203,40 @@ def create_bill(plan: CustomerPlan, due_date: date, *, status: str = "scheduled"
 
 # --- Locks ----------------------------------------------------------------------------------------------
 
+# Statements of the nightly run's hot path, built once (building and cache-keying a statement cost about as much
+# CPU as sending it; issue 16).
+_LOCK_PLAN = (select(CustomerPlan).where(CustomerPlan.id == bindparam("plan_id")).with_for_update()
+              .execution_options(populate_existing=True))
+_OPEN_CHARGE = select(ChargeAttempt).where(
+    (ChargeAttempt.plan_id == bindparam("plan_id"))
+    | ((ChargeAttempt.purpose == PAY_ALL) & (ChargeAttempt.customer_id == bindparam("customer_id"))),
+    ChargeAttempt.status.in_(charges.OPEN)).limit(1)
+# a due row (locked, or skipped when another runner has it), its plan, customer and the customer's email addresses
+# (for the receipt) in one statement
+_DUE_ROW = (select(PlanPayment, CustomerPlan, Customer)
+            .join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
+            .join(Customer, Customer.id == CustomerPlan.customer_id)
+            .options(joinedload(Customer.emails))
+            .where(PlanPayment.id == bindparam("row_id"))
+            .with_for_update(skip_locked=True, of=PlanPayment)
+            .execution_options(populate_existing=True))
+# the bills a charge pays, with their lines (add-ons are counted as paid)
+_ATTEMPT_ROWS = (select(PlanPayment).where(PlanPayment.id.in_(bindparam("ids", expanding=True)))
+                 .options(joinedload(PlanPayment.lines)).order_by(PlanPayment.due_date)
+                 .execution_options(populate_existing=True))
+_CLAIM_ATTEMPT = (update(PlanPayment)
+                  .where(PlanPayment.id == bindparam("row_id"), PlanPayment.status == bindparam("seen_status"),
+                         PlanPayment.attempt_count == bindparam("seen_count"))
+                  .values(attempt_count=bindparam("next_count")).execution_options(synchronize_session=False))
+
+
 def lock_plan(plan_id: int) -> CustomerPlan:
-    return db.session.scalars(select(CustomerPlan).where(CustomerPlan.id == plan_id).with_for_update()
-                              .execution_options(populate_existing=True)).one()
+    return db.session.scalars(_LOCK_PLAN, {"plan_id": plan_id}).one()
 
 
 def open_charge(plan: CustomerPlan) -> ChargeAttempt | None:
     """The plan's unsettled charge, or the customer's unsettled "Pay all" charge (it may pay this plan's bills)."""
-    return db.session.scalars(select(ChargeAttempt).where(
-        (ChargeAttempt.plan_id == plan.id)
-        | ((ChargeAttempt.purpose == PAY_ALL) & (ChargeAttempt.customer_id == plan.customer_id)),
-        ChargeAttempt.status.in_(charges.OPEN))).first()
+    return db.session.scalars(_OPEN_CHARGE, {"plan_id": plan.id, "customer_id": plan.customer_id}).first()
 
 
 def outstanding_payments(plan: CustomerPlan) -> list[PlanPayment]:
@@ -300,8 +324,7 @@ def _mark_paid(rows: list[PlanPayment], payment: Payment, card_id: int | None) -
         row.card_id = card_id or row.card_id
         row.next_retry_at = None
         charges.add_allocation(payment, take, plan_payment_id=row.id)
-        db.session.flush()
-        for line in row.lines:
+        for line in row.lines:  # (the add-on's paid count reads the rows after an autoflush)
             if line.addon_id:
                 addon = db.session.get(PlanAddon, line.addon_id)
                 if addon is not None:
@@ -429,8 +452,7 @@ def on_charge_succeeded(attempt: ChargeAttempt, *, payment: Payment) -> None:
         _activate(plan, attempt, payment)
         return
     lock_plan(plan.id)
-    rows = list(db.session.scalars(select(PlanPayment).where(PlanPayment.id.in_(_ids(attempt)))
-                                   .order_by(PlanPayment.due_date).execution_options(populate_existing=True)))
+    rows = list(db.session.scalars(_ATTEMPT_ROWS, {"ids": _ids(attempt)}).unique())
     due = [r for r in rows if r.status not in COLLECTED]
     _mark_paid(due, payment, attempt.card_id)
     if attempt.card_id and plan.card_id != attempt.card_id and plan.status == "active":
@@ -723,13 +745,7 @@ def pick_card(plan: CustomerPlan, row: PlanPayment) -> Card | None:
 
 
 def _charge_one(row_id: int, now: datetime) -> str | None:
-    # the row (locked, or skipped when another runner has it), its plan and customer in one statement
-    found = db.session.execute(select(PlanPayment, CustomerPlan, Customer)
-                               .join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
-                               .join(Customer, Customer.id == CustomerPlan.customer_id)
-                               .where(PlanPayment.id == row_id)
-                               .with_for_update(skip_locked=True, of=PlanPayment)
-                               .execution_options(populate_existing=True)).first()
+    found = db.session.execute(_DUE_ROW, {"row_id": row_id}).unique().first()
     if found is None:
         db.session.rollback()
         return "busy"
@@ -754,9 +770,8 @@ def _charge_one(row_id: int, now: datetime) -> str | None:
     # guarantees it; SQLite ignores FOR UPDATE, and a runner whose reads straddled another runner's charge
     # (row read while that attempt was open, open_charge() read after it settled) would charge again.
     seen = row.attempt_count
-    claimed = execute_dml(update(PlanPayment).where(PlanPayment.id == row.id, PlanPayment.status == row.status,
-                                                           PlanPayment.attempt_count == seen)
-                                 .values(attempt_count=seen + 1).execution_options(synchronize_session=False))
+    claimed = execute_dml(_CLAIM_ATTEMPT, {"row_id": row.id, "seen_status": row.status, "seen_count": seen,
+                                           "next_count": seen + 1})
     if claimed.rowcount != 1:
         db.session.rollback()
         return "busy"
@@ -767,7 +782,7 @@ def _charge_one(row_id: int, now: datetime) -> str | None:
     try:
         outcome = charges.charge_card(customer, card, row.amount_cents, token=None, key=key, purpose="plan_payment",
                                       off_session=True, initiated_by="system", plan_id=plan.id,
-                                      plan_payment_ids=[row.id], plan_payment_id=row.id)
+                                      plan_payment_ids=[row.id], plan_payment_id=row.id, key_is_new=True)
     except (ServiceError, IntegrityError):
         db.session.rollback()
         return "busy"

@@ -71,7 +71,8 @@ BATCH_SIZE = 100
 def queue_email(template: str, to: str, context: dict | None = None, *, customer: Customer | None = None,
                 staff: StaffUser | None = None, language: str | None = None, actor: StaffUser | None = None,
                 log_activity: bool = True, attachments: list[tuple[str, int]] | None = None) -> QueuedEmail:
-    """Render `email/<template>.{txt,html}` in the recipient's language and store it. Caller commits.
+    """Render `email/<template>.{txt,html}` in the recipient's language and store it. Caller commits (the email
+    gets its id at the next flush: in a request now, for the page to deliver it after the commit).
     `attachments`: (kind, record id) pairs, each built by its registered `AttachmentKind` in the email's language
     when it is sent (e.g. ("invoice_pdf", invoice.id))."""
     business = settings.get()
@@ -88,10 +89,10 @@ def queue_email(template: str, to: str, context: dict | None = None, *, customer
                         if attachments else None,
                         next_attempt_at=clock.now(), created_at=clock.now())
     db.session.add(email)
-    db.session.flush()
     if customer is not None and log_activity:
-        activity.record(customer.id, "email", f"Email: {subject} → {to}", staff=actor, email_id=email.id)
+        activity.record(customer.id, "email", f"Email: {subject} → {to}", staff=actor, email=email)
     if has_request_context():
+        db.session.flush()
         g.setdefault("queued_email_ids", []).append(email.id)
     return email
 

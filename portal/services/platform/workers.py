@@ -11,18 +11,31 @@ through a small queue while the caller pages through its ids, so memory does not
 On SQLite the pool has one worker, the calling thread itself: SQLite has one writer at a time and no row locks, so
 threads would only wait for each other (and the run stays in the caller's session, as before).
 
+On PostgreSQL the workers are spread over `JOBS_PROCESSES` processes (env `PORTAL_JOBS_PROCESSES`; default the
+machine's CPU count, at most 4 and at most the concurrency): one interpreter runs Python on one core at a time, and
+a run's own work per charge (SQL, the receipt, the feed) is what bounds it once Stripe's latency overlaps. The
+processes are forked from the run once it has work; the run keeps paging through the ids and hands them out over a
+queue; each process runs its share of the threads as above, with its own connections (the pool inherited from the
+run is dropped without being closed) and its own HTTP connections to Stripe, and sends back what it did. A process
+dies with the run (Linux: the parent-death signal), as threads would: a SIGKILLed run leaves attempts committed
+before Stripe was called, which the reconciler settles.
+
 `gate()` bounds calls to an outside service (the card processor) and adapts: `slow_down()` after a rate-limit
 answer halves how many calls may be in flight, each run of successes lets one more in again (AIMD), up to the
 pool's size. Outside a pool it is a gate that never waits, with short back-offs (a customer is waiting on a page).
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import queue
 import random
+import signal
 import threading
 import time
+import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import current_app
@@ -30,6 +43,7 @@ from flask import current_app
 from portal.extensions import db
 
 DEFAULT_CONCURRENCY = 8
+MAX_DEFAULT_PROCESSES = 4
 Result = str | None | list[str | None]  # what a work item did: one result, or one per unit it did in order
 
 
@@ -42,6 +56,20 @@ def concurrency() -> int:
     if db.engine.dialect.name == "sqlite":
         return 1
     return max(1, wanted)
+
+
+def processes(size: int) -> int:
+    """How many processes share a run's `size` workers: JOBS_PROCESSES, by default the CPU count (at most
+    MAX_DEFAULT_PROCESSES); never more than the workers; 1 on SQLite."""
+    if size <= 1 or db.engine.dialect.name == "sqlite":
+        return 1
+    configured = current_app.config.get("JOBS_PROCESSES")
+    try:
+        wanted = int(configured) if configured not in (None, "", "auto") else min(os.cpu_count() or 1,
+                                                                                  MAX_DEFAULT_PROCESSES)
+    except (TypeError, ValueError):
+        wanted = 1
+    return max(1, min(wanted, size))
 
 
 class Gate:
@@ -123,13 +151,13 @@ def run(items: Iterable[Any], work: Callable[[Any], Result]) -> Counter:
     size = concurrency()
     results: Counter = Counter()
     previous = _gate
-    cfg = current_app.config
-    _gate = Gate(size, retries=int(cfg.get("JOBS_RATE_LIMIT_RETRIES", 8)),
-                 first_backoff=float(cfg.get("JOBS_RATE_LIMIT_BACKOFF_SECONDS", 0.25)), max_backoff=8.0)
+    _gate = _pool_gate(size)
     try:
         if db.engine.dialect.name == "sqlite":
             for item in items:
                 _count(results, work(item))
+        elif processes(size) > 1:
+            _run_processes(size, processes(size), iter(items), work, results)
         else:
             _run_threads(size, items, work, results)
         if _gate.rate_limited:
@@ -138,6 +166,12 @@ def run(items: Iterable[Any], work: Callable[[Any], Result]) -> Counter:
     finally:
         _gate = previous
     return results
+
+
+def _pool_gate(size: int) -> Gate:
+    cfg = current_app.config
+    return Gate(size, retries=int(cfg.get("JOBS_RATE_LIMIT_RETRIES", 8)),
+                first_backoff=float(cfg.get("JOBS_RATE_LIMIT_BACKOFF_SECONDS", 0.25)), max_backoff=8.0)
 
 
 def _count(results: Counter, result: str | None | list[str | None]) -> None:
@@ -154,11 +188,14 @@ def _run_threads(size: int, items: Iterable[Any], work: Callable[[Any], Result],
     errors: list[BaseException] = []
 
     def worker() -> None:
-        with app.app_context():
+        with app.app_context(), db.engine.connect() as connection:
             session = db.session()
             # A worker reads what it needs once per item; the money path re-reads what it must under locks
             # (populate_existing) and settles with conditional UPDATEs, so objects are not reloaded after commits.
             session.expire_on_commit = False
+            # One connection for the worker's life (checked and pinged once): each unit commits several times, and
+            # a checkout per transaction (with its ping round trip) cost more than some of the statements.
+            session.get_bind = lambda *_args, **_kwargs: connection  # type: ignore[method-assign]
             while True:
                 item = feed.get()
                 if item is _STOP:
@@ -194,3 +231,114 @@ def _run_threads(size: int, items: Iterable[Any], work: Callable[[Any], Result],
             t.join()
     if errors:
         raise errors[0]
+
+
+# --- Several processes ---------------------------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _after_fork(parent_pid: int) -> None:
+    """In a forked worker process: die with the run, own connections (the run's are dropped unclosed: they stay
+    the run's), own Stripe HTTP connections, own random jitter."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the queue's end still stops the process
+        pass
+    if os.getppid() != parent_pid:  # the run died before the signal was asked for
+        os._exit(1)
+    for engine in db.engines.values():
+        engine.dispose(close=False)
+    from portal.services.payments import gateway
+
+    gateway.forget_clients()
+    random.seed()
+
+
+def _from_feed(feed: Any) -> Iterator[Any]:
+    while True:
+        item = feed.get()
+        if isinstance(item, _Stop):
+            return
+        yield item
+
+
+def _process_main(parent_pid: int, threads: int, feed: Any, done: Any, stop: Any, work: Callable[[Any], Result]
+                  ) -> None:
+    """A worker process: `threads` workers over the items the run hands out, then what they did (or the error)."""
+    global _gate
+    _after_fork(parent_pid)
+    results: Counter = Counter()
+    error = None
+    _gate = _pool_gate(threads)
+    items = _from_feed(feed)
+    try:
+        _run_threads(threads, items, work, results)
+    except BaseException:  # noqa: BLE001  (sent to the run, which raises it)
+        error = traceback.format_exc()
+        stop.set()
+    for _rest in items:  # drain to the end marker, so the run never waits on a full queue
+        pass
+    done.put((dict(results), _gate.rate_limited, _gate.lowest, error))
+
+
+class WorkerProcessError(RuntimeError):
+    """A worker process failed (its traceback is the message) or died."""
+
+
+def _run_processes(size: int, count: int, items: Iterator[Any], work: Callable[[Any], Result],
+                   results: Counter) -> None:
+    first = next(items, _STOP)
+    if first is _STOP:
+        return  # nothing to do: no process started
+    db.session.rollback()  # the run's session holds no connection while the processes work
+    ctx = multiprocessing.get_context("fork")
+    feed, done, stop = ctx.Queue(maxsize=size * 2), ctx.Queue(), ctx.Event()
+    shares = [size // count + (1 if k < size % count else 0) for k in range(count)]
+    procs = [ctx.Process(target=_process_main, args=(os.getpid(), threads, feed, done, stop, work),
+                         name=f"jobs-process-{k}", daemon=True) for k, threads in enumerate(shares)]
+    for proc in procs:
+        proc.start()
+
+    def put(item: Any) -> None:
+        while True:
+            try:
+                feed.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if not all(p.is_alive() for p in procs):
+                    raise WorkerProcessError("a worker process of the run died") from None
+
+    lowest = 0
+    errors = []
+    try:
+        put(first)
+        for item in items:
+            if stop.is_set():
+                break
+            put(item)
+    finally:
+        for _ in procs:
+            put(_STOP)
+        for _ in procs:
+            while True:
+                try:
+                    counted, rate_limited, its_lowest, error = done.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    if not any(p.is_alive() for p in procs) and done.empty():
+                        raise WorkerProcessError("a worker process of the run died") from None
+            results.update(counted)
+            lowest += its_lowest
+            if _gate is not None and rate_limited:
+                _gate.rate_limited += rate_limited
+            if error:
+                errors.append(error)
+        for proc in procs:
+            proc.join()
+    if _gate is not None:  # as one pool would report it: the processes' lowest limits together
+        _gate.lowest = min(_gate.lowest, lowest)
+    if errors:
+        raise WorkerProcessError(errors[0])
