@@ -13,6 +13,7 @@ On SQLite a run charges one at a time (workers.concurrency() is 1 there); the sc
 """
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -77,6 +78,37 @@ def open_attempts(ids: list[int]) -> list[ChargeAttempt]:
     return found
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes `pid` started (Linux /proc), e.g. a `flask jobs run`'s worker processes."""
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        pass
+    return found
+
+
+def assert_gone(pids: list[int], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while time.monotonic() < deadline:
+        alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}") and not _zombie(pid)]
+        if not alive:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"worker processes outlived their killed run: {alive}")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def wait_until_quiet(fake, quiet: float = 0.5, timeout: float = 30) -> None:
     """Until the fake Stripe has had no request in flight and no new request for `quiet` seconds (a loaded machine
     can take longer than the fake's latency to serve what a killed runner sent just before it died)."""
@@ -114,10 +146,15 @@ def test_four_runners_of_eight_workers_killed_mid_flight_charge_every_payment_on
             if made >= PAYMENTS // 4 and fake_stripe.state.stats["in_flight"] >= 1:
                 break
             time.sleep(0.002)
+        workers_of_killed = [pid for proc in procs[:killed] for pid in children_of(proc.pid)]
+        if BACKEND == "postgres":  # each runner spreads its 8 workers over worker processes (2 CPUs here: 2)
+            assert len(workers_of_killed) >= killed * min(2, os.cpu_count() or 1), workers_of_killed
         for proc in procs[:killed]:
             proc.send_signal(signal.SIGKILL)
         for proc in procs[:killed]:
             proc.communicate(timeout=30)
+        # a killed run's worker processes die with it (as its threads would): nothing charges on unsupervised
+        assert_gone(workers_of_killed)
         left_open = open_attempts(ids)
         at_stripe = {pi["metadata"].get("attempt_key") for pi in fake_stripe.state.intents.values()}
         interrupted += sum(a.idempotency_key in at_stripe for a in left_open)  # charged, outcome not recorded
