@@ -20,16 +20,27 @@ MONEY_EVENTS = ("payment", "failure", "refund", "invoice", "estimate", "card")  
 
 def recent_events(customer: Customer, *, with_money: bool, limit: int = 30) -> list[ActivityEvent]:
     """The newest activity on the card; without money events for those who may not see money."""
-    where = [ActivityEvent.customer_id == customer.id]
+    return list(db.session.scalars(_events_stmt(with_money), {"customer_id": customer.id, "limit": limit}))
+
+
+@cache
+def _events_stmt(with_money: bool):
+    where = [ActivityEvent.customer_id == bindparam("customer_id", type_=Integer)]
     if not with_money:
         where.append(ActivityEvent.event_type.not_in(MONEY_EVENTS))
-    return list(db.session.scalars(select(ActivityEvent).where(*where).options(joinedload(ActivityEvent.actor))
-                                   .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc()).limit(limit)))
+    return (select(ActivityEvent).where(*where).options(joinedload(ActivityEvent.actor))
+            .order_by(ActivityEvent.created_at.desc(), ActivityEvent.id.desc())
+            .limit(bindparam("limit", type_=Integer)))
 
 
 def plans(customer: Customer, limit: int = 10) -> list[CustomerPlan]:
-    return list(db.session.scalars(select(CustomerPlan).where(CustomerPlan.customer_id == customer.id)
-                                   .order_by(CustomerPlan.created_at.desc()).limit(limit)))
+    return list(db.session.scalars(_plans_stmt(), {"customer_id": customer.id, "limit": limit}))
+
+
+@cache
+def _plans_stmt():
+    return (select(CustomerPlan).where(CustomerPlan.customer_id == bindparam("customer_id", type_=Integer))
+            .order_by(CustomerPlan.created_at.desc()).limit(bindparam("limit", type_=Integer)))
 
 
 @dataclass
@@ -90,28 +101,44 @@ class Paged:
     total: int
 
 
-def paged(stmt, total: int, page, per_page: int) -> Paged:
-    """A page of `stmt` whose row count is already known (counted with the card's other figures)."""
+def paged(stmt, total: int, page, per_page: int, **params) -> Paged:
+    """A page of `stmt` (built with `_paged`: the page's size and offset are parameters; `params` are the others)
+    whose row count is already known (counted with the card's other figures)."""
     pages = max(1, -(-total // per_page))
     number = min(page_number(page), pages)
-    return Paged(list(db.session.scalars(stmt.limit(per_page).offset((number - 1) * per_page)).unique()), number,
-                 pages, total)
+    rows = db.session.scalars(stmt, {**params, "per_page": per_page, "skip": (number - 1) * per_page})
+    return Paged(list(rows.unique()), number, pages, total)
+
+
+def _paged(stmt):
+    return stmt.limit(bindparam("per_page", type_=Integer)).offset(bindparam("skip", type_=Integer))
+
+
+@cache
+def _list_stmt(kind: str):
+    """A paged list of the card with the customer and the page as parameters, built once per process."""
+    cid = bindparam("customer_id", type_=Integer)
+    if kind == "invoices":
+        return _paged(select(Invoice).where(Invoice.customer_id == cid)
+                      .order_by(Invoice.issue_date.desc(), Invoice.id.desc()))
+    if kind == "jobs":
+        return _paged(select(Job).where(Job.customer_id == cid).options(joinedload(Job.visits))
+                      .order_by(Job.created_at.desc(), Job.id.desc()))
+    assert kind == "estimates"
+    return _paged(select(Estimate).where(Estimate.customer_id == cid).options(joinedload(Estimate.line_items))
+                  .order_by(Estimate.created_at.desc(), Estimate.id.desc()))
 
 
 def invoice_page(customer: Customer, total: int, page, per_page: int = 10) -> Paged:
-    return paged(select(Invoice).where(Invoice.customer_id == customer.id)
-                 .order_by(Invoice.issue_date.desc(), Invoice.id.desc()), total, page, per_page)
+    return paged(_list_stmt("invoices"), total, page, per_page, customer_id=customer.id)
 
 
 def job_page(customer: Customer, total: int, page, per_page: int = 10) -> Paged:
-    return paged(select(Job).where(Job.customer_id == customer.id).options(joinedload(Job.visits))
-                 .order_by(Job.created_at.desc(), Job.id.desc()), total, page, per_page)
+    return paged(_list_stmt("jobs"), total, page, per_page, customer_id=customer.id)
 
 
 def estimate_page(customer: Customer, total: int, page, per_page: int = 10) -> Paged:
-    return paged(select(Estimate).where(Estimate.customer_id == customer.id)
-                 .options(joinedload(Estimate.line_items))
-                 .order_by(Estimate.created_at.desc(), Estimate.id.desc()), total, page, per_page)
+    return paged(_list_stmt("estimates"), total, page, per_page, customer_id=customer.id)
 
 
 def history_page(customer: Customer, total: int, page, per_page: int = 10) -> Paged:
