@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
@@ -126,7 +126,13 @@ class PlanPayment(db.Model):
     """SP-4 … SP-7, D-1 … D-6. One row per plan per due date."""
 
     __tablename__ = "plan_payments"
-    __table_args__ = (UniqueConstraint("plan_id", "due_date"),)
+    __table_args__ = (
+        UniqueConstraint("plan_id", "due_date"),
+        # What each plan owes (the plan report, SP-9) from the index alone (migration 0017).
+        Index("ix_plan_payments_outstanding", "plan_id", postgresql_include=["status", "amount_cents"],
+              sqlite_where=text("status IN ('failed', 'overdue')"),
+              postgresql_where=text("status IN ('failed', 'overdue')")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("customer_plans.id"), index=True)

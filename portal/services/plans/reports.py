@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import String, and_, case, func, literal, or_, select, union_all
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from portal import clock
 from portal.extensions import db
@@ -18,6 +18,7 @@ from portal.models import (
     Payment,
     PlanAddon,
     PlanPayment,
+    PlanStatus,
     Refund,
     StaffUser,
 )
@@ -318,9 +319,10 @@ def _mrr_value(addons):
         // (months * 2)
 
 
-def mrr_now_and_history(today: date, months: int = 12) -> tuple[int, list[tuple[date, int]]]:
-    """Today's MRR (active plans) and the MRR at the end of each of the last `months` months (the current one:
-    today), in one query. A plan counts from its start until it was cancelled or ended; add-ons as they are now."""
+def mrr_now_and_history(today: date, months: int = 12) -> tuple[int, list[tuple[date, int]], dict[str, int]]:
+    """Today's MRR (active plans), the MRR at the end of each of the last `months` months (the current one:
+    today) and how many plans have each status, in one query. A plan counts from its start until it was
+    cancelled or ended; add-ons as they are now."""
     ends = []
     first = today.replace(day=1)
     for _ in range(months):
@@ -334,23 +336,26 @@ def mrr_now_and_history(today: date, months: int = 12) -> tuple[int, list[tuple[
                    func.coalesce(CustomerPlan.start_date, CustomerPlan.next_billing_date).label("started"),
                    _mrr_value(addons).label("value"))
             .outerjoin(addons, addons.c.plan_id == CustomerPlan.id)
-            .where(CustomerPlan.status.in_(("active", "cancelled", "expired")))
             .offset(0).subquery("plan"))  # OFFSET 0: PostgreSQL would inline it and recompute the value per month
     value = plan.c.value
+    counted = plan.c.status.in_(("active", "cancelled", "expired"))  # drafts and pending plans never earned
     sums = [func.coalesce(func.sum(case((plan.c.status == "active", value), else_=0)), 0)]
     for _month, end in ends:
         cutoff = datetime.combine(end + timedelta(days=1), datetime.min.time(), clock.business_tz())
-        live = and_(plan.c.started <= end, or_(plan.c.cancelled_at.is_(None), plan.c.cancelled_at >= cutoff),
+        live = and_(counted, plan.c.started <= end,
+                    or_(plan.c.cancelled_at.is_(None), plan.c.cancelled_at >= cutoff),
                     or_(plan.c.end_date.is_(None), plan.c.end_date >= end))
         sums.append(func.coalesce(func.sum(case((live, value), else_=0)), 0))
+    statuses = list(PlanStatus)
+    sums += [func.coalesce(func.sum(case((plan.c.status == s.value, 1), else_=0)), 0) for s in statuses]
     row = db.session.execute(select(*sums).select_from(plan)).one()
-    return int(row[0]), [(month, int(cents)) for (month, _end), cents in zip(ends, row[1:], strict=True)]
+    counts = {s.value: int(n) for s, n in zip(statuses, row[months + 1:], strict=True)}
+    return int(row[0]), [(month, int(cents)) for (month, _end), cents in zip(ends, row[1:months + 1], strict=True)], \
+        counts
 
 
 def plan_report(status: str | None = None, page=1, owing_page=1, per_page: int = 50) -> PlanReport:
-    counts: dict[str, int] = dict(db.session.execute(select(CustomerPlan.status, func.count())
-                                                     .group_by(CustomerPlan.status)).all())
-    mrr, history = mrr_now_and_history(clock.today())
+    mrr, history, counts = mrr_now_and_history(clock.today())
     by_plan = (select(PlanPayment.plan_id.label("plan_id"),
                       func.sum(case((PlanPayment.status == "failed", PlanPayment.amount_cents), else_=0))
                       .label("failed"),
@@ -359,15 +364,16 @@ def plan_report(status: str | None = None, page=1, owing_page=1, per_page: int =
                       func.sum(PlanPayment.amount_cents).label("total"), func.count().label("n"))
                .where(PlanPayment.status.in_(plan_billing.OUTSTANDING)).group_by(PlanPayment.plan_id)
                .subquery("owing"))
-    owing_count = db.session.scalar(select(func.count()).select_from(by_plan)) or 0
+    owing_number = page_number(owing_page)
+    owing_rows, owing_count = _owing_page(by_plan, owing_number, per_page)
     owing_pages = max(1, -(-owing_count // per_page))
-    owing_number = min(page_number(owing_page), owing_pages)
-    owing_rows = db.session.execute(select(by_plan).order_by(by_plan.c.total.desc(), by_plan.c.plan_id)
-                                    .limit(per_page).offset((owing_number - 1) * per_page)).all()
+    if owing_number > owing_pages:  # past the end: the last page
+        owing_number = owing_pages
+        owing_rows, owing_count = _owing_page(by_plan, owing_number, per_page)
     owing_plans = {p.id: p for p in db.session.scalars(
         select(CustomerPlan).where(CustomerPlan.id.in_([r.plan_id for r in owing_rows]))
-        .options(selectinload(CustomerPlan.customer)))} if owing_rows else {}
-    q = select(CustomerPlan).options(selectinload(CustomerPlan.customer), selectinload(CustomerPlan.addons)) \
+        .options(joinedload(CustomerPlan.customer)))} if owing_rows else {}
+    q = select(CustomerPlan).options(joinedload(CustomerPlan.customer), selectinload(CustomerPlan.addons)) \
         .order_by(CustomerPlan.created_at.desc(), CustomerPlan.id.desc())
     if status:
         q = q.where(CustomerPlan.status == status)
@@ -380,6 +386,19 @@ def plan_report(status: str | None = None, page=1, owing_page=1, per_page: int =
                       plans=list(listing.items), owing_count=owing_count, page=listing.page,
                       pages=max(listing.pages, 1), owing_page=owing_number, owing_pages=owing_pages,
                       history=history)
+
+
+def _owing_page(by_plan, number: int, per_page: int) -> tuple[list, int]:
+    """One page of the plans that owe, most owed first, and how many plans owe (a window count over the same
+    grouped rows: the grouping is read once). Past the end there are no rows to carry the count: it is read alone."""
+    rows = list(db.session.execute(select(by_plan, func.count().over().label("owing_count"))
+                                   .order_by(by_plan.c.total.desc(), by_plan.c.plan_id)
+                                   .limit(per_page).offset((number - 1) * per_page)))
+    if rows:
+        return rows, int(rows[0].owing_count)
+    if number == 1:
+        return [], 0
+    return [], db.session.scalar(select(func.count()).select_from(by_plan)) or 0
 
 
 # --- The staff plan page (SP-*) -------------------------------------------------------------------------
