@@ -16,11 +16,12 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 
 from flask import current_app
 from flask_babel import gettext as _
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -296,14 +297,22 @@ def _outcome_of(attempt: ChargeAttempt, duplicate: bool = False, payment: Paymen
     return Outcome(attempt, payment=payment, explanation=explanation, duplicate=duplicate)
 
 
+@lru_cache(maxsize=64)
+def _claim_statement(columns: tuple[str, ...], from_statuses: tuple[str, ...]) -> Update:
+    """The settling UPDATE for these columns, built once (every charge settles through it)."""
+    return (update(ChargeAttempt)
+            .where(ChargeAttempt.id == bindparam("attempt_id"), ChargeAttempt.status.in_(from_statuses))
+            .values({column: bindparam(f"v_{column}") for column in columns})
+            .execution_options(synchronize_session=False))
+
+
 def _claim(attempt: ChargeAttempt, status: str, *, from_statuses=OPEN, **values) -> bool:
     """Move the attempt to a final state once: exactly one settler wins (request, webhook, reconciler).
     `values`: other columns written by the same UPDATE (one statement settles the row)."""
     now = clock.now()
     values = {"status": status, "settled_at": now if status in ("succeeded", "failed") else None, **values}
-    result = execute_dml(
-        update(ChargeAttempt).where(ChargeAttempt.id == attempt.id, ChargeAttempt.status.in_(from_statuses))
-        .values(**values).execution_options(synchronize_session=False))
+    result = execute_dml(_claim_statement(tuple(values), tuple(from_statuses)),
+                         {"attempt_id": attempt.id, **{f"v_{k}": v for k, v in values.items()}})
     if result.rowcount != 1:
         db.session.refresh(attempt)
         return False
