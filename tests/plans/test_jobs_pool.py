@@ -237,3 +237,26 @@ def test_gate_halves_on_rate_limits_and_grows_back_one_at_a_time():
     for _ in range(100):
         gate.succeeded()
     assert gate.limit == 8  # never above the pool's size
+
+
+def test_rate_limited_run_in_worker_processes_backs_off_and_charges_each_payment_once(app, ctx, smtp, fake_stripe):
+    """The same as above in a real `flask jobs run` (PostgreSQL: its 8 workers are worker processes, each with its
+    own gate): the refused creates are asked again with their keys, the run reports them, nothing is charged
+    twice."""
+    limited = 6
+    ids = seed_due_payments(customers_with_cards(4), 16)
+    env = jobs_env(app, {"port": 0}, smtp)
+    env.update({"PORTAL_STRIPE_SECRET_KEY": "sk_test_fake", "PORTAL_STRIPE_API_BASE": fake_stripe.url,
+                "PORTAL_JOBS_CONCURRENCY": str(CONCURRENCY), "PORTAL_JOBS_RATE_LIMIT_BACKOFF_SECONDS": "0.02"})
+    requests.post(fake_stripe.url + "/_fake/config", data={"latency_ms": 20, "rate_limit_creates": limited},
+                  timeout=5).raise_for_status()
+
+    plans = run_jobs(env)["plans"]
+
+    assert (plans["charged"], plans["declined"], plans["rate_limited"]) == (16, 0, limited), plans
+    assert 1 <= plans["lowest_concurrency"] < CONCURRENCY, plans  # the processes let fewer calls through at once
+    assert_charged_exactly_once({"url": fake_stripe.url}, ids, "rate limited, worker processes")
+    creates = requests.get(fake_stripe.url + "/_fake/creates", timeout=5).json()
+    refused = {c["idempotency_key"] for c in creates if c["status"] == 429}
+    succeeded = [c["idempotency_key"] for c in creates if c["status"] == 200]
+    assert len(succeeded) == 16 and refused <= set(succeeded)
