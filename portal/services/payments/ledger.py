@@ -286,6 +286,14 @@ def _customer_union(customer_id: int | ColumnElement[int], *, first: int | Colum
     """One customer's money history (the client card): payments, refunds, adjustments, unsettled and declined
     attempts, each branch on a (customer, date) index."""
     open_or_failed = ChargeAttempt.status.in_(("failed", "pending", "unknown"))
+    refunds = _first_of(select(Refund.created_at, Refund.amount_cents, Refund.status, Refund.method,
+                               Refund.failure_reason, Refund.reason, Refund.payment_id, Refund.id)
+                        .where(Refund.customer_id == customer_id), Refund.created_at, Refund.id, first, newest_first)
+    attempts = _first_of(select(ChargeAttempt.created_at, ChargeAttempt.status, ChargeAttempt.amount_cents,
+                                ChargeAttempt.card_id, ChargeAttempt.decline_code, ChargeAttempt.failure_message,
+                                ChargeAttempt.customer_id, ChargeAttempt.id)
+                         .where(ChargeAttempt.customer_id == customer_id, open_or_failed), ChargeAttempt.created_at,
+                         ChargeAttempt.id, first, newest_first)
     branches = [
         (select(*_labelled([
             Payment.received_at, Payment.kind, Payment.amount_cents, Payment.fee_cents, cast(Payment.status, String),
@@ -293,26 +301,34 @@ def _customer_union(customer_id: int | ColumnElement[int], *, first: int | Colum
             Payment.customer_id, Payment.reference, Payment.id], False)).where(Payment.customer_id == customer_id),
          Payment.received_at, Payment.id),
         (select(*_labelled([
-            Refund.created_at, literal("refund", String), -Refund.amount_cents, literal(0, Integer),
-            cast(Refund.status, String), Refund.method, Payment.card_brand, Payment.card_last4, _text_null(),
-            func.coalesce(Refund.failure_reason, Refund.reason), Payment.id, Payment.customer_id, _text_null(),
-            Refund.id], False)).join(Payment, Refund.payment_id == Payment.id)
-         .where(Refund.customer_id == customer_id), Refund.created_at, Refund.id),
+            refunds.c.created_at, literal("refund", String), -refunds.c.amount_cents, literal(0, Integer),
+            cast(refunds.c.status, String), refunds.c.method, Payment.card_brand, Payment.card_last4, _text_null(),
+            func.coalesce(refunds.c.failure_reason, refunds.c.reason), Payment.id, Payment.customer_id, _text_null(),
+            refunds.c.id], False)).select_from(refunds).join(Payment, refunds.c.payment_id == Payment.id),
+         refunds.c.created_at, refunds.c.id),
         (select(*_labelled([
             Adjustment.created_at, literal("adjustment", String), Adjustment.amount_cents, literal(0, Integer),
             literal("recorded", String), _text_null(), _text_null(), _text_null(), _text_null(), Adjustment.reason,
             Adjustment.payment_id, Adjustment.customer_id, _text_null(), Adjustment.id], False))
          .where(Adjustment.customer_id == customer_id), Adjustment.created_at, Adjustment.id),
         (select(*_labelled([
-            ChargeAttempt.created_at, case((ChargeAttempt.status == "failed", "declined"), else_="unknown"),
-            ChargeAttempt.amount_cents, literal(0, Integer), cast(ChargeAttempt.status, String),
-            literal("card", String), Card.brand, Card.last4, ChargeAttempt.decline_code,
-            ChargeAttempt.failure_message, cast(null(), Integer), ChargeAttempt.customer_id, _text_null(),
-            ChargeAttempt.id], False)).outerjoin(Card, ChargeAttempt.card_id == Card.id)
-         .where(ChargeAttempt.customer_id == customer_id, open_or_failed), ChargeAttempt.created_at,
-         ChargeAttempt.id),
+            attempts.c.created_at, case((attempts.c.status == "failed", "declined"), else_="unknown"),
+            attempts.c.amount_cents, literal(0, Integer), cast(attempts.c.status, String),
+            literal("card", String), Card.brand, Card.last4, attempts.c.decline_code,
+            attempts.c.failure_message, cast(null(), Integer), attempts.c.customer_id, _text_null(),
+            attempts.c.id], False)).select_from(attempts).outerjoin(Card, attempts.c.card_id == Card.id),
+         attempts.c.created_at, attempts.c.id),
     ]
     return _joined(branches, first, newest_first)
+
+
+def _first_of(stmt, when, row_id, first, newest_first: bool):
+    """A branch's own first rows, before it joins the table that only names their card (the refunds' payment, the
+    attempts' card): joined for the rows shown, not for all of the customer's (a generic plan expects few rows per
+    customer and would join every refund of a long history before sorting)."""
+    if first is None:
+        return stmt.subquery()
+    return stmt.order_by(*((when.desc(), row_id.desc()) if newest_first else (when, row_id))).limit(first).subquery()
 
 
 def customer_history_count(customer_id, payment_count=None):
