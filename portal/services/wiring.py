@@ -8,7 +8,7 @@ from portal import clock
 from portal.services import events
 from portal.services.billing import auto_invoicing, autopay, credit, documents, reminders
 from portal.services.crm import messages
-from portal.services.payments import charges, refunds
+from portal.services.payments import charges, ledger, refunds
 from portal.services.plans import billing as plan_billing
 from portal.services.platform import mailer, scheduler, settings
 from portal.services.work import estimates
@@ -43,4 +43,5 @@ def connect() -> None:
     scheduler.register("autopay", autopay.run)
     scheduler.register("auto_invoicing", auto_invoicing.run)
     scheduler.register("reminders", reminders.run)
+    scheduler.register("ledger_day_sums", ledger.compact_day_sums)  # the transactions report's day sums, folded
     scheduler.register("emails", mailer.deliver_pending)

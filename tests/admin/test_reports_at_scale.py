@@ -313,3 +313,103 @@ def test_copy_row_ends_become_crlf_outside_quoted_cells_across_blocks():
     for size in range(1, len(text) + 1):
         convert = _crlf()
         assert b"".join(convert(text[i:i + size]) for i in range(0, len(text), size)) == expected
+
+
+def test_day_sums_follow_every_write_and_the_report_reads_them(app, client, login_staff, frozen_clock, monkeypatch):
+    """PostgreSQL keeps the transactions report's sums per UTC day in ledger_day_sums by triggers: after ORM
+    inserts, bulk UPDATEs through execute_dml (amount, date, kind moved), an attempt that fails after it was
+    pending, a past payment imported, deletes and folding, the rows sum to what the tables hold, and the report's
+    totals and chart (whole days from the sums, the rest from the tables) equal the tables' own sums."""
+    import pytest
+    from sqlalchemy import delete, func, literal_column, select, text, update
+
+    from portal import clock
+    from portal.extensions import execute_dml
+    from portal.models import Adjustment, ChargeAttempt, LedgerDaySum, Payment, Refund
+    from portal.services.payments import ledger
+    from tests.conftest import BACKEND
+
+    if BACKEND != "postgres":
+        pytest.skip("the day sums are kept by PostgreSQL triggers")
+
+    def by_day() -> dict:
+        rows = db.session.execute(select(LedgerDaySum.day, LedgerDaySum.type, func.sum(LedgerDaySum.amount_cents),
+                                         func.sum(LedgerDaySum.fee_cents), func.sum(LedgerDaySum.n),
+                                         func.sum(LedgerDaySum.positive_cents))
+                                  .group_by(LedgerDaySum.day, LedgerDaySum.type)).all()
+        return {(d, t): tuple(int(v) for v in vs) for d, t, *vs in rows if any(vs)}
+
+    def from_tables() -> dict:
+        tx = ledger._union(ledger.TYPES, datetime(1900, 1, 1, tzinfo=clock.UTC),
+                           datetime(9000, 1, 1, tzinfo=clock.UTC), slim=True)
+        day = func.date(tx.c.when)
+        rows = db.session.execute(select(day, tx.c.type, func.sum(tx.c.amount), func.sum(tx.c.fee), func.count(),
+                                         func.sum(func.greatest(tx.c.amount, 0))).group_by(day, tx.c.type)).all()
+        return {(d, t): (0 if t == "declined" else int(a), int(f), int(n), 0 if t == "declined" else int(p))
+                for d, t, a, f, n, p in rows}
+
+    with app.app_context():
+        admin = make_staff("admin")
+        who = make_customer("Day", "Sums")
+        today = frozen_clock.now().date()
+        tz = clock.business_tz()
+        noon = datetime(today.year, today.month, today.day, 12, tzinfo=tz)
+        payments = [Payment(customer_id=who.id, method="card", kind="deposit" if k % 4 == 0 else "payment",
+                            amount_cents=1_000 + 7 * k, fee_cents=30 + k, net_cents=0,
+                            received_at=noon - timedelta(hours=11 * k)) for k in range(40)]
+        db.session.add_all(payments)
+        db.session.flush()
+        db.session.add_all([Refund(payment_id=p.id, amount_cents=100 + k, status="succeeded", reason="r",
+                                   idempotency_key=f"rf_days_{k}", created_at=p.received_at + timedelta(hours=3))
+                            for k, p in enumerate(payments[:10])])
+        db.session.add(Adjustment(customer_id=who.id, amount_cents=-250, reason="fix", created_at=noon))
+        attempt = ChargeAttempt(idempotency_key="days_pending", customer_id=who.id, amount_cents=5_000,
+                                status="pending", purpose="invoice", created_at=noon - timedelta(days=3))
+        db.session.add(attempt)
+        db.session.commit()
+        attempt.status = "failed"
+        db.session.commit()
+        execute_dml(update(Payment).where(Payment.id.in_([p.id for p in payments[5:15]]))
+                    .values(amount_cents=Payment.amount_cents + 1,
+                            received_at=Payment.received_at - literal_column("interval '2 days'")))
+        execute_dml(update(Payment).where(Payment.id == payments[20].id).values(kind="deposit", fee_cents=0))
+        execute_dml(update(Payment).where(Payment.id == payments[21].id).values(refunded_cents=5))  # not summed
+        db.session.add(Payment(customer_id=who.id, method="check", amount_cents=77_700, fee_cents=0, net_cents=0,
+                               received_at=noon - timedelta(days=400)))  # an imported past payment
+        db.session.commit()
+        execute_dml(delete(Adjustment))
+        db.session.commit()
+        assert by_day() == from_tables()
+        before = db.session.scalar(select(func.count()).select_from(LedgerDaySum))
+        assert ledger.compact_day_sums()["days"] > 0
+        assert db.session.scalar(select(func.count()).select_from(LedgerDaySum)) < before
+        assert by_day() == from_tables()
+        db.session.add(Payment(customer_id=who.id, method="cash", amount_cents=-300, fee_cents=0, net_cents=0,
+                               received_at=noon - timedelta(days=30)))  # a negative amount: money out
+        db.session.commit()
+        assert by_day() == from_tables()
+
+        for start, end in ((today - timedelta(days=40), today), (today - timedelta(days=500), today),
+                           (today - timedelta(days=3), today - timedelta(days=1))):
+            for types in (ledger.TYPES, ("payment",), ("deposit", "refund"), ("declined",)):
+                read = ledger._sums(types, start, end)
+                with monkeypatch.context() as m:  # the tables' own sums (the SQLite path)
+                    m.setattr(db.session.get_bind().dialect, "name", "sqlite")
+                    live = ledger._sums(types, start, end)
+                assert read == live, (start, end, types)
+        # a second session adds a payment on the same day while the first one's is not committed: no waiting
+        db.session.add(Payment(customer_id=who.id, method="cash", amount_cents=1, fee_cents=0, net_cents=0,
+                               received_at=noon))
+        db.session.flush()
+        with db.engine.connect() as other:
+            other.execute(text("SET lock_timeout = '2s'"))
+            other.execute(Payment.__table__.insert().values(customer_id=who.id, method="cash", kind="payment",
+                                                            status="succeeded", amount_cents=2, fee_cents=0,
+                                                            net_cents=0, refunded_cents=0, currency="USD",
+                                                            received_at=noon.astimezone(clock.UTC),
+                                                            created_at=noon.astimezone(clock.UTC)))
+            other.commit()
+        db.session.commit()
+        assert by_day() == from_tables()
+    login_staff(admin)
+    assert client.get(f"/admin/reports/transactions?from={today - timedelta(days=500)}&to={today}").status_code == 200

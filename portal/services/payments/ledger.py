@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     TIMESTAMP,
     ColumnElement,
+    Date,
     Integer,
     String,
     and_,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    text,
     true,
     union_all,
 )
@@ -39,6 +41,7 @@ from portal.models import (
     PlanPayment,
     Refund,
 )
+from portal.models.ledger_sums import LedgerDaySum
 from portal.models.types import UTCDateTime
 from portal.pagination import page_number
 from portal.services.errors import found
@@ -404,24 +407,42 @@ def _period_of(column, starts: list[datetime]):
 
 
 def _period_sums(types: tuple[str, ...], bounds: list[datetime]) -> list:
-    """PostgreSQL: (period index, type, amount, fee, count, positive amounts) per period and per table, each
-    period summed by a range scan of the table's date index (a LATERAL join over the periods' UTC bounds). A
-    plain sum per range costs about a third of grouping every row by its period (width_bucket and a hash over a
-    year of payments). Payments and deposits count alike, so they are summed together ("payment")."""
+    """PostgreSQL: (period index, type, amount, fee, count, positive amounts) per period and source. The UTC days a
+    period covers whole are read from `ledger_day_sums` (kept by triggers: a year is ~1,000 rows); the parts of a
+    day a period shares with another (a local midnight is not a UTC one) are summed from the tables, each range
+    by a scan of its table's date index (a LATERAL join over the ranges). Payments and deposits count alike, so
+    the tables' payments and deposits are summed together ("payment")."""
     stmt = _period_sums_stmt(tuple(types))
     if stmt is None:
         return []
+    raw: list[tuple[int, datetime, datetime]] = []
+    days: list[tuple[int, date, date]] = []
     naive = [_naive_utc(b) for b in bounds]
-    return list(db.session.execute(stmt, {"period_lo": naive[:-1], "period_hi": naive[1:]}))
+    for i, (lo, hi) in enumerate(zip(naive, naive[1:], strict=False)):
+        first = lo.date() if lo.time() == time.min else lo.date() + timedelta(days=1)  # first whole day
+        after = hi.date()  # the day after the last whole day
+        if first < after:
+            days.append((i, first, after))
+            raw += [(i, a, b) for a, b in ((lo, datetime.combine(first, time.min)),
+                                            (datetime.combine(after, time.min), hi)) if a < b]
+        else:
+            raw.append((i, lo, hi))
+    return list(db.session.execute(stmt, {
+        "raw_i": [r[0] for r in raw], "raw_lo": [r[1] for r in raw], "raw_hi": [r[2] for r in raw],
+        "day_i": [d[0] for d in days], "day_lo": [d[1] for d in days], "day_hi": [d[2] for d in days]}))
 
 
 @lru_cache(maxsize=32)
 def _period_sums_stmt(types: tuple[str, ...]):
-    """_period_sums' SELECT for a choice of types, built once per process; the periods are two bound arrays
-    (their first and after-last instants), numbered from 0."""
-    bound = ARRAY(TIMESTAMP())
-    periods = func.unnest(bindparam("period_lo", type_=bound), bindparam("period_hi", type_=bound)) \
-        .table_valued("lo", "hi", with_ordinality="n").render_derived(name="periods", with_types=False)
+    """_period_sums' SELECT for a choice of types, built once per process; the ranges read from the tables and the
+    days read from ledger_day_sums are bound arrays, each with its period's index."""
+    stamps, days_type = ARRAY(TIMESTAMP()), ARRAY(Date())
+    periods = func.unnest(bindparam("raw_i", type_=ARRAY(Integer)), bindparam("raw_lo", type_=stamps),
+                          bindparam("raw_hi", type_=stamps)) \
+        .table_valued("i", "lo", "hi").render_derived(name="periods", with_types=False)
+    days = func.unnest(bindparam("day_i", type_=ARRAY(Integer)), bindparam("day_lo", type_=days_type),
+                       bindparam("day_hi", type_=days_type)) \
+        .table_valued("i", "lo", "hi").render_derived(name="days", with_types=False)
     parts = []
 
     def branch(kind: str, when, amount, fee, *where) -> None:
@@ -429,9 +450,17 @@ def _period_sums_stmt(types: tuple[str, ...]):
                        func.count().label("n"),
                        func.coalesce(func.sum(case((amount > 0, amount), else_=0)), 0).label("positive"))
                 .where(when >= periods.c.lo, when < periods.c.hi, *where).lateral(f"{kind}_sums"))
-        parts.append(select((periods.c.n - 1).label("i"), literal(kind, String).label("type"), sums.c.amount,
+        parts.append(select(periods.c.i, literal(kind, String).label("type"), sums.c.amount,
                             sums.c.fee, sums.c.n, sums.c.positive).select_from(periods).join(sums, true()))
 
+    kept = [t for t in TYPES if t in types]
+    if kept:
+        d = LedgerDaySum
+        sums = (select(d.type, func.sum(d.amount_cents).label("amount"), func.sum(d.fee_cents).label("fee"),
+                       func.sum(d.n).label("n"), func.sum(d.positive_cents).label("positive"))
+                .where(d.day >= days.c.lo, d.day < days.c.hi, d.type.in_(kept)).group_by(d.type).lateral("day_sums"))
+        parts.append(select(days.c.i, sums.c.type, sums.c.amount, sums.c.fee, sums.c.n, sums.c.positive)
+                     .select_from(days).join(sums, true()))
     kinds = [k for k in ("payment", "deposit") if k in types]
     if kinds:
         branch("payment", Payment.received_at, Payment.amount_cents, Payment.fee_cents,
@@ -446,6 +475,29 @@ def _period_sums_stmt(types: tuple[str, ...]):
     if not parts:
         return None
     return union_all(*parts) if len(parts) > 1 else parts[0]
+
+
+_FOLD = text("""
+WITH split AS (SELECT day, type FROM ledger_day_sums GROUP BY day, type HAVING count(*) > 1 LIMIT :days),
+gone AS (DELETE FROM ledger_day_sums s USING split WHERE s.day = split.day AND s.type = split.type
+         RETURNING s.day, s.type, s.amount_cents, s.fee_cents, s.n, s.positive_cents),
+kept AS (INSERT INTO ledger_day_sums (day, type, amount_cents, fee_cents, n, positive_cents)
+         SELECT day, type, sum(amount_cents), sum(fee_cents), sum(n), sum(positive_cents) FROM gone GROUP BY day, type
+         HAVING sum(n) <> 0 OR sum(amount_cents) <> 0 OR sum(fee_cents) <> 0 OR sum(positive_cents) <> 0
+         RETURNING 1)
+SELECT (SELECT count(*) FROM split), (SELECT count(*) FROM kept)""")
+
+
+def compact_day_sums(days: int = 5000) -> dict:
+    """Scheduler rule (PostgreSQL): fold each day's rows of differences in ledger_day_sums into one row per day and
+    type (a day and type that sums to nothing disappears). One statement deletes the rows and inserts their sums,
+    so the totals never change; concurrent runs each fold only the rows they deleted, and writers only ever add
+    rows, so nobody waits on anybody. Commits."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return {"days": 0}
+    folded, kept = db.session.execute(_FOLD, {"days": days}).one()
+    db.session.commit()
+    return {"days": int(folded), "rows": int(kept)}
 
 
 def _sums(types: tuple[str, ...], start: date, end: date) -> tuple[dict, str, list[Bar]]:
@@ -467,7 +519,7 @@ def _sums(types: tuple[str, ...], start: date, end: date) -> tuple[dict, str, li
                                        .group_by(period, tx.c.type)))
     index = {p: i for i, (p, _) in enumerate(periods)}
     for when, kind, amount, fee, count, positive in rows:
-        amount, fee, positive = int(amount or 0), int(fee or 0), int(positive or 0)
+        amount, fee, positive, count = int(amount or 0), int(fee or 0), int(positive or 0), int(count or 0)
         totals["rows"] += count
         if kind == "declined":
             totals["declined"] += count
