@@ -260,3 +260,28 @@ def test_rate_limited_run_in_worker_processes_backs_off_and_charges_each_payment
     refused = {c["idempotency_key"] for c in creates if c["status"] == 429}
     succeeded = [c["idempotency_key"] for c in creates if c["status"] == 200]
     assert len(succeeded) == 16 and refused <= set(succeeded)
+
+
+def test_the_pool_spreads_items_over_worker_processes_and_raises_what_one_of_them_raised(app, ctx, monkeypatch):
+    monkeypatch.setitem(app.config, "JOBS_PROCESSES", 2)
+    monkeypatch.setitem(app.config, "JOBS_CONCURRENCY", 4)
+
+    def where(item: int) -> str:
+        time.sleep(0.01)
+        return f"pid {os.getpid()}"
+
+    done = workers.run(range(40), where)
+    assert sum(done.values()) == 40
+    runs_here = {f"pid {os.getpid()}"}
+    if BACKEND == "postgres":  # two forked processes did the work, the run itself none
+        assert len(done) == 2 and not runs_here & set(done), done
+    else:  # SQLite: one at a time in the run's own thread
+        assert set(done) == runs_here
+
+    def fails_once(item: int) -> str:
+        if item == 7:
+            raise RuntimeError("card processor exploded on item 7")
+        return "ok"
+
+    with pytest.raises(Exception, match="exploded on item 7"):
+        workers.run(range(40), fails_once)

@@ -9,6 +9,7 @@ there could charge twice and we never retry against it (0). STRIPE_MAX_NETWORK_R
 """
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -68,10 +69,14 @@ def client() -> stripe.StripeClient:
 
 
 def forget_clients() -> None:
-    """In a forked process: clients of its own (the parent's hold the parent's connections)."""
+    """In a forked process (the billing run's worker processes, gunicorn's workers): clients of its own; the
+    parent's hold the parent's connections."""
     global _clients_lock
     _clients.clear()
     _clients_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=forget_clients)
 
 
 class _RequestsClient(stripe.RequestsClient):

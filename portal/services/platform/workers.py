@@ -251,10 +251,7 @@ def _after_fork(parent_pid: int) -> None:
         os._exit(1)
     for engine in db.engines.values():
         engine.dispose(close=False)
-    from portal.services.payments import gateway
-
-    gateway.forget_clients()
-    random.seed()
+    random.seed()  # (the Stripe clients are forgotten by payments.gateway's own at-fork hook)
 
 
 def _from_feed(feed: Any) -> Iterator[Any]:
@@ -265,8 +262,8 @@ def _from_feed(feed: Any) -> Iterator[Any]:
         yield item
 
 
-def _process_main(parent_pid: int, threads: int, feed: Any, done: Any, stop: Any, work: Callable[[Any], Result]
-                  ) -> None:
+def _process_main(index: int, parent_pid: int, threads: int, feed: Any, done: Any, stop: Any,
+                  work: Callable[[Any], Result]) -> None:
     """A worker process: `threads` workers over the items the run hands out, then what they did (or the error)."""
     global _gate
     _after_fork(parent_pid)
@@ -281,7 +278,7 @@ def _process_main(parent_pid: int, threads: int, feed: Any, done: Any, stop: Any
         stop.set()
     for _rest in items:  # drain to the end marker, so the run never waits on a full queue
         pass
-    done.put((dict(results), _gate.rate_limited, _gate.lowest, error))
+    done.put((index, dict(results), _gate.rate_limited, _gate.lowest, error))
 
 
 class WorkerProcessError(RuntimeError):
@@ -294,51 +291,67 @@ def _run_processes(size: int, count: int, items: Iterator[Any], work: Callable[[
     if first is _STOP:
         return  # nothing to do: no process started
     db.session.rollback()  # the run's session holds no connection while the processes work
-    ctx = multiprocessing.get_context("fork")
-    feed, done, stop = ctx.Queue(maxsize=size * 2), ctx.Queue(), ctx.Event()
-    shares = [size // count + (1 if k < size % count else 0) for k in range(count)]
-    procs = [ctx.Process(target=_process_main, args=(os.getpid(), threads, feed, done, stop, work),
-                         name=f"jobs-process-{k}", daemon=True) for k, threads in enumerate(shares)]
-    for proc in procs:
-        proc.start()
-
-    def put(item: Any) -> None:
-        while True:
-            try:
-                feed.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                if not all(p.is_alive() for p in procs):
-                    raise WorkerProcessError("a worker process of the run died") from None
-
-    lowest = 0
-    errors = []
+    pool = _Processes(size, count, work)
     try:
-        put(first)
+        pool.put(first)
         for item in items:
-            if stop.is_set():
+            if pool.stop.is_set():  # a process failed: the run stops feeding
                 break
-            put(item)
+            pool.put(item)
     finally:
-        for _ in procs:
-            put(_STOP)
-        for _ in procs:
-            while True:
-                try:
-                    counted, rate_limited, its_lowest, error = done.get(timeout=0.5)
-                    break
-                except queue.Empty:
-                    if not any(p.is_alive() for p in procs) and done.empty():
-                        raise WorkerProcessError("a worker process of the run died") from None
-            results.update(counted)
-            lowest += its_lowest
-            if _gate is not None and rate_limited:
-                _gate.rate_limited += rate_limited
-            if error:
-                errors.append(error)
-        for proc in procs:
-            proc.join()
+        reports = pool.finish()
+    lowest = 0
+    for counted, rate_limited, its_lowest, _error in reports:
+        results.update(counted)
+        lowest += its_lowest
+        if _gate is not None:
+            _gate.rate_limited += rate_limited
     if _gate is not None:  # as one pool would report it: the processes' lowest limits together
         _gate.lowest = min(_gate.lowest, lowest)
+    errors = [error for *_rest, error in reports if error]
     if errors:
         raise WorkerProcessError(errors[0])
+
+
+class _Processes:
+    """`count` forked worker processes sharing `size` threads, fed through one queue."""
+
+    def __init__(self, size: int, count: int, work: Callable[[Any], Result]):
+        ctx = multiprocessing.get_context("fork")
+        self.feed, self.done, self.stop = ctx.Queue(maxsize=size * 2), ctx.Queue(), ctx.Event()
+        shares = [size // count + (1 if k < size % count else 0) for k in range(count)]
+        self.procs = [ctx.Process(target=_process_main, name=f"jobs-process-{k}", daemon=True,
+                                  args=(k, os.getpid(), threads, self.feed, self.done, self.stop, work))
+                      for k, threads in enumerate(shares)]
+        for proc in self.procs:
+            proc.start()
+
+    def _died(self, reported: dict | None = None) -> bool:
+        """A process ended without its report (killed, or crashed outside the work)."""
+        return any(proc.exitcode not in (None, 0) and (reported is None or k not in reported)
+                   for k, proc in enumerate(self.procs))
+
+    def put(self, item: Any) -> None:
+        while True:
+            try:
+                self.feed.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._died():
+                    raise WorkerProcessError("a worker process of the run died") from None
+
+    def finish(self) -> list[tuple]:
+        """The end marker for each process, then each one's report (counts, rate limits, lowest limit, error)."""
+        for _ in self.procs:
+            self.put(_STOP)
+        reported: dict[int, tuple] = {}
+        while len(reported) < len(self.procs):
+            try:
+                k, *report = self.done.get(timeout=0.5)
+                reported[k] = tuple(report)
+            except queue.Empty:
+                if self._died(reported):
+                    raise WorkerProcessError("a worker process of the run died") from None
+        for proc in self.procs:
+            proc.join()
+        return [reported[k] for k in sorted(reported)]
