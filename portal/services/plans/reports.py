@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import String, and_, case, func, literal, or_, select, union_all
+from sqlalchemy import Date, String, and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal import clock
@@ -22,6 +23,7 @@ from portal.models import (
     Refund,
     StaffUser,
 )
+from portal.models.types import UTCDateTime
 from portal.pagination import page_number, paginate
 from portal.services.payments import declines
 from portal.services.plans import billing as plan_billing
@@ -330,6 +332,20 @@ def mrr_now_and_history(today: date, months: int = 12) -> tuple[int, list[tuple[
         ends.append((first, last_day))
         first = (first - timedelta(days=1)).replace(day=1)
     ends.reverse()
+    params: dict = {}
+    for k, (_month, end) in enumerate(ends):
+        params[f"end_{k}"] = end
+        params[f"cutoff_{k}"] = datetime.combine(end + timedelta(days=1), datetime.min.time(), clock.business_tz())
+    row = db.session.execute(_mrr_stmt(months), params).one()
+    counts = {s.value: int(n) for s, n in zip(list(PlanStatus), row[months + 1:], strict=True)}
+    return int(row[0]), [(month, int(cents)) for (month, _end), cents in zip(ends, row[1:months + 1], strict=True)], \
+        counts
+
+
+@lru_cache(maxsize=4)
+def _mrr_stmt(months: int):
+    """mrr_now_and_history's SELECT, built once per process: each month's last day and the instant after it
+    (`end_k`, `cutoff_k`) are parameters."""
     addons = _recurring_addons()
     # each plan's monthly value computed once (a derived table), not once per summed month
     plan = (select(CustomerPlan.status, CustomerPlan.cancelled_at, CustomerPlan.end_date,
@@ -340,18 +356,14 @@ def mrr_now_and_history(today: date, months: int = 12) -> tuple[int, list[tuple[
     value = plan.c.value
     counted = plan.c.status.in_(("active", "cancelled", "expired"))  # drafts and pending plans never earned
     sums = [func.coalesce(func.sum(case((plan.c.status == "active", value), else_=0)), 0)]
-    for _month, end in ends:
-        cutoff = datetime.combine(end + timedelta(days=1), datetime.min.time(), clock.business_tz())
+    for k in range(months):
+        end, cutoff = bindparam(f"end_{k}", type_=Date()), bindparam(f"cutoff_{k}", type_=UTCDateTime())
         live = and_(counted, plan.c.started <= end,
                     or_(plan.c.cancelled_at.is_(None), plan.c.cancelled_at >= cutoff),
                     or_(plan.c.end_date.is_(None), plan.c.end_date >= end))
         sums.append(func.coalesce(func.sum(case((live, value), else_=0)), 0))
-    statuses = list(PlanStatus)
-    sums += [func.coalesce(func.sum(case((plan.c.status == s.value, 1), else_=0)), 0) for s in statuses]
-    row = db.session.execute(select(*sums).select_from(plan)).one()
-    counts = {s.value: int(n) for s, n in zip(statuses, row[months + 1:], strict=True)}
-    return int(row[0]), [(month, int(cents)) for (month, _end), cents in zip(ends, row[1:months + 1], strict=True)], \
-        counts
+    sums += [func.coalesce(func.sum(case((plan.c.status == s.value, 1), else_=0)), 0) for s in PlanStatus]
+    return select(*sums).select_from(plan)
 
 
 def plan_report(status: str | None = None, page=1, owing_page=1, per_page: int = 50) -> PlanReport:
