@@ -413,3 +413,31 @@ def test_day_sums_follow_every_write_and_the_report_reads_them(app, client, logi
         assert by_day() == from_tables()
     login_staff(admin)
     assert client.get(f"/admin/reports/transactions?from={today - timedelta(days=500)}&to={today}").status_code == 200
+
+
+def test_the_csvs_local_times_come_from_the_zones_offsets_found_to_the_second():
+    """PostgreSQL's CSV adds the business zone's offset to each UTC time: the offsets and where they change, found
+    by bisection, give Python's own local time for every instant of a range (30-minute DST in Lord Howe, zones
+    west and east, a range without any change)."""
+    import random
+    from bisect import bisect_right
+    from zoneinfo import ZoneInfo
+
+    from portal.services.payments.ledger import _utc_offsets
+
+    rng = random.Random(15)
+    for name in ("America/Los_Angeles", "Europe/London", "Australia/Lord_Howe", "America/Santiago", "Asia/Kolkata",
+                 "UTC"):
+        zone = ZoneInfo(name)
+        lo = datetime(2024, 1, 1, tzinfo=zone)
+        hi = datetime(2026, 3, 1, tzinfo=zone)
+        starts, offsets = _utc_offsets(zone, lo, hi)
+        assert starts == sorted(starts) and len(starts) == len(offsets)
+        span = int((hi - lo).total_seconds())
+        instants = [lo + timedelta(seconds=rng.randrange(span)) for _ in range(3000)]
+        instants += [s.replace(tzinfo=ZoneInfo("UTC")) + timedelta(seconds=d) for s in starts[1:]
+                     for d in (-61, -1, 0, 1, 59)]  # around each change
+        for when in instants:
+            naive = when.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+            offset = offsets[bisect_right(starts, naive) - 1]
+            assert (naive + offset).strftime("%Y-%m-%d %H:%M") == when.astimezone(zone).strftime("%Y-%m-%d %H:%M")

