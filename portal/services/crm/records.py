@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal import clock
@@ -60,11 +60,15 @@ def add_note(customer: Customer, staff: StaffUser, body: str | None) -> Customer
     return note
 
 
+_NOTES = (select(CustomerNote).where(CustomerNote.customer_id == bindparam("customer_id"))
+          .options(joinedload(CustomerNote.author))
+          .order_by(CustomerNote.created_at.desc(), CustomerNote.id.desc())
+          .limit(bindparam("limit")))  # built once: the client card reads it on every load
+
+
 def notes(customer: Customer, limit: int = 50) -> list[CustomerNote]:
     """Newest first: the first one is the pinned note."""
-    return list(db.session.scalars(select(CustomerNote).where(CustomerNote.customer_id == customer.id)
-                                   .options(joinedload(CustomerNote.author))
-                                   .order_by(CustomerNote.created_at.desc(), CustomerNote.id.desc()).limit(limit)))
+    return list(db.session.scalars(_NOTES, {"customer_id": customer.id, "limit": limit}))
 
 
 # --- C-6 contact log -------------------------------------------------------------------------------------
@@ -85,19 +89,24 @@ def log_contact(customer: Customer, staff: StaffUser, *, channel: str | None, ou
     return entry
 
 
+_CONTACTS = (select(ContactLog).where(ContactLog.customer_id == bindparam("customer_id"))
+             .options(joinedload(ContactLog.staff))
+             .order_by(ContactLog.contacted_at.desc(), ContactLog.id.desc()).limit(bindparam("limit")))
+
+
 def contact_log(customer: Customer, limit: int = 50) -> list[ContactLog]:
-    return list(db.session.scalars(select(ContactLog).where(ContactLog.customer_id == customer.id)
-                                   .options(joinedload(ContactLog.staff))
-                                   .order_by(ContactLog.contacted_at.desc(), ContactLog.id.desc()).limit(limit)))
+    return list(db.session.scalars(_CONTACTS, {"customer_id": customer.id, "limit": limit}))
 
 
 # --- C-7 next-contact task -------------------------------------------------------------------------------
 
+_OPEN_TASK = (select(ContactTask).where(ContactTask.customer_id == bindparam("customer_id"),
+                                        ContactTask.done_at.is_(None))
+              .options(selectinload(ContactTask.assignee)).order_by(ContactTask.due_at))
+
+
 def open_task(customer: Customer) -> ContactTask | None:
-    return db.session.scalars(select(ContactTask).where(ContactTask.customer_id == customer.id,
-                                                        ContactTask.done_at.is_(None))
-                              .options(selectinload(ContactTask.assignee))
-                              .order_by(ContactTask.due_at)).first()
+    return db.session.scalars(_OPEN_TASK, {"customer_id": customer.id}).first()
 
 
 def set_task(customer: Customer, staff: StaffUser, *, due_at: datetime | None, note: str | None,

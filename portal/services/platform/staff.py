@@ -137,9 +137,11 @@ def load_from_session(session_id: str) -> StaffUser | None:
     return user
 
 
+_ACTIVE = select(StaffUser).where(StaffUser.is_active_account.is_(True)).order_by(StaffUser.name)  # built once
+
+
 def active_staff() -> list[StaffUser]:
-    return list(db.session.scalars(select(StaffUser).where(StaffUser.is_active_account.is_(True))
-                                   .order_by(StaffUser.name)))
+    return list(db.session.scalars(_ACTIVE))
 
 
 def load(staff_id: int) -> StaffUser:
