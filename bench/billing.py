@@ -20,6 +20,8 @@ STRIPE_API_BASE, as in production; no SMTP server, so the receipts are printed t
                   footer print it)
   (fake Stripe)   the fake Stripe's CPU time during the run / N: the machine's cores it took from the run (real
                   Stripe's work is done elsewhere)
+  (PostgreSQL)    the local PostgreSQL server's CPU time during the whole run / N (its processes in /proc, with
+                  the backends it has reaped): the database's share of the same cores
   peak RSS MB     the child's peak resident memory (the largest process's: runners and their worker processes)
   charges/payment the fake Stripe's succeeded PaymentIntents per plan payment: must be exactly 1 for every payment
                   (and every payment paid in the database)
@@ -254,6 +256,24 @@ def run_jobs(url: str, stripe_url: str, concurrency: int | None, instance: str, 
     return results, stats, wall
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU seconds used so far by the local PostgreSQL server's processes (live ones, and the exited backends the
+    postmaster has reaped: its cutime/cstime), from /proc. None when no local server is visible."""
+    total, found = 0, False
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+                continue
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        found = True
+        total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return total / os.sysconf("SC_CLK_TCK") if found else None
+
+
 def check_once(app, stripe_url: str, n: int) -> tuple[float, list[str]]:
     """Succeeded PaymentIntents per plan payment (from the fake Stripe's record), and what is wrong, if anything."""
     from sqlalchemy import func, select
@@ -310,7 +330,8 @@ def main() -> int:
           f"{args.runners} runner(s)")
     header = (f"{'latency':>8} {'N':>6} {'payments/s':>11} {'wall s':>7} {'charge s':>9} {'settled/s':>10} "
               f"{'stmts/payment':>14} "
-              f"{'(whole run)':>12} {'CPU ms/payment':>15} {'(fake Stripe)':>14} {'peak RSS MB':>12} "
+              f"{'(whole run)':>12} {'CPU ms/payment':>15} {'(fake Stripe)':>14} {'(PostgreSQL)':>13} "
+              f"{'peak RSS MB':>12} "
               f"{'charges/payment':>16}")
     print(header)
     print("-" * len(header))
@@ -323,10 +344,13 @@ def main() -> int:
                 requests.post(stripe_url + "/_fake/reset", timeout=10).raise_for_status()
                 generate(app, n)
                 fake_cpu = requests.get(stripe_url + "/_fake/stats", timeout=10).json()["cpu_seconds"]
+                pg_cpu = postgres_cpu_seconds()
                 with tempfile.TemporaryDirectory(prefix="bench-billing-") as instance:
                     results, stats, wall = run_jobs(args.url, stripe_url, args.concurrency, instance,
                                                     args.runners, args.processes)
                 fake_cpu = requests.get(stripe_url + "/_fake/stats", timeout=10).json()["cpu_seconds"] - fake_cpu
+                pg_after = postgres_cpu_seconds()
+                pg_ms = (pg_after - pg_cpu) / n * 1000 if pg_cpu is not None and pg_after is not None else float("nan")
                 per_payment, problems = check_once(app, stripe_url, n)
                 charged = results["plans"]["charged"]
                 if charged != n:
@@ -336,12 +360,13 @@ def main() -> int:
                 row = {"latency": latency, "n": n, "rate": n / wall, "wall": wall,
                        "charge": stats["seconds"].get("plans", 0.0), "stmts": plan_statements,
                        "all_stmts": all_statements, "rss": stats["peak_rss_mb"], "per_payment": per_payment,
-                       "cpu_ms": stats["cpu"].get("plans", 0.0) / n * 1000, "fake_cpu_ms": fake_cpu / n * 1000}
+                       "cpu_ms": stats["cpu"].get("plans", 0.0) / n * 1000, "fake_cpu_ms": fake_cpu / n * 1000,
+                       "pg_cpu_ms": pg_ms}
                 rows.append(row)
                 print(f"{latency:>6.0f}ms {n:>6} {row['rate']:>11.1f} {wall:>7.1f} {row['charge']:>9.1f} "
                       f"{n / row['charge'] if row['charge'] else 0:>10.1f} "
                       f"{plan_statements:>14.1f} {all_statements:>12.1f} {row['cpu_ms']:>15.1f} "
-                      f"{row['fake_cpu_ms']:>14.1f} "
+                      f"{row['fake_cpu_ms']:>14.1f} {row['pg_cpu_ms']:>13.1f} "
                       f"{row['rss']:>12.0f} "
                       f"{per_payment:>16.2f}",
                       flush=True)
