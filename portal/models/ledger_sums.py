@@ -103,8 +103,9 @@ def drop_trigger_ddl() -> list[str]:
 
 
 @event.listens_for(db.metadata, "after_create")
-def _create_triggers(target, connection, **kw) -> None:
-    """create_all (the tests, a new database without migrations) gets the triggers too, after every table."""
-    if connection.dialect.name == "postgresql":
+def _create_triggers(target, connection, tables=(), **kw) -> None:
+    """create_all (the tests, a new database without migrations) gets the triggers too, after every table, when
+    it created ledger_day_sums (a second create_all over existing tables adds nothing)."""
+    if connection.dialect.name == "postgresql" and LedgerDaySum.__table__ in tables:
         for statement in trigger_ddl():
             connection.execute(text(statement))
