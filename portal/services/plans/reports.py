@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import Date, String, and_, bindparam, case, func, literal, or_, select, union_all
+from sqlalchemy import Date, Integer, String, and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal import clock
@@ -368,23 +368,12 @@ def _mrr_stmt(months: int):
 
 def plan_report(status: str | None = None, page=1, owing_page=1, per_page: int = 50) -> PlanReport:
     mrr, history, counts = mrr_now_and_history(clock.today())
-    by_plan = (select(PlanPayment.plan_id.label("plan_id"),
-                      func.sum(case((PlanPayment.status == "failed", PlanPayment.amount_cents), else_=0))
-                      .label("failed"),
-                      func.sum(case((PlanPayment.status == "overdue", PlanPayment.amount_cents), else_=0))
-                      .label("overdue"),
-                      func.sum(PlanPayment.amount_cents).label("total"), func.count().label("n"))
-               .where(PlanPayment.status.in_(plan_billing.OUTSTANDING)).group_by(PlanPayment.plan_id)
-               .subquery("owing"))
     owing_number = page_number(owing_page)
-    owing_rows, owing_count = _owing_page(by_plan, owing_number, per_page)
+    owing_rows, owing_count = _owing_page(owing_number, per_page)
     owing_pages = max(1, -(-owing_count // per_page))
     if owing_number > owing_pages:  # past the end: the last page
         owing_number = owing_pages
-        owing_rows, owing_count = _owing_page(by_plan, owing_number, per_page)
-    owing_plans = {p.id: p for p in db.session.scalars(
-        select(CustomerPlan).where(CustomerPlan.id.in_([r.plan_id for r in owing_rows]))
-        .options(joinedload(CustomerPlan.customer)))} if owing_rows else {}
+        owing_rows, owing_count = _owing_page(owing_number, per_page)
     q = select(CustomerPlan).options(joinedload(CustomerPlan.customer), selectinload(CustomerPlan.addons)) \
         .order_by(CustomerPlan.created_at.desc(), CustomerPlan.id.desc())
     if status:
@@ -392,25 +381,44 @@ def plan_report(status: str | None = None, page=1, owing_page=1, per_page: int =
     listing = paginate(q, page, per_page)
     return PlanReport(active=counts.get("active", 0), pending=counts.get("pending", 0), mrr_cents=int(mrr),
                       by_status=counts,
-                      owing=[(owing_plans[r.plan_id], {"failed": int(r.failed), "overdue": int(r.overdue),
-                                                       "total": int(r.total), "count": int(r.n)})
-                             for r in owing_rows],
+                      owing=[(plan, {"failed": int(failed), "overdue": int(overdue), "total": int(total),
+                                     "count": int(n)}) for plan, failed, overdue, total, n in owing_rows],
                       plans=list(listing.items), owing_count=owing_count, page=listing.page,
                       pages=max(listing.pages, 1), owing_page=owing_number, owing_pages=owing_pages,
                       history=history)
 
 
-def _owing_page(by_plan, number: int, per_page: int) -> tuple[list, int]:
-    """One page of the plans that owe, most owed first, and how many plans owe (a window count over the same
-    grouped rows: the grouping is read once). Past the end there are no rows to carry the count: it is read alone."""
-    rows = list(db.session.execute(select(by_plan, func.count().over().label("owing_count"))
-                                   .order_by(by_plan.c.total.desc(), by_plan.c.plan_id)
-                                   .limit(per_page).offset((number - 1) * per_page)))
+def _owing_page(number: int, per_page: int) -> tuple[list, int]:
+    """One page of the plans that owe, most owed first, with their customers, and how many plans owe: a window
+    count over the grouped rows (the grouping read once) before the page is joined to its plans. Past the end there
+    are no rows to carry the count: it is read alone."""
+    page, owing = _owing_stmts()
+    rows = list(db.session.execute(page, {"limit": per_page, "offset": (number - 1) * per_page}))
     if rows:
-        return rows, int(rows[0].owing_count)
+        return [row[:5] for row in rows], int(rows[0][5])
     if number == 1:
         return [], 0
-    return [], db.session.scalar(select(func.count()).select_from(by_plan)) or 0
+    return [], db.session.scalar(select(func.count()).select_from(owing)) or 0
+
+
+@lru_cache(maxsize=1)
+def _owing_stmts():
+    """_owing_page's SELECT (the page bound: limit, offset) and the grouped rows it pages; built once per process."""
+    owing = (select(PlanPayment.plan_id.label("plan_id"),
+                    func.sum(case((PlanPayment.status == "failed", PlanPayment.amount_cents), else_=0))
+                    .label("failed"),
+                    func.sum(case((PlanPayment.status == "overdue", PlanPayment.amount_cents), else_=0))
+                    .label("overdue"),
+                    func.sum(PlanPayment.amount_cents).label("total"), func.count().label("n"))
+             .where(PlanPayment.status.in_(plan_billing.OUTSTANDING)).group_by(PlanPayment.plan_id)
+             .subquery("owing"))
+    page = (select(owing, func.count().over().label("owing_count"))
+            .order_by(owing.c.total.desc(), owing.c.plan_id)
+            .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer)).subquery("page"))
+    stmt = (select(CustomerPlan, page.c.failed, page.c.overdue, page.c.total, page.c.n, page.c.owing_count)
+            .join(page, page.c.plan_id == CustomerPlan.id).options(joinedload(CustomerPlan.customer))
+            .order_by(page.c.total.desc(), page.c.plan_id))
+    return stmt, owing
 
 
 # --- The staff plan page (SP-*) -------------------------------------------------------------------------
