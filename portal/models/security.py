@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
 from portal.extensions import db
@@ -26,6 +26,8 @@ class LoginSession(db.Model):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(255))
+
+    staff = relationship("StaffUser")  # read with the row by the staff loader (platform.sessions.current)
 
 
 class RecoveryCode(db.Model):

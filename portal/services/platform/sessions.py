@@ -15,6 +15,7 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import joinedload
 
 from portal import clock
 from portal.extensions import db, execute_dml
@@ -52,13 +53,14 @@ def start(*, staff_id: int | None = None, customer_id: int | None = None, ip: st
 
 
 def current(token, *, staff_id: int | None = None, customer_id: int | None = None,
-            idle: timedelta | None = None) -> LoginSession | None:
+            idle: timedelta | None = None, with_staff: bool = False) -> LoginSession | None:
     """The live session for this cookie token and owner, or None (logged out, ended elsewhere, idle too long).
-    Commits a touch (at most once a minute) or an expiry."""
+    Commits a touch (at most once a minute) or an expiry. `with_staff`: the staff member is read in the same query
+    (`row.staff`, so the staff loader's `db.session.get` finds it loaded)."""
     if not isinstance(token, str) or not token or len(token) > 100:
         return None
-    row = db.session.scalars(select(LoginSession).where(LoginSession.token_hash == _hash(token),
-                                                        _owner(staff_id, customer_id))).first()
+    stmt = select(LoginSession).where(LoginSession.token_hash == _hash(token), _owner(staff_id, customer_id))
+    row = db.session.scalars(stmt.options(joinedload(LoginSession.staff)) if with_staff else stmt).first()
     if row is None:
         return None
     now = clock.now()

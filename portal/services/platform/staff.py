@@ -126,6 +126,12 @@ def reactivate(user: StaffUser, by: StaffUser) -> None:
     user.deactivated_at = None
 
 
+def session_staff_id(session_id: str) -> int | None:
+    """The staff id in Flask-Login's '<id>:<session_token>' (not yet checked: `load_from_session` checks it)."""
+    user_id = (session_id or "").partition(":")[0]
+    return int(user_id) if user_id.isascii() and user_id.isdigit() and int(user_id) < 2**31 else None
+
+
 def load_from_session(session_id: str) -> StaffUser | None:
     """Flask-Login loader: '<id>:<session_token>'; a rotated token logs the session out."""
     user_id, _, token = (session_id or "").partition(":")
