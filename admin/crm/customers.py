@@ -5,6 +5,7 @@ from collections import OrderedDict
 from decimal import Decimal
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -124,8 +125,8 @@ def _edit_fields(form: CustomerForm) -> Markup:
     """The customer form's fields, in place on the card. Their HTML depends only on each field's value, choices and
     errors, and a card is opened again and again (every action on it comes back to it), so each is rendered once per
     process: the widgets cost ~1.5 ms a card. The CSRF token is rendered beside them, per session."""
-    key = tuple((f.name, f.data, tuple(getattr(f, "choices", None) or ()), tuple(f.errors))
-                for f in form if f.name != "csrf_token")
+    key = (str(get_locale()), *((f.name, f.data, tuple(getattr(f, "choices", None) or ()), tuple(f.errors))
+                                for f in form if f.name != "csrf_token"))  # the labels are in the page's language
     html = _RENDERED_FIELDS.get(key)
     if html is None:
         html = _RENDERED_FIELDS[key] = Markup(render_template("admin/customers/_fields.html", form=form))
