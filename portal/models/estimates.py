@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal import clock
@@ -23,7 +23,12 @@ class EstimateStatus(StrEnum):
 
 class Estimate(db.Model):
     __tablename__ = "estimates"
-    __table_args__ = (Index("ix_estimates_customer_created", "customer_id", "created_at"),)  # issue 15
+    __table_args__ = (
+        Index("ix_estimates_customer_created", "customer_id", "created_at"),  # issue 15
+        # the dashboard's newest open estimates (migration 0019)
+        Index("ix_estimates_sent", "sent_at", sqlite_where=text("status = 'sent'"),
+              postgresql_where=text("status = 'sent'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)

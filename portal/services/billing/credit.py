@@ -56,7 +56,12 @@ def available_select(customer_id: int | ColumnElement[int]):
 
 def business_total_cents() -> int:
     """Credit held for all customers (the staff dashboard)."""
-    return int(db.session.scalar(select(func.coalesce(func.sum(_free_amount()), 0)).where(_carries_credit())) or 0)
+    return int(db.session.scalar(business_total_select()) or 0)
+
+
+def business_total_select():
+    """The SELECT of the credit held for all customers (the dashboard reads it as a scalar subquery)."""
+    return select(func.coalesce(func.sum(_free_amount()), 0)).where(_carries_credit())
 
 
 def apply(customer: Customer, *, actor: StaffUser | None = None, invoices: list[Invoice] | None = None) -> int:

@@ -3,9 +3,10 @@ open estimates and the counts in the header."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
+from functools import lru_cache
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Date, bindparam, case, func, select, true
 from sqlalchemy.orm import selectinload
 
 from portal import clock
@@ -13,6 +14,7 @@ from portal.extensions import db
 from portal.models import (
     ContactTask,
     Customer,
+    EmailStatus,
     Estimate,
     Invoice,
     MessageRequest,
@@ -21,9 +23,9 @@ from portal.models import (
     StaffUser,
     Visit,
 )
+from portal.services.billing import credit
 from portal.services.overview import owed as owed_service
 from portal.services.payments import charges, disputes, ledger
-from portal.services.platform import mailer
 from portal.services.work import work_orders
 
 
@@ -46,41 +48,65 @@ def for_staff(me: StaffUser, *, with_money: bool) -> Dashboard:
                Customer.status != "archived")
         .options(selectinload(ContactTask.customer)).order_by(ContactTask.due_at).limit(50)).all()
     visits = work_orders.visits_on(clock.today(), technician=me if me.role == "technician" else None)
-    counts = {
-        "customers": db.session.scalar(select(func.count()).select_from(Customer)
-                                       .where(Customer.status != "archived")) or 0,
-        "emails_waiting": db.session.scalar(select(func.count()).select_from(QueuedEmail)
-                                            .where(QueuedEmail.status == "queued")) or 0,
-        "emails_failed": mailer.failed_count(),  # issue 14: given up after their tries; staff retry them
-        "messages_new": db.session.scalar(select(func.count()).select_from(MessageRequest)
-                                          .where(MessageRequest.status == "new")) or 0,  # issue 19 point 8
-    }
-    return Dashboard(list(my_customers), list(overdue_tasks), visits, counts, money() if with_money else None)
-
-
-def money() -> dict:
-    """What is owed (all payable invoices, and those past due) and the estimates waiting for an answer."""
-    payable = Invoice.status.in_(charges.PAYABLE_INVOICE)
-    owed = func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0)
-    late = Invoice.due_date < clock.today()
-    # one pass over the payable invoices (partial covering index ix_invoices_payable_sums), not two full-table sums
-    open_count, outstanding, overdue_count, overdue_cents = db.session.execute(select(
-        func.count(), owed, func.count(case((late, 1))),
-        func.coalesce(func.sum(case((late, Invoice.total_cents - Invoice.paid_cents), else_=0)), 0))
-        .where(payable)).one()
-    failed_count, failed_cents = db.session.execute(select(
-        func.count(), func.coalesce(func.sum(PlanPayment.amount_cents), 0))
-        .where(PlanPayment.status == "failed")).one()  # issue 19 point 8: failed plan payments, linked
     today = clock.today()
+    row = db.session.execute(_figures_stmt(with_money), {"today": today}).one()._mapping
+    counts = {key: int(row[key] or 0) for key in COUNTS}
+    return Dashboard(list(my_customers), list(overdue_tasks), visits, counts,
+                     money(row, today) if with_money else None)
+
+
+# the header's counts: not archived customers, emails waiting and given up after their tries (issue 14: staff retry
+# them), new messages (issue 19 point 8)
+COUNTS = ("customers", "emails_waiting", "emails_failed", "messages_new")
+
+
+@lru_cache(maxsize=2)
+def _figures_stmt(with_money: bool):
+    """The dashboard's counts and, for those who see money, its sums, in one SELECT built once per process (`today`
+    bound): one pass over the payable invoices (partial covering index ix_invoices_payable_sums) for what is owed
+    and late and for `owed`'s invoice figure, one over the failed and overdue plan payments (partial index
+    ix_plan_payments_outstanding), and the credit on account."""
+    def count(model, *where):
+        return select(func.count()).select_from(model).where(*where).scalar_subquery()
+
+    columns = [count(Customer, Customer.status != "archived").label("customers"),
+               count(QueuedEmail, QueuedEmail.status == EmailStatus.QUEUED).label("emails_waiting"),
+               count(QueuedEmail, QueuedEmail.status == EmailStatus.FAILED).label("emails_failed"),
+               count(MessageRequest, MessageRequest.status == "new").label("messages_new")]
+    if not with_money:
+        return select(*columns)
+    balance = Invoice.total_cents - Invoice.paid_cents
+    late = Invoice.due_date < bindparam("today", type_=Date())
+    invoices = (select(func.count().label("open_invoices"), func.coalesce(func.sum(balance), 0).label("outstanding"),
+                       func.count(case((late, 1))).label("overdue_count"),
+                       func.coalesce(func.sum(case((late, balance), else_=0)), 0).label("overdue_cents"),
+                       owed_service.invoices_owed_sum().label("owed_invoices"))
+                .where(Invoice.status.in_(charges.PAYABLE_INVOICE)).subquery("invoice_sums"))
+    failed = PlanPayment.status == "failed"
+    plans = (select(func.count().label("plan_count"), func.coalesce(func.sum(PlanPayment.amount_cents), 0)
+                    .label("plan_cents"),
+                    func.count(case((failed, 1))).label("failed_count"),
+                    func.coalesce(func.sum(case((failed, PlanPayment.amount_cents), else_=0)), 0)
+                    .label("failed_cents"))
+             .where(PlanPayment.status.in_(owed_service.OUTSTANDING_PLAN)).subquery("plan_sums"))
+    return select(*columns, invoices, plans, credit.business_total_select().scalar_subquery().label("credit")) \
+        .select_from(invoices).join(plans, true())
+
+
+def money(row, today: date) -> dict:
+    """What is owed (all payable invoices, and those past due), the failed plan payments (issue 19 point 8), the
+    payments of the last 30 days and the estimates waiting for an answer; `row` is `_figures_stmt(True)`'s."""
     _totals, _unit, days = ledger.money_by_day(today - timedelta(days=29), today)
     open_estimates = db.session.scalars(
         select(Estimate).where(Estimate.status == "sent",
-                               Estimate.valid_until.is_(None) | (Estimate.valid_until >= clock.today()))
+                               Estimate.valid_until.is_(None) | (Estimate.valid_until >= today))
         .options(selectinload(Estimate.customer), selectinload(Estimate.line_items))
         .order_by(Estimate.sent_at.desc()).limit(10)).all()
-    return {"outstanding_cents": int(outstanding or 0), "open_invoices": open_count or 0,
-            "overdue_count": overdue_count or 0, "overdue_cents": int(overdue_cents or 0),
-            "open_estimates": list(open_estimates), "failed_plan_payments": failed_count or 0,
-            "failed_plan_cents": int(failed_cents or 0), "payments_30_days": days,
+    return {"outstanding_cents": int(row["outstanding"]), "open_invoices": int(row["open_invoices"]),
+            "overdue_count": int(row["overdue_count"]), "overdue_cents": int(row["overdue_cents"]),
+            "open_estimates": list(open_estimates), "failed_plan_payments": int(row["failed_count"]),
+            "failed_plan_cents": int(row["failed_cents"]), "payments_30_days": days,
             "disputes": disputes.open_disputes(10),
-            "owed": owed_service.business_totals()}  # issue 19: invoices and plan payments, by the portal's rules
+            # issue 19: invoices and plan payments, by the portal's rules (owed.business_totals)
+            "owed": owed_service.BusinessOwed(int(row["owed_invoices"]), int(row["plan_cents"]),
+                                              int(row["plan_count"]), int(row["credit"]))}

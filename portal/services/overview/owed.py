@@ -16,7 +16,7 @@ from datetime import date
 from functools import cache
 
 from flask_babel import gettext as _
-from sqlalchemy import Integer, bindparam, func, select, true
+from sqlalchemy import Integer, bindparam, case, func, select, true
 from sqlalchemy.orm import aliased, contains_eager, joinedload
 
 from portal import clock
@@ -141,12 +141,17 @@ class BusinessOwed:
 
 def business_totals() -> BusinessOwed:
     """What all customers owe (the staff dashboard), by the same rules as `for_customer`."""
-    invoices = db.session.scalar(select(func.coalesce(func.sum(Invoice.total_cents - Invoice.paid_cents), 0))
-                                 .where(Invoice.status.in_(charges.PAYABLE_INVOICE),
-                                        Invoice.total_cents > Invoice.paid_cents)) or 0
+    invoices = db.session.scalar(select(invoices_owed_sum()).where(Invoice.status.in_(charges.PAYABLE_INVOICE))) or 0
     count, plans = db.session.execute(select(func.count(), func.coalesce(func.sum(PlanPayment.amount_cents), 0))
                                       .where(PlanPayment.status.in_(OUTSTANDING_PLAN))).one()
     return BusinessOwed(int(invoices), int(plans or 0), int(count or 0), credit.business_total_cents())
+
+
+def invoices_owed_sum():
+    """Summed over the payable invoices (`charges.PAYABLE_INVOICE`): what they owe, their balances above zero (the
+    dashboard sums it in its own pass over those invoices)."""
+    return func.coalesce(func.sum(case((Invoice.total_cents > Invoice.paid_cents,
+                                        Invoice.total_cents - Invoice.paid_cents), else_=0)), 0)
 
 
 # --- Paying everything at once (P-1, INV-4 extended to plan payments) -----------------------------------------

@@ -2,27 +2,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from flask_babel import gettext as _
 from icalendar import Calendar, Event, vText
-from sqlalchemy import select
-from sqlalchemy.orm import contains_eager, selectinload
+from sqlalchemy import Integer, bindparam, false, func, literal, select, true, union_all
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from portal import clock
 from portal.extensions import db
 from portal.models import Customer, Job, Visit
-from portal.pagination import paginate
+from portal.models.types import UTCDateTime
+from portal.pagination import page_number
 from portal.services.errors import NotFound, found, row_id
 
 OPEN = ("scheduled", "in_progress")  # a completed or cancelled visit is not upcoming
 
 
 @dataclass
+class Page:
+    """What the pager macro reads of a paged list."""
+    page: int
+    pages: int
+
+
+@dataclass
 class Appointments:
     upcoming: list[Visit]
     past: list[Visit]
-    past_page: Any = None  # the Pagination of `past`
+    past_page: Any = None  # the Page of `past`
 
 
 def _visits(customer: Customer):
@@ -31,18 +40,81 @@ def _visits(customer: Customer):
 
 
 def for_customer(customer: Customer, page=1, per_page: int = 20) -> Appointments:
-    """The next visits (at most 50) and one page of past visits, newest first."""
-    now = clock.now()
-    upcoming = db.session.scalars(_visits(customer).where(Visit.ends_at >= now, Visit.status.in_(OPEN))
-                                  .order_by(Visit.starts_at).limit(50)).all()
-    past = paginate(_visits(customer).where((Visit.ends_at < now) | Visit.status.not_in(OPEN))
-                    .order_by(Visit.starts_at.desc(), Visit.id.desc()), page, per_page)
-    return Appointments(list(upcoming), list(past.items), past)
+    """The next visits (at most 50) and one page of past visits, newest first, in one SELECT (a past page beyond
+    the last reads the count, then the last page)."""
+    number = page_number(page)
+    upcoming, past, count = _read(customer.id, clock.now(), number, per_page)
+    if not past and number > 1:
+        count = db.session.scalar(_past_count_stmt(_dialect()), {"customer_id": customer.id, "now": clock.now()}) or 0
+        number = max(1, -(-count // per_page))
+        upcoming, past, count = _read(customer.id, clock.now(), number, per_page)
+    return Appointments(upcoming, past, Page(number, max(1, -(-count // per_page))))
 
 
 def next_visit(customer: Customer) -> Visit | None:
-    return db.session.scalars(_visits(customer).where(Visit.ends_at >= clock.now(), Visit.status.in_(OPEN))
-                              .order_by(Visit.starts_at).limit(1)).first()
+    upcoming, _past, _count = _read(customer.id, clock.now(), 1, 0, upcoming=1)
+    return upcoming[0] if upcoming else None
+
+
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+def _read(customer_id: int, now, number: int, per_page: int, upcoming: int = 50) -> tuple[list, list, int]:
+    rows = db.session.execute(_page_stmt(_dialect()), {
+        "customer_id": customer_id, "now": now, "upcoming": upcoming, "limit": per_page,
+        "offset": (number - 1) * per_page}).all()
+    soon = sorted((v for v, is_upcoming, _n in rows if is_upcoming), key=lambda v: (v.starts_at, v.id))
+    past = sorted((v for v, is_upcoming, _n in rows if not is_upcoming), key=lambda v: (v.starts_at, v.id),
+                  reverse=True)
+    count = next((int(n) for _v, is_upcoming, n in rows if not is_upcoming), 0)
+    return soon, past, count
+
+
+def _customer_visits(dialect: str, *where):
+    """(id, starts_at) of a customer's visits. PostgreSQL: each of the customer's jobs looks up its visits in
+    `ix_visits_job_times` (a LATERAL subquery kept apart by OFFSET 0: the planner would otherwise walk every
+    visit by date looking for the customer's); SQLite: the plain join."""
+    customer = Job.customer_id == bindparam("customer_id", type_=Integer)
+    if dialect != "postgresql":
+        return select(Visit.id, Visit.starts_at).join(Job, Job.id == Visit.job_id).where(customer, *where), \
+            Visit.id, Visit.starts_at
+    own = (select(Visit.id, Visit.starts_at).where(Visit.job_id == Job.id, *where).offset(0)
+           .lateral("own"))
+    return select(own.c.id, own.c.starts_at).select_from(Job).join(own, true()).where(customer), \
+        own.c.id, own.c.starts_at
+
+
+def _upcoming(now):
+    return (Visit.ends_at >= now, Visit.status.in_(OPEN))
+
+
+def _past(now):
+    return ((Visit.ends_at < now) | Visit.status.not_in(OPEN),)
+
+
+@lru_cache(maxsize=2)
+def _page_stmt(dialect: str):
+    """The customer's next visits (`upcoming` of them) and one page of past visits (`limit`, `offset`) with how many
+    past visits there are, joined to their jobs and technicians; built once per process."""
+    now = bindparam("now", type_=UTCDateTime())
+    soon, soon_id, soon_start = _customer_visits(dialect, *_upcoming(now))
+    soon = (soon.add_columns(true().label("upcoming"), literal(0, Integer).label("n"))
+            .order_by(soon_start, soon_id).limit(bindparam("upcoming", type_=Integer)).subquery("soon"))
+    past, past_id, past_start = _customer_visits(dialect, *_past(now))
+    past = (past.add_columns(false().label("upcoming"), func.count().over().label("n"))
+            .order_by(past_start.desc(), past_id.desc()).limit(bindparam("limit", type_=Integer))
+            .offset(bindparam("offset", type_=Integer)).subquery("past"))
+    page = union_all(select(soon.c.id, soon.c.upcoming, soon.c.n), select(past.c.id, past.c.upcoming, past.c.n)) \
+        .subquery("page")
+    return (select(Visit, page.c.upcoming, page.c.n).join(page, page.c.id == Visit.id).join(Visit.job)
+            .options(contains_eager(Visit.job), joinedload(Visit.technician)))
+
+
+@lru_cache(maxsize=2)
+def _past_count_stmt(dialect: str):
+    past, _id, _start = _customer_visits(dialect, *_past(bindparam("now", type_=UTCDateTime())))
+    return select(func.count()).select_from(past.subquery())
 
 
 def visit_of(customer: Customer, visit_id) -> Visit:
