@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import Date, Integer, String, and_, bindparam, case, func, literal, or_, select, union_all
+from sqlalchemy import TIMESTAMP, Date, Integer, String, and_, bindparam, case, func, literal, or_, select, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal import clock
@@ -24,7 +25,7 @@ from portal.models import (
     StaffUser,
 )
 from portal.models.types import UTCDateTime
-from portal.pagination import page_number, paginate
+from portal.pagination import page_number
 from portal.services.payments import declines
 from portal.services.plans import billing as plan_billing
 
@@ -332,14 +333,64 @@ def mrr_now_and_history(today: date, months: int = 12) -> tuple[int, list[tuple[
         ends.append((first, last_day))
         first = (first - timedelta(days=1)).replace(day=1)
     ends.reverse()
+    cutoffs = [datetime.combine(end + timedelta(days=1), datetime.min.time(), clock.business_tz()) for _m, end in ends]
+    if db.session.get_bind().dialect.name == "postgresql":
+        return _mrr_by_months(ends, cutoffs)
     params: dict = {}
     for k, (_month, end) in enumerate(ends):
         params[f"end_{k}"] = end
-        params[f"cutoff_{k}"] = datetime.combine(end + timedelta(days=1), datetime.min.time(), clock.business_tz())
+        params[f"cutoff_{k}"] = cutoffs[k]
     row = db.session.execute(_mrr_stmt(months), params).one()
     counts = {s.value: int(n) for s, n in zip(list(PlanStatus), row[months + 1:], strict=True)}
     return int(row[0]), [(month, int(cents)) for (month, _end), cents in zip(ends, row[1:months + 1], strict=True)], \
         counts
+
+
+def _mrr_by_months(ends: list[tuple[date, date]], cutoffs: list[datetime]) -> tuple[
+        int, list[tuple[date, int]], dict[str, int]]:
+    """PostgreSQL: mrr_now_and_history's answer from plans grouped by status and by the months they were live in:
+    `_mrr_months_stmt`. The plans counted in a month's MRR are the same as `_mrr_stmt`'s."""
+    months = len(ends)
+    history = [0] * months
+    counts = {s.value: 0 for s in PlanStatus}
+    mrr = 0
+    for status, first, stop, value, n in db.session.execute(_mrr_months_stmt(), {
+            "ends": [end for _month, end in ends], "cutoffs": [_naive_utc(c) for c in cutoffs], "months": months}):
+        counts[str(status)] += int(n)
+        if status == "active":
+            mrr += int(value)
+        if status in COUNTED and first is not None:
+            for k in range(int(first), int(stop)):
+                history[k] += int(value)
+    return mrr, [(month, cents) for (month, _end), cents in zip(ends, history, strict=True)], counts
+
+
+COUNTED = ("active", "cancelled", "expired")  # drafts and pending plans never earned
+
+
+def _naive_utc(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(tzinfo=None)
+
+
+@lru_cache(maxsize=1)
+def _mrr_months_stmt():
+    """The plans' monthly values summed by status and by the months a plan counts in, built once per process. Month
+    k (0 = the oldest) ends on `ends[k]`; a plan counts in months first ≤ k < stop: `first` is the number of
+    month ends before its start (`width_bucket` over the sorted ends: those on or before the day before), `stop`
+    the number of cutoffs (the instant after a month's end) on or before its cancellation and of month ends on or
+    before its end date, the smaller (`months` when it has neither). At most a few hundred groups."""
+    addons = _recurring_addons()
+    ends, cutoffs = bindparam("ends", type_=ARRAY(Date())), bindparam("cutoffs", type_=ARRAY(TIMESTAMP()))
+    months = bindparam("months", type_=Integer)
+    started = func.coalesce(CustomerPlan.start_date, CustomerPlan.next_billing_date)
+    first = func.width_bucket(started - literal(1, Integer), ends)
+    stop = func.least(func.coalesce(func.width_bucket(CustomerPlan.cancelled_at, cutoffs), months),
+                      func.coalesce(func.width_bucket(CustomerPlan.end_date, ends), months))
+    plan = (select(CustomerPlan.status.label("status"), first.label("first"), stop.label("stop"),
+                   _mrr_value(addons).label("value"))
+            .outerjoin(addons, addons.c.plan_id == CustomerPlan.id).subquery("plan"))
+    return select(plan.c.status, plan.c.first, plan.c.stop, func.sum(plan.c.value), func.count()) \
+        .group_by(plan.c.status, plan.c.first, plan.c.stop)
 
 
 @lru_cache(maxsize=4)
@@ -354,7 +405,7 @@ def _mrr_stmt(months: int):
             .outerjoin(addons, addons.c.plan_id == CustomerPlan.id)
             .offset(0).subquery("plan"))  # OFFSET 0: PostgreSQL would inline it and recompute the value per month
     value = plan.c.value
-    counted = plan.c.status.in_(("active", "cancelled", "expired"))  # drafts and pending plans never earned
+    counted = plan.c.status.in_(COUNTED)
     sums = [func.coalesce(func.sum(case((plan.c.status == "active", value), else_=0)), 0)]
     for k in range(months):
         end, cutoff = bindparam(f"end_{k}", type_=Date()), bindparam(f"cutoff_{k}", type_=UTCDateTime())
@@ -374,18 +425,36 @@ def plan_report(status: str | None = None, page=1, owing_page=1, per_page: int =
     if owing_number > owing_pages:  # past the end: the last page
         owing_number = owing_pages
         owing_rows, owing_count = _owing_page(owing_number, per_page)
-    q = select(CustomerPlan).options(joinedload(CustomerPlan.customer), selectinload(CustomerPlan.addons)) \
-        .order_by(CustomerPlan.created_at.desc(), CustomerPlan.id.desc())
+    number = page_number(page)
+    listed = counts.get(status, 0) if status else sum(counts.values())  # the status counts read with the MRR
+    if listed and number > -(-listed // per_page):  # past the end: the last page
+        number = -(-listed // per_page)
+    params: dict = {"limit": per_page, "offset": (number - 1) * per_page}
     if status:
-        q = q.where(CustomerPlan.status == status)
-    listing = paginate(q, page, per_page)
+        params["status"] = status
+    plans = list(db.session.scalars(_plans_stmt(bool(status)), params))
     return PlanReport(active=counts.get("active", 0), pending=counts.get("pending", 0), mrr_cents=int(mrr),
                       by_status=counts,
                       owing=[(plan, {"failed": int(failed), "overdue": int(overdue), "total": int(total),
                                      "count": int(n)}) for plan, failed, overdue, total, n in owing_rows],
-                      plans=list(listing.items), owing_count=owing_count, page=listing.page,
-                      pages=max(listing.pages, 1), owing_page=owing_number, owing_pages=owing_pages,
+                      plans=plans, owing_count=owing_count, page=number,
+                      pages=max(1, -(-listed // per_page)), owing_page=owing_number, owing_pages=owing_pages,
                       history=history)
+
+
+@lru_cache(maxsize=2)
+def _plans_stmt(by_status: bool):
+    """One page of all plans (or those of one `status`), newest first, with their customers and add-ons (limit and
+    offset bound; how many there are is the status counts'), built once per process: the page's ids from the
+    created_at index, then their rows."""
+    ids = select(CustomerPlan.id.label("id"), CustomerPlan.created_at.label("created_at"))
+    if by_status:
+        ids = ids.where(CustomerPlan.status == bindparam("status", type_=String()))
+    page = (ids.order_by(CustomerPlan.created_at.desc(), CustomerPlan.id.desc())
+            .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer)).subquery("page"))
+    return (select(CustomerPlan).join(page, page.c.id == CustomerPlan.id)
+            .options(joinedload(CustomerPlan.customer), selectinload(CustomerPlan.addons))
+            .order_by(page.c.created_at.desc(), page.c.id.desc()))
 
 
 def _owing_page(number: int, per_page: int) -> tuple[list, int]:
