@@ -96,6 +96,9 @@ def test_pay_everything_owed_with_one_tap_on_a_phone(app, smtp, stripe_sandbox, 
         form = page.locator("form[data-card-form]")
         expect(form.get_by_role("radio", name="A new card")).to_be_checked()
         button = form.get_by_role("button", name="Pay $106.99")
+        # the card form's script has run (it mounts the card element, then takes over the submit): on a loaded
+        # machine a click before that was a plain form post, and the sentence below never appeared
+        expect(form.locator("[data-card-element]").get_by_placeholder("number", exact=True)).to_be_visible()
         button.click()  # nothing typed yet: a plain sentence, no JavaScript error, the button works again
         expect(form.locator("[data-card-errors]")).to_have_text(
             "Enter the card number, expiry date, security code and postal code.")
