@@ -410,29 +410,50 @@ def _period_of(column, starts: list[datetime]):
 
 
 def _period_sums(types: tuple[str, ...], bounds: list[datetime]) -> list:
-    """PostgreSQL: (period index, type, amount, fee, count, positive amounts) per period and source. The UTC days a
-    period covers whole are read from `ledger_day_sums` (kept by triggers: a year is ~1,000 rows); the parts of a
-    day a period shares with another (a local midnight is not a UTC one) are summed from the tables, each range
-    by a scan of its table's date index (a LATERAL join over the ranges). Payments and deposits count alike, so
-    the tables' payments and deposits are summed together ("payment")."""
+    """PostgreSQL: (period index, type, amount, fee, count, positive amounts) per period and source. What came before
+    a boundary is what came before its nearest UTC midnight (the whole UTC days read from `ledger_day_sums`, kept by
+    triggers: a year is ~1,000 rows) plus or minus what the tables hold between that midnight and the boundary (a
+    local midnight is not a UTC one; at most 12 hours, summed by a scan of each table's date index, a LATERAL join
+    over the ranges). So a period is its anchors' whole days plus its end's part minus its start's: each boundary's
+    part is read once, and a day's chart reads 8 of its 24 hours from the tables (Los Angeles) instead of all of them.
+    Payments and deposits count alike, so the tables' payments and deposits are summed together ("payment")."""
     stmt = _period_sums_stmt(tuple(types))
     if stmt is None:
         return []
-    raw: list[tuple[int, datetime, datetime]] = []
-    days: list[tuple[int, date, date]] = []
     naive = [_naive_utc(b) for b in bounds]
-    for i, (lo, hi) in enumerate(zip(naive, naive[1:], strict=False)):
-        first = lo.date() if lo.time() == time.min else lo.date() + timedelta(days=1)  # first whole day
-        after = hi.date()  # the day after the last whole day
-        if first < after:
-            days.append((i, first, after))
-            raw += [(i, a, b) for a, b in ((lo, datetime.combine(first, time.min)),
-                                            (datetime.combine(after, time.min), hi)) if a < b]
-        else:
-            raw.append((i, lo, hi))
-    return list(db.session.execute(stmt, {
-        "raw_i": [r[0] for r in raw], "raw_lo": [r[1] for r in raw], "raw_hi": [r[2] for r in raw],
-        "day_i": [d[0] for d in days], "day_lo": [d[1] for d in days], "day_hi": [d[2] for d in days]}))
+    anchors, parts, signs = [], [], []
+    for j, b in enumerate(naive):
+        midnight = datetime.combine(b.date(), time.min)
+        if b - midnight > timedelta(hours=12):
+            midnight += timedelta(days=1)
+        anchors.append(midnight)
+        if b != midnight:  # before b = before the midnight + [midnight, b), or - [b, midnight)
+            parts.append((-1 - j, min(midnight, b), max(midnight, b)))
+            signs.append(1 if b > midnight else -1)
+    days = [(i, lo.date(), hi.date()) for i, (lo, hi) in enumerate(zip(anchors, anchors[1:], strict=False))
+            if lo < hi]
+    rows = db.session.execute(stmt, {
+        "raw_i": [r[0] for r in parts], "raw_lo": [r[1] for r in parts], "raw_hi": [r[2] for r in parts],
+        "day_i": [d[0] for d in days], "day_lo": [d[1] for d in days], "day_hi": [d[2] for d in days]})
+    sign_of = {r[0]: sign for r, sign in zip(parts, signs, strict=True)}
+    periods = len(naive) - 1
+    out: dict[tuple[int, str], list[int]] = {}
+
+    def add(i: int, kind: str, sign: int, values) -> None:
+        entry = out.setdefault((i, kind), [0, 0, 0, 0])
+        for k, value in enumerate(values):
+            entry[k] += sign * int(value or 0)
+
+    for i, kind, *values in rows:
+        if i >= 0:
+            add(i, kind, 1, values)
+            continue
+        j, sign = -1 - i, sign_of[i]
+        if j > 0:  # the end of period j - 1
+            add(j - 1, kind, sign, values)
+        if j < periods:  # the start of period j
+            add(j, kind, -sign, values)
+    return [(i, kind, *values) for (i, kind), values in sorted(out.items())]
 
 
 @lru_cache(maxsize=32)
