@@ -168,11 +168,21 @@ def _card_flag(card, today: date) -> str | None:
     return None
 
 
-def _bucket_range(column, today: date, index: int | None) -> list:
+def _dates(today: date) -> dict:
+    """The bound dates of the overdue report's SELECTs: today and the bucket edges."""
+    return {"today": today, "d30": today - timedelta(days=30), "d60": today - timedelta(days=60),
+            "d90": today - timedelta(days=90)}
+
+
+def _edge(name: str):
+    return bindparam(name, type_=Date())
+
+
+def _bucket_range(column, index: int | None) -> list:
     """The WHERE of one age bucket (BUCKETS' index) on a due-date column: a range each branch's index can read."""
     if index is None:
         return []
-    edges = [None, today - timedelta(days=30), today - timedelta(days=60), today - timedelta(days=90), None]
+    edges = [None, _edge("d30"), _edge("d60"), _edge("d90"), None]
     newest, oldest = edges[index], edges[index + 1]  # bucket 0: due on or after today-30; 3: before today-90
     out = []
     if newest is not None:
@@ -182,48 +192,70 @@ def _bucket_range(column, today: date, index: int | None) -> list:
     return out
 
 
-def _owed_items(today: date, kind: str | None, *, first: int | None = None, bucket: int | None = None):
-    """Everything owed and late as one SELECT (kind, id, due date, amount, customer), a UNION ALL. `first`: only
-    each branch's oldest rows (what a page needs); `bucket`: one age bucket."""
+def _owed_items(kind: str | None, *, first: bool = False, bucket: int | None = None, sums: bool = False):
+    """Everything owed and late as one SELECT (kind, id, due date, amount, customer), a UNION ALL; `today` and the
+    bucket edges bound (`_dates`). `first`: only each branch's oldest `first` rows (what a page needs, bound);
+    `bucket`: one age bucket; `sums`: only what the bucket sums read (due date, amount)."""
     parts: list[tuple] = []  # (select, its due-date column, its id column)
     if kind in (None, "", "plan"):
-        parts.append((select(literal("plan_payment", String).label("kind"), PlanPayment.id.label("id"),
-                             PlanPayment.due_date.label("due_date"), PlanPayment.amount_cents.label("amount"),
-                             CustomerPlan.customer_id.label("customer_id"))
-                      .join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
-                      .where(PlanPayment.status.in_(plan_billing.OUTSTANDING),
-                             *_bucket_range(PlanPayment.due_date, today, bucket)),
+        plan_rows = select(PlanPayment.due_date.label("due_date"), PlanPayment.amount_cents.label("amount")) if sums \
+            else (select(literal("plan_payment", String).label("kind"), PlanPayment.id.label("id"),
+                         PlanPayment.due_date.label("due_date"), PlanPayment.amount_cents.label("amount"),
+                         CustomerPlan.customer_id.label("customer_id"))
+                  .join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id))
+        parts.append((plan_rows.where(PlanPayment.status.in_(plan_billing.OUTSTANDING),
+                                      *_bucket_range(PlanPayment.due_date, bucket)),
                       PlanPayment.due_date, PlanPayment.id))
     if kind in (None, "", "invoice"):
         balance = case((Invoice.total_cents > Invoice.paid_cents, Invoice.total_cents - Invoice.paid_cents),
                        else_=0)
-        parts.append((select(literal("invoice", String).label("kind"), Invoice.id.label("id"),
-                             Invoice.due_date.label("due_date"), balance.label("amount"),
-                             Invoice.customer_id.label("customer_id"))
-                      .where(Invoice.status.in_(("open", "partially_paid")), Invoice.due_date < today,
-                             *_bucket_range(Invoice.due_date, today, bucket)), Invoice.due_date, Invoice.id))
-    if first is not None:  # each branch limited in its own subquery (SQLite allows no LIMIT in a UNION member)
-        limited = [q.order_by(due, row_id).limit(first).subquery() for q, due, row_id in parts]
+        invoice_rows = select(Invoice.due_date.label("due_date"), balance.label("amount")) if sums \
+            else select(literal("invoice", String).label("kind"), Invoice.id.label("id"),
+                        Invoice.due_date.label("due_date"), balance.label("amount"),
+                        Invoice.customer_id.label("customer_id"))
+        parts.append((invoice_rows.where(Invoice.status.in_(("open", "partially_paid")),
+                                         Invoice.due_date < _edge("today"), *_bucket_range(Invoice.due_date, bucket)),
+                      Invoice.due_date, Invoice.id))
+    if first:  # each branch limited in its own subquery (SQLite allows no LIMIT in a UNION member)
+        limited = [q.order_by(due, row_id).limit(bindparam("first", type_=Integer)).subquery()
+                   for q, due, row_id in parts]
         selects = [select(*sub.c) for sub in limited]
     else:
         selects = [q for q, _, _ in parts]
     return (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("owed")
 
 
-def _bucket_expr(column, today: date):
+def _bucket_expr(column):
     """The age bucket of a due date, as the database computes it (BUCKETS' index)."""
-    return case((column >= today - timedelta(days=30), 0), (column >= today - timedelta(days=60), 1),
-                (column >= today - timedelta(days=90), 2), else_=3)
+    return case((column >= _edge("d30"), 0), (column >= _edge("d60"), 1), (column >= _edge("d90"), 2), else_=3)
+
+
+@lru_cache(maxsize=8)
+def _bucket_sums_stmt(kind: str | None):
+    """The overdue report's sums and counts per age bucket, built once per process (dates bound); the plan
+    payments are not joined to their plans (a sum needs no customer)."""
+    owed = _owed_items(kind, sums=True)
+    in_bucket = _bucket_expr(owed.c.due_date)
+    return select(in_bucket, func.coalesce(func.sum(owed.c.amount), 0), func.count()).group_by(in_bucket)
+
+
+@lru_cache(maxsize=16)
+def _page_keys_stmt(kind: str | None, bucket: int | None):
+    """The overdue report's page of (kind, id), oldest first, built once per process (dates, `first`, `limit`,
+    `offset` bound)."""
+    page_rows = _owed_items(kind, first=True, bucket=bucket)
+    return (select(page_rows.c.kind, page_rows.c.id)
+            .order_by(page_rows.c.due_date, page_rows.c.kind, page_rows.c.id)
+            .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer)))
 
 
 def overdue_report(today: date | None = None, bucket: str | None = None, kind: str | None = None,
                    page=1, per_page: int = PAGE_SIZE) -> OverdueReport:
     today = today or clock.today()
+    kind = kind or None
     report = OverdueReport(bucket_totals={b: 0 for b in BUCKETS}, bucket_counts={b: 0 for b in BUCKETS})
-    owed = _owed_items(today, kind)
-    in_bucket = _bucket_expr(owed.c.due_date, today)
-    for index, cents, count in db.session.execute(select(in_bucket, func.coalesce(func.sum(owed.c.amount), 0),
-                                                         func.count()).group_by(in_bucket)):
+    dates = _dates(today)
+    for index, cents, count in db.session.execute(_bucket_sums_stmt(kind), dates):
         report.bucket_totals[BUCKETS[int(index)]] = int(cents)
         report.bucket_counts[BUCKETS[int(index)]] = int(count)
     chosen = BUCKETS.index(bucket) if bucket in BUCKETS else None
@@ -231,10 +263,8 @@ def overdue_report(today: date | None = None, bucket: str | None = None, kind: s
     rows = report.bucket_counts[bucket] if chosen is not None else sum(report.bucket_counts.values())
     report.pages = max(1, -(-rows // per_page))
     report.page = min(page_number(page), report.pages)
-    page_rows = _owed_items(today, kind, first=report.page * per_page, bucket=chosen)
-    keys = db.session.execute(select(page_rows.c.kind, page_rows.c.id)
-                              .order_by(page_rows.c.due_date, page_rows.c.kind, page_rows.c.id)
-                              .limit(per_page).offset((report.page - 1) * per_page)).all()
+    keys = db.session.execute(_page_keys_stmt(kind, chosen), {
+        **dates, "first": report.page * per_page, "limit": per_page, "offset": (report.page - 1) * per_page}).all()
     plan_ids = [i for k, i in keys if k == "plan_payment"]
     invoice_ids = [i for k, i in keys if k == "invoice"]
     payments = {p.id: p for p in db.session.scalars(
