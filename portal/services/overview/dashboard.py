@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
-from sqlalchemy import Date, bindparam, case, func, select, true
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Date, Integer, bindparam, case, func, select, true
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from portal import clock
 from portal.extensions import db
@@ -23,6 +23,7 @@ from portal.models import (
     StaffUser,
     Visit,
 )
+from portal.models.types import UTCDateTime
 from portal.services.billing import credit
 from portal.services.overview import owed as owed_service
 from portal.services.payments import charges, disputes, ledger
@@ -39,20 +40,41 @@ class Dashboard:
 
 
 def for_staff(me: StaffUser, *, with_money: bool) -> Dashboard:
-    my_customers = db.session.scalars(
-        select(Customer).where(Customer.manager_id == me.id, Customer.status != "archived")
-        .order_by(Customer.created_at.desc()).limit(10)).all()
-    overdue_tasks = db.session.scalars(
-        select(ContactTask).join(Customer, Customer.id == ContactTask.customer_id)
-        .where(ContactTask.assignee_id == me.id, ContactTask.done_at.is_(None), ContactTask.due_at < clock.now(),
-               Customer.status != "archived")
-        .options(selectinload(ContactTask.customer)).order_by(ContactTask.due_at).limit(50)).all()
+    my_customers = db.session.scalars(_my_customers_stmt(), {"me": me.id}).all()
+    overdue_tasks = db.session.scalars(_overdue_tasks_stmt(), {"me": me.id, "now": clock.now()}).all()
     visits = work_orders.visits_on(clock.today(), technician=me if me.role == "technician" else None)
     today = clock.today()
     row = db.session.execute(_figures_stmt(with_money), {"today": today}).one()._mapping
     counts = {key: int(row[key] or 0) for key in COUNTS}
     return Dashboard(list(my_customers), list(overdue_tasks), visits, counts,
                      money(row, today) if with_money else None)
+
+
+@lru_cache(maxsize=1)
+def _my_customers_stmt():
+    """The ten newest customers `me` manages (not archived), built once per process."""
+    return (select(Customer).where(Customer.manager_id == bindparam("me", type_=Integer), Customer.status != "archived")
+            .order_by(Customer.created_at.desc()).limit(10))
+
+
+@lru_cache(maxsize=1)
+def _overdue_tasks_stmt():
+    """`me`'s open tasks past due (`now`) on customers not archived, with their customers; built once per process."""
+    return (select(ContactTask).join(Customer, Customer.id == ContactTask.customer_id)
+            .where(ContactTask.assignee_id == bindparam("me", type_=Integer), ContactTask.done_at.is_(None),
+                   ContactTask.due_at < bindparam("now", type_=UTCDateTime()), Customer.status != "archived")
+            .options(contains_eager(ContactTask.customer)).order_by(ContactTask.due_at).limit(50))
+
+
+@lru_cache(maxsize=1)
+def _open_estimates_stmt():
+    """The ten newest sent estimates still valid on `today` (ix_estimates_sent), with their customers and lines;
+    built once per process."""
+    today = bindparam("today", type_=Date())
+    return (select(Estimate).where(Estimate.status == "sent",
+                                   Estimate.valid_until.is_(None) | (Estimate.valid_until >= today))
+            .options(joinedload(Estimate.customer), selectinload(Estimate.line_items))
+            .order_by(Estimate.sent_at.desc()).limit(10))
 
 
 # the header's counts: not archived customers, emails waiting and given up after their tries (issue 14: staff retry
@@ -97,11 +119,7 @@ def money(row, today: date) -> dict:
     """What is owed (all payable invoices, and those past due), the failed plan payments (issue 19 point 8), the
     payments of the last 30 days and the estimates waiting for an answer; `row` is `_figures_stmt(True)`'s."""
     _totals, _unit, days = ledger.money_by_day(today - timedelta(days=29), today)
-    open_estimates = db.session.scalars(
-        select(Estimate).where(Estimate.status == "sent",
-                               Estimate.valid_until.is_(None) | (Estimate.valid_until >= today))
-        .options(selectinload(Estimate.customer), selectinload(Estimate.line_items))
-        .order_by(Estimate.sent_at.desc()).limit(10)).all()
+    open_estimates = db.session.scalars(_open_estimates_stmt(), {"today": today}).unique().all()
     return {"outstanding_cents": int(row["outstanding"]), "open_invoices": int(row["open_invoices"]),
             "overdue_count": int(row["overdue_count"]), "overdue_cents": int(row["overdue_cents"]),
             "open_estimates": list(open_estimates), "failed_plan_payments": int(row["failed_count"]),
