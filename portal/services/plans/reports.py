@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from sqlalchemy import TIMESTAMP, Date, Integer, String, and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from portal import clock
 from portal.extensions import db
@@ -267,21 +267,36 @@ def overdue_report(today: date | None = None, bucket: str | None = None, kind: s
         **dates, "first": report.page * per_page, "limit": per_page, "offset": (report.page - 1) * per_page}).all()
     plan_ids = [i for k, i in keys if k == "plan_payment"]
     invoice_ids = [i for k, i in keys if k == "invoice"]
-    payments = {p.id: p for p in db.session.scalars(
-        select(PlanPayment).where(PlanPayment.id.in_(plan_ids))
-        .options(selectinload(PlanPayment.plan).selectinload(CustomerPlan.customer),
-                 selectinload(PlanPayment.plan).selectinload(CustomerPlan.card)))} if plan_ids else {}
-    attempts = dict(db.session.execute(
-        select(ChargeAttempt.plan_payment_id, func.count()).where(ChargeAttempt.plan_payment_id.in_(plan_ids),
-                                                                  ChargeAttempt.purpose == "plan_payment")
-        .group_by(ChargeAttempt.plan_payment_id)).all()) if plan_ids else {}
-    invoices = {i.id: i for i in db.session.scalars(select(Invoice).where(Invoice.id.in_(invoice_ids))
-                                                     .options(selectinload(Invoice.customer)))} \
+    payments, attempts = {}, {}
+    if plan_ids:
+        for p, tries in db.session.execute(_plan_rows_stmt(), {"ids": plan_ids}):
+            payments[p.id], attempts[p.id] = p, int(tries)
+    invoices = {i.id: i for i in db.session.scalars(_invoice_rows_stmt(), {"ids": invoice_ids})} \
         if invoice_ids else {}
     for k, i in keys:
         report.rows.append(_plan_row(payments[i], attempts.get(i, 0), today) if k == "plan_payment"
                            else _invoice_row(invoices[i], today))
     return report
+
+
+@lru_cache(maxsize=1)
+def _plan_rows_stmt():
+    """The page's plan payments (`ids`) with their plans, customers and cards, and how many times each was charged,
+    in one SELECT built once per process."""
+    attempts = (select(func.count()).where(ChargeAttempt.plan_payment_id == PlanPayment.id,
+                                           ChargeAttempt.purpose == "plan_payment")
+                .correlate(PlanPayment).scalar_subquery())
+    return (select(PlanPayment, attempts).join(PlanPayment.plan).join(CustomerPlan.customer)
+            .outerjoin(CustomerPlan.card).where(PlanPayment.id.in_(bindparam("ids", expanding=True)))
+            .options(contains_eager(PlanPayment.plan).contains_eager(CustomerPlan.customer),
+                     contains_eager(PlanPayment.plan).contains_eager(CustomerPlan.card)))
+
+
+@lru_cache(maxsize=1)
+def _invoice_rows_stmt():
+    """The page's invoices (`ids`) with their customers in one SELECT built once per process."""
+    return (select(Invoice).join(Invoice.customer).where(Invoice.id.in_(bindparam("ids", expanding=True)))
+            .options(contains_eager(Invoice.customer)))
 
 
 def _plan_row(p: PlanPayment, attempts: int, today: date) -> OverdueRow:
