@@ -16,7 +16,7 @@ from datetime import date
 from functools import cache
 
 from flask_babel import gettext as _
-from sqlalchemy import Integer, bindparam, case, func, select, true
+from sqlalchemy import Date, Integer, bindparam, case, func, select, true
 from sqlalchemy.orm import aliased, contains_eager, joinedload
 
 from portal import clock
@@ -92,12 +92,19 @@ def for_customer(customer: Customer, *, with_next: bool = True, listed: int | No
     owed.plan_payments = list(db.session.scalars(_plan_payments_stmt(), {"customer_id": customer.id}))
     if not with_next:
         return owed
-    owed.next_scheduled = db.session.scalars(
-        select(PlanPayment).join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
-        .where(CustomerPlan.customer_id == customer.id, CustomerPlan.status == "active",
-               PlanPayment.status == "scheduled", PlanPayment.due_date >= today)
-        .options(contains_eager(PlanPayment.plan)).order_by(PlanPayment.due_date).limit(1)).first()
+    owed.next_scheduled = db.session.scalars(_next_scheduled_stmt(),
+                                             {"customer_id": customer.id, "today": today}).first()
     return owed
+
+
+@cache
+def _next_scheduled_stmt():
+    """The customer's next scheduled bill of an active plan, with its plan; built once per process."""
+    return (select(PlanPayment).join(CustomerPlan, CustomerPlan.id == PlanPayment.plan_id)
+            .where(CustomerPlan.customer_id == bindparam("customer_id", type_=Integer),
+                   CustomerPlan.status == "active", PlanPayment.status == "scheduled",
+                   PlanPayment.due_date >= bindparam("today", type_=Date()))
+            .options(contains_eager(PlanPayment.plan)).order_by(PlanPayment.due_date).limit(1))
 
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Date, Integer, bindparam, select
+from sqlalchemy.orm import joinedload
 
 from portal import clock
 from portal.extensions import db
@@ -71,15 +72,9 @@ class Home:
 def summary(customer: Customer) -> Home:
     today = clock.today()
     home = Home(owed_service.for_customer(customer))
-    home.plans = list(db.session.scalars(
-        select(CustomerPlan).where(CustomerPlan.customer_id == customer.id,
-                                   CustomerPlan.status.in_(("pending", "active")))
-        .options(selectinload(CustomerPlan.card)).order_by(CustomerPlan.created_at)))
+    home.plans = list(db.session.scalars(_plans_stmt(), {"customer_id": customer.id}).unique())
     plan_ids = [p.id for p in home.plans]
-    payments = db.session.scalars(
-        select(PlanPayment).where(PlanPayment.plan_id.in_(plan_ids), PlanPayment.status == "scheduled",
-                                  PlanPayment.due_date >= today)
-        .order_by(PlanPayment.due_date)).all() if plan_ids else []
+    payments = db.session.scalars(_scheduled_stmt(), {"ids": plan_ids, "today": today}).all() if plan_ids else []
     home.wallet = cards.active_cards(customer)
     default_card = next((c for c in home.wallet if c.is_default), None)
     for plan in home.plans:
@@ -99,3 +94,20 @@ def summary(customer: Customer) -> Home:
     home.next_visit = appointments.next_visit(customer)
     home.open_estimates = estimates.open_for(customer, limit=SHOWN)
     return home
+
+
+@lru_cache(maxsize=1)
+def _plans_stmt():
+    """The customer's pending and active plans with their cards, oldest first; built once per process."""
+    return (select(CustomerPlan).where(CustomerPlan.customer_id == bindparam("customer_id", type_=Integer),
+                                       CustomerPlan.status.in_(("pending", "active")))
+            .options(joinedload(CustomerPlan.card)).order_by(CustomerPlan.created_at))
+
+
+@lru_cache(maxsize=1)
+def _scheduled_stmt():
+    """The scheduled plan payments of some plans (`ids`) due on or after `today`; built once per process."""
+    return (select(PlanPayment).where(PlanPayment.plan_id.in_(bindparam("ids", expanding=True)),
+                                      PlanPayment.status == "scheduled",
+                                      PlanPayment.due_date >= bindparam("today", type_=Date()))
+            .order_by(PlanPayment.due_date))
