@@ -294,3 +294,18 @@ def test_the_pool_spreads_items_over_worker_processes_and_raises_what_one_of_the
 
     with pytest.raises(Exception, match="exploded on item 7"):
         workers.run(range(40), fails_once)
+
+    if BACKEND == "postgres":  # a worker process that dies mid-run: the run fails and stops the other one too
+        import multiprocessing
+
+        def dies_on_item_5(item: int) -> str:
+            if item == 5:
+                os._exit(3)
+            time.sleep(2)  # the other process is slow: the run finds the queue full and a process dead
+            return "ok"
+
+        started = time.monotonic()
+        with pytest.raises(workers.WorkerProcessError, match="died"):
+            workers.run(range(40), dies_on_item_5)
+        assert multiprocessing.active_children() == []  # the slow one was stopped, not left waiting for items
+        assert time.monotonic() - started < 15

@@ -341,17 +341,26 @@ class _Processes:
                     raise WorkerProcessError("a worker process of the run died") from None
 
     def finish(self) -> list[tuple]:
-        """The end marker for each process, then each one's report (counts, rate limits, lowest limit, error)."""
-        for _ in self.procs:
-            self.put(_STOP)
+        """The end marker for each process, then each one's report (counts, rate limits, lowest limit, error).
+        If one died without its report, the others are stopped too (they would wait for items forever, holding
+        their connections) and the run fails; what they had claimed is settled by the reconciler."""
         reported: dict[int, tuple] = {}
-        while len(reported) < len(self.procs):
-            try:
-                k, *report = self.done.get(timeout=0.5)
-                reported[k] = tuple(report)
-            except queue.Empty:
-                if self._died(reported):
-                    raise WorkerProcessError("a worker process of the run died") from None
-        for proc in self.procs:
-            proc.join()
+        try:
+            for _ in self.procs:
+                self.put(_STOP)
+            while len(reported) < len(self.procs):
+                try:
+                    k, *report = self.done.get(timeout=0.5)
+                    reported[k] = tuple(report)
+                except queue.Empty:
+                    if self._died(reported):
+                        raise WorkerProcessError("a worker process of the run died") from None
+        except BaseException:
+            for proc in self.procs:
+                if proc.is_alive():
+                    proc.kill()
+            raise
+        finally:
+            for proc in self.procs:
+                proc.join()
         return [reported[k] for k in sorted(reported)]
