@@ -61,6 +61,9 @@ class Defaults:
     JOBS_CONCURRENCY = 8
     # ... spread over this many processes on PostgreSQL (PORTAL_JOBS_PROCESSES; None: the CPU count, at most 4).
     JOBS_PROCESSES = None
+    # The transactions CSV on PostgreSQL: a range of many rows is written on this many connections at once, each
+    # COPYing its part of the rows on the same snapshot (PORTAL_CSV_EXPORT_CONNECTIONS; 1: the request's own).
+    CSV_EXPORT_CONNECTIONS = 2
     # Stripe answered 429 `rate_limit` (nothing charged): wait this long, twice as long each time (at most 8 s), and
     # ask again with the same idempotency key, up to this many times; then the run leaves it for its next pass.
     JOBS_RATE_LIMIT_BACKOFF_SECONDS = 0.25

@@ -232,12 +232,12 @@ def test_transactions_csv_cells_quoting_and_order_whatever_the_text(app, client,
 def test_copy_row_ends_become_crlf_outside_quoted_cells_across_blocks():
     """COPY ends rows with LF and the Python writer with CRLF; an LF inside a quoted cell is text. The blocks the
     server sends may split a quoted cell anywhere."""
-    from portal.services.payments.ledger import _crlf
+    from portal.services.platform.pg_copy import crlf
 
     text = b'a,"x\ny",b\nc,"""q""\n",d\n"\n",e\nplain\n'
     expected = b'a,"x\ny",b\r\nc,"""q""\n",d\r\n"\n",e\r\nplain\r\n'
     for size in range(1, len(text) + 1):
-        convert = _crlf()
+        convert = crlf()
         assert b"".join(convert(text[i:i + size]) for i in range(0, len(text), size)) == expected
 
 

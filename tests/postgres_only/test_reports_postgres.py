@@ -10,6 +10,61 @@ from datetime import datetime, timedelta
 from portal.extensions import db
 from tests.factories import make_customer, make_staff
 
+TEXTS = ["", "plain", 'a "quoted" word', "comma, here", "line\nbreak", "cr\ronly", "crlf\r\nend", "\\.",
+         "back\\slash", "\ttab first", "=1+1", "+x", "-y", "@z", " leading space", "trailing ", "é ü ✓ “q”",
+         '"', '""', "\n", ",", "x\\ny"]
+
+
+def hostile_ledger(first: datetime, step: timedelta):
+    """Payments (two per text), refunds, adjustments and declined attempts carrying every hostile text, customers
+    with names of every shape, known and unknown card brands; the k-th payment at first + k * step. Commits; the
+    staff admin who reads them."""
+    from portal.models import Adjustment, ChargeAttempt, Customer, Payment, Refund
+
+    admin = make_staff("admin")
+    people = [make_customer(first_name, last) for first_name, last in
+              (("Ann", "Lee"), ("", "Solo"), ("Only", ""), ("=Ann", "Evil"), ('Q"uote', "a,b"))]
+    people += [make_customer("Zed", "Y", kind="business", company_name=name)
+               for name in ("Acme, Inc.", "", "-Minus Co")]
+    nameless = Customer(first_name="", last_name="", status="active", preferred_language="en")
+    db.session.add(nameless)
+    db.session.flush()
+    people.append(nameless)
+    brands = ["visa", "mastercard", "amex", "discover", "american_express", "", None, "JCB"]
+    payments = []
+    for k, text in enumerate(TEXTS * 2):
+        who = people[k % len(people)]
+        payments.append(Payment(
+            customer_id=who.id, kind="deposit" if k % 7 == 3 else "payment",
+            method=("card", "cash", "check", "")[k % 4], amount_cents=(k * 137) % 10_000 + 1,
+            fee_cents=k % 5, net_cents=0, card_brand=brands[k % len(brands)],
+            card_last4=("4242", "", None, "0005")[k % 4], reference=text if k % 3 else None,
+            received_at=first + step * k))
+    db.session.add_all(payments)
+    db.session.flush()
+    for k, text in enumerate(TEXTS):
+        paid = payments[k]
+        db.session.add(Refund(payment_id=paid.id, amount_cents=k + 1, reason=text or None,
+                              status=("succeeded", "failed")[k % 2], idempotency_key=f"rf_copy_{k}",
+                              failure_reason=text if k % 2 else None, created_at=paid.received_at))
+        db.session.add(Adjustment(customer_id=paid.customer_id, payment_id=paid.id, amount_cents=50 - k * 9,
+                                  reason=text, created_at=paid.received_at + timedelta(minutes=1)))
+        db.session.add(ChargeAttempt(
+            idempotency_key=f"dec_copy_{k}", customer_id=people[k % len(people)].id, amount_cents=100 + k,
+            status="failed", purpose="invoice", decline_code=("insufficient_funds", "", None, "made_up")[k % 4],
+            failure_message=text or None, created_at=paid.received_at))
+    db.session.commit()
+    return admin
+
+
+def python_writers_csv(client, monkeypatch, url: str) -> bytes:
+    """The CSV as SQLite's path writes it (Python's csv writer), read from this database."""
+    from portal.services.payments import ledger
+
+    with monkeypatch.context() as m:
+        m.setattr(ledger, "csv_in_database", lambda: False)
+        return client.get(url).get_data()
+
 
 def test_transactions_csv_from_copy_has_the_python_writers_bytes(app, client, login_staff, frozen_clock,
                                                                   monkeypatch):
@@ -17,52 +72,13 @@ def test_transactions_csv_from_copy_has_the_python_writers_bytes(app, client, lo
     for the same rows (SQLite's path, run here on the same database), whatever the text: empty and missing cells,
     quotes, separators, CR/LF inside cells, backslashes, `\\.`, tabs, formula-like starts, names of every shape,
     known and unknown card brands, a range over a month with several days."""
-
     from portal import clock
-    from portal.models import Adjustment, ChargeAttempt, Customer, Payment, Refund
-    from portal.services.payments import ledger
 
-    texts = ["", "plain", 'a "quoted" word', "comma, here", "line\nbreak", "cr\ronly", "crlf\r\nend", "\\.",
-             "back\\slash", "\ttab first", "=1+1", "+x", "-y", "@z", " leading space", "trailing ", "é ü ✓ “q”",
-             '"', '""', "\n", ",", "x\\ny"]
     with app.app_context():
-        admin = make_staff("admin")
-        people = [make_customer(first, last) for first, last in
-                  (("Ann", "Lee"), ("", "Solo"), ("Only", ""), ("=Ann", "Evil"), ('Q"uote', "a,b"))]
-        people += [make_customer("Zed", "Y", kind="business", company_name=name)
-                   for name in ("Acme, Inc.", "", "-Minus Co")]
-        nameless = Customer(first_name="", last_name="", status="active", preferred_language="en")
-        db.session.add(nameless)
-        db.session.flush()
-        people.append(nameless)
         today = frozen_clock.now().date()
         start = today - timedelta(days=20)
-        base = datetime(start.year, start.month, start.day, 23, 30, tzinfo=clock.business_tz())
-        brands = ["visa", "mastercard", "amex", "discover", "american_express", "", None, "JCB"]
-        payments = []
-        for k, text in enumerate(texts * 2):
-            who = people[k % len(people)]
-            payments.append(Payment(
-                customer_id=who.id, kind="deposit" if k % 7 == 3 else "payment",
-                method=("card", "cash", "check", "")[k % 4], amount_cents=(k * 137) % 10_000 + 1,
-                fee_cents=k % 5, net_cents=0, card_brand=brands[k % len(brands)],
-                card_last4=("4242", "", None, "0005")[k % 4], reference=text if k % 3 else None,
-                received_at=base + timedelta(hours=7 * k)))
-        db.session.add_all(payments)
-        db.session.flush()
-        for k, text in enumerate(texts):
-            paid = payments[k]
-            db.session.add(Refund(payment_id=paid.id, amount_cents=k + 1, reason=text or None,
-                                  status=("succeeded", "failed")[k % 2], idempotency_key=f"rf_copy_{k}",
-                                  failure_reason=text if k % 2 else None, created_at=paid.received_at))
-            db.session.add(Adjustment(customer_id=paid.customer_id, payment_id=paid.id, amount_cents=50 - k * 9,
-                                      reason=text, created_at=paid.received_at + timedelta(minutes=1)))
-            db.session.add(ChargeAttempt(
-                idempotency_key=f"dec_copy_{k}", customer_id=people[k % len(people)].id, amount_cents=100 + k,
-                status="failed", purpose="invoice",
-                decline_code=("insufficient_funds", "", None, "made_up")[k % 4],
-                failure_message=text or None, created_at=paid.received_at))
-        db.session.commit()
+        admin = hostile_ledger(datetime(start.year, start.month, start.day, 23, 30, tzinfo=clock.business_tz()),
+                               timedelta(hours=7))
     login_staff(admin)
     bodies = []
     for query in (f"from={start.isoformat()}&to={today.isoformat()}",
@@ -71,13 +87,11 @@ def test_transactions_csv_from_copy_has_the_python_writers_bytes(app, client, lo
                   f"from={today.isoformat()}&to={today.isoformat()}&type=refund"):
         url = f"/admin/reports/transactions?{query}&format=csv"
         copied = client.get(url).get_data()
-        with monkeypatch.context() as m:
-            m.setattr(ledger, "csv_in_database", lambda: False)
-            written = client.get(url).get_data()
+        written = python_writers_csv(client, monkeypatch, url)
         assert copied == written
         bodies.append(written)
     rows = list(csv.reader(io.StringIO(bodies[0].decode(), newline="")))
-    assert len(rows) == 1 + 2 * len(texts) + 3 * len(texts)  # header, payments, refunds, adjustments, declines
+    assert len(rows) == 1 + 2 * len(TEXTS) + 3 * len(TEXTS)  # header, payments, refunds, adjustments, declines
     assert {r[13] for r in rows[1:]} >= {"'=1+1", 'a "quoted" word', "crlf\r\nend", "\\.", ""}
 
 

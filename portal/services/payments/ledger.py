@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
+from flask import current_app
 from sqlalchemy import (
     TIMESTAMP,
     BigInteger,
@@ -49,7 +50,7 @@ from portal.models.types import UTCDateTime
 from portal.pagination import page_number
 from portal.services.errors import found
 from portal.services.payments import declines
-from portal.services.platform import settings
+from portal.services.platform import pg_copy, settings
 
 PAYABLE = ("open", "partially_paid")
 
@@ -621,18 +622,23 @@ def csv_in_database() -> bool:
     return db.session.get_bind().dialect.name == "postgresql"
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_CODES = tuple(ord(c) for c in _FORMULA_START)  # ascii(): the first character's code, no substring made
+
+
 def _guarded(text):
-    """The report's spreadsheet guard: cells starting like a formula get a leading apostrophe."""
-    return case((func.left(text, 1).in_(("=", "+", "-", "@", "\t", "\r")), "'" + text), else_=text)
+    """The report's spreadsheet guard on a column (the Python writer's _cell): a cell starting like a formula gets
+    a leading apostrophe; an empty cell is NULL (written as nothing). `text` is evaluated twice: meant for a
+    column, not a costly computed value."""
+    return case((func.ascii(text).in_(_FORMULA_CODES), "'" + text), else_=func.nullif(text, ""))
 
 
 def _amount_text(cents, places: int):
-    """What the Python CSV prints for cents: -12.34 (integer arithmetic, `places` decimals)."""
+    """What the Python CSV prints for cents: -12.34 (`places` decimals). One to_char, its digits placed around a
+    literal point (an integer's digits fill the template's positions right to left)."""
     if not places:
         return cast(cents, String)
-    unit, whole = 10 ** places, func.abs(cents, type_=Integer)
-    return (case((cents < 0, "-"), else_="") + cast(whole // unit, String) + "."
-            + func.lpad(cast(whole % unit, String), places, "0"))
+    return func.to_char(cents, literal("FM" + "9" * 18 + "0" + '"."' + "0" * places, String))
 
 
 def _staff_text_sql(code, message):
@@ -655,57 +661,63 @@ def csv_lines(start: date, end: date, types: tuple[str, ...], *, currency: str, 
     in CSV format, streamed in blocks of about 64 KB as the server sends them (memory stays flat for a year).
     The same cells, formula guard, quoting and order as the Python writer (admin/payments/reports.py), which
     SQLite keeps: COPY quotes a cell exactly when csv.writer does (a comma, a quote, CR or LF in it; an empty
-    text cell is NULL, written as nothing), and each row's LF becomes the writer's CRLF (`_crlf`)."""
+    text cell is NULL, written as nothing), and each row's LF becomes the writer's CRLF (`pg_copy.crlf`).
+    A range of many rows is cut by time into pieces of about equal rows (`_csv_pieces`), written at once on
+    CSV_EXPORT_CONNECTIONS connections that share one snapshot (`platform.pg_copy`)."""
     if not any(t in TYPES for t in types):
         return
     lo, hi = _range(start, end)
-    sql, fixed = _csv_copy(tuple(types), places)
     starts, offsets = _utc_offsets(ZoneInfo(tz_name), lo, hi)
-    params = dict(fixed, csv_lo=_naive_utc(lo), csv_hi=_naive_utc(hi), csv_currency=currency, csv_tz_from=starts,
-                  csv_tz_offset=offsets)
-    dbapi = db.session.connection().connection.driver_connection  # psycopg 3: the session's own transaction
-    assert dbapi is not None
-    encoding = dbapi.info.encoding
-    rows_end = _crlf()
-
-    def chunk(blocks: list[bytes]) -> bytes:
-        data = b"".join(blocks)
-        if encoding not in ("utf-8", "utf8"):
-            data = data.decode(encoding).encode("utf-8")
-        return rows_end(data)
-
-    pending: list[bytes] = []
-    size = 0
-    with dbapi.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
-        for block in copy:  # a row per block
-            pending.append(bytes(block))
-            size += len(block)
-            if size >= 65536:
-                yield chunk(pending)
-                pending, size = [], 0
-    if pending:
-        yield chunk(pending)
+    changes = len(starts) - 1 if len(starts) <= _TZ_CASES else None
+    statement, fixed = _csv_copy(tuple(types), places, changes)
+    params = dict(fixed, csv_currency=currency)
+    if changes is None:
+        params.update(csv_tz_from=starts, csv_tz_offset=offsets)
+    else:
+        params.update({f"csv_tz_at_{i}": at for i, at in enumerate(starts) if i},
+                      **{f"csv_tz_off_{i}": off for i, off in enumerate(offsets)})
+    connections = int(current_app.config["CSV_EXPORT_CONNECTIONS"])
+    copies = [(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv)",
+               dict(params, csv_lo=_naive_utc(a), csv_hi=_naive_utc(b)))
+              for a, b in _csv_pieces(tuple(types), lo, hi, connections)]
+    yield from pg_copy.stream(copies, connections=connections)
 
 
-def _crlf():
-    """Turns the row ends COPY writes (LF) into CRLF, block by block: an LF inside a quoted cell is the cell's
-    own text and stays as it is. Quotes alternate in and out of a quoted cell (a doubled quote leaves and
-    re-enters), so the count of quotes seen tells whether a block starts inside one."""
-    inside = False
+CSV_PIECE_ROWS = (8000, 25000)  # a piece of the CSV: at least, at most this many rows (about 1 and 3 MB)
 
-    def convert(data: bytes) -> bytes:
-        nonlocal inside
-        if b'"' not in data:
-            return data if inside else data.replace(b"\n", b"\r\n")
-        parts = data.split(b'"')
-        for n in range(len(parts)):
-            if (n % 2 == 0) != inside:  # outside a quoted cell
-                parts[n] = parts[n].replace(b"\n", b"\r\n")
-        if len(parts) % 2 == 0:  # an odd number of quotes: the next block starts on the other side
-            inside = not inside
-        return b'"'.join(parts)
 
-    return convert
+@lru_cache(maxsize=32)
+def _day_rows_stmt(types: tuple[str, ...]):
+    """Rows per UTC day of the chosen types from ledger_day_sums, between two days inclusive (built once)."""
+    d = LedgerDaySum
+    return (select(d.day, func.sum(d.n))
+            .where(d.day >= bindparam("first_day", type_=Date()), d.day <= bindparam("last_day", type_=Date()),
+                   d.type.in_([t for t in TYPES if t in types]))
+            .group_by(d.day).order_by(d.day))
+
+
+def _csv_pieces(types: tuple[str, ...], lo: datetime, hi: datetime,
+                connections: int) -> list[tuple[datetime, datetime]]:
+    """[lo, hi) cut at UTC midnights into consecutive time ranges of about equal rows, counted from
+    ledger_day_sums (one small query): as many pieces as connections, each of at least CSV_PIECE_ROWS[0] rows
+    (fewer rows: one piece) and at most CSV_PIECE_ROWS[1] (a year: many pieces, the connections taking turns)."""
+    if connections < 2:
+        return [(lo, hi)]
+    day_rows = db.session.execute(_day_rows_stmt(types), {
+        "first_day": lo.astimezone(UTC).date(), "last_day": hi.astimezone(UTC).date()}).all()
+    total = sum(int(n or 0) for _, n in day_rows)
+    least, most = CSV_PIECE_ROWS
+    if total < 2 * least:
+        return [(lo, hi)]
+    target = min(max(total / connections, least), most)
+    cuts, count = [lo], 0
+    for day, n in day_rows:
+        count += int(n or 0)
+        cut = datetime.combine(day + timedelta(days=1), time(), UTC)
+        if count >= target and cuts[-1] < cut < hi:
+            cuts.append(cut)
+            count = 0
+    return list(zip(cuts, cuts[1:] + [hi], strict=True))
 
 
 def _utc_offsets(zone: ZoneInfo, lo: datetime, hi: datetime) -> tuple[list[datetime], list[timedelta]]:
@@ -736,71 +748,93 @@ def _naive_utc(when: datetime) -> datetime:
     return when.astimezone(UTC).replace(tzinfo=None)
 
 
-@lru_cache(maxsize=32)
-def _csv_copy(types: tuple[str, ...], places: int) -> tuple[str, dict]:
+_TZ_CASES = 8  # up to this many UTC offsets over the range: a CASE per row; more: a lookup in arrays
+
+
+@lru_cache(maxsize=64)
+def _csv_copy(types: tuple[str, ...], places: int, changes: int | None) -> tuple[str, dict]:
     """The CSV's SELECT for COPY (which SQLAlchemy cannot run) as PostgreSQL text and its fixed parameters (IN
     lists expanded), built and compiled once per process for each choice of types: building and compiling it
     cost ~17 ms a request. The range and currency are the parameters csv_lo, csv_hi, csv_currency; the zone's
-    offsets over the range csv_tz_from (where each starts, naive UTC) and csv_tz_offset."""
+    offsets over the range: `changes` times the offset changes, the offsets are csv_tz_off_0 … and from csv_tz_at_1 …
+    on (naive UTC); `changes` None: arrays csv_tz_from (where each offset starts) and csv_tz_offset."""
     tx = _union(types, bindparam("csv_lo", None), bindparam("csv_hi", None))
-    stmt = _csv_cells(tx, currency=bindparam("csv_currency", None, type_=String), places=places,
-                      zone=(bindparam("csv_tz_from", None, type_=ARRAY(TIMESTAMP())),
-                            bindparam("csv_tz_offset", None, type_=ARRAY(Interval()))))
+    zone: tuple
+    if changes is None:
+        zone = (bindparam("csv_tz_from", None, type_=ARRAY(TIMESTAMP())),
+                bindparam("csv_tz_offset", None, type_=ARRAY(Interval())))
+    else:
+        zone = ([bindparam(f"csv_tz_at_{i}", None, type_=TIMESTAMP()) for i in range(1, changes + 1)],
+                [bindparam(f"csv_tz_off_{i}", None, type_=Interval()) for i in range(changes + 1)])
+    stmt = _csv_cells(tx, currency=bindparam("csv_currency", None, type_=String), places=places, zone=zone)
     compiled = stmt.compile(dialect=db.session.get_bind().dialect, compile_kwargs={"render_postcompile": True})
     return str(compiled), compiled.construct_params()
 
 
 def _csv_cells(tx, *, currency, places: int, zone):
-    """The fifteen cells of each CSV row in the CSV's order; a text cell that would be empty is NULL."""
-    counted = tx.c.type.in_(("payment", "deposit", "refund", "adjustment"))
-
-    def text(value):
-        return func.coalesce(cast(value, String), "")
-
-    starts, offsets = zone  # local time: the UTC time plus the zone's offset then (Python's own tz data)
-    local = tx.c.when + Grouping(offsets)[func.width_bucket(tx.c.when, starts)]
-    company = func.nullif(Customer.company_name, "")
-    # Customer.display_name; the usual cases first (a business with its name, a person with both names), as
-    # the general expression costs a fifth of the query
-    name = case((and_(Customer.kind == "business", Customer.company_name != ""), Customer.company_name),
-                (and_(Customer.first_name != "", Customer.last_name != ""),
-                 Customer.first_name + " " + Customer.last_name),
-                (tx.c.customer_id.is_(None), ""),
-                else_=func.coalesce(func.nullif(func.concat_ws(" ", func.nullif(Customer.first_name, ""),
-                                                                func.nullif(Customer.last_name, "")), ""),
-                                    company, "Customer #" + cast(tx.c.customer_id, String)))
+    """The fifteen cells of each CSV row in the CSV's order; a text cell that would be empty is NULL.
+    The rows are sorted first, narrow (the union's columns, the customer's names and the sort key), then each
+    row's cells are computed as it leaves: PostgreSQL sees the inner subquery's order, sorts nothing more, and
+    the first rows reach the client while the rest are still being formatted."""
+    key = _type_then_id(tx.c.type, tx.c.row_id).label("key")
+    rows = (select(tx, Customer.kind.label("c_kind"), Customer.first_name.label("c_first"),
+                   Customer.last_name.label("c_last"), Customer.company_name.label("c_company"), key)
+            .select_from(tx).outerjoin(Customer, Customer.id == tx.c.customer_id)
+            .order_by(tx.c.when, key).offset(0).subquery("s"))
+    r = rows.c
+    counted = r.type != "declined"  # the range's union has payments, deposits, refunds, adjustments, declined
+    # local time: the UTC time plus the zone's offset then (Python's own tz data); `zone`: arrays of where each
+    # offset starts and the offsets, or lists of the instants the offset changes and the offsets
+    starts, offsets = zone
+    if not isinstance(offsets, list):
+        local = r.when + Grouping(offsets)[func.width_bucket(r.when, starts)]
+    elif len(offsets) == 1:
+        local = r.when + offsets[0]
+    else:  # a few offsets (a month: one change at most): compared in turn, cheaper than the array lookup
+        local = r.when + case(*[(r.when < at, off) for at, off in zip(starts, offsets, strict=False)],
+                              else_=offsets[-1])
+    # Customer.display_name, guarded; the usual cases first (a business with its name, a person with both
+    # names), each guarding the column the name starts with (the name itself is computed once)
+    general = func.coalesce(func.nullif(func.concat_ws(" ", func.nullif(r.c_first, ""), func.nullif(r.c_last, "")),
+                                        ""), func.nullif(r.c_company, ""), "Customer #" + cast(r.customer_id, String))
+    name = case((and_(r.c_kind == "business", r.c_company != ""), _guarded(r.c_company)),
+                (and_(r.c_first != "", r.c_last != ""), _guarded(r.c_first) + " " + r.c_last),
+                (r.customer_id.is_(None), None),
+                else_=_guarded(general))  # rare: computed twice
     # _card_text: the brand title-cased ("card" without one), then the last four digits
-    brand = case(*[(tx.c.brand == b, b.title()) for b in ("visa", "mastercard", "amex", "discover")],
-                 else_=func.initcap(func.coalesce(func.nullif(tx.c.brand, ""), "card")))
-    card = case((tx.c.last4 != "", brand + " •••• " + tx.c.last4), else_="")
-    message = case((tx.c.type == "declined", _staff_text_sql(tx.c.code, tx.c.note)), else_=text(tx.c.note))
-    zero = _amount_text(literal(0, Integer), places)
-    # Each cell's value once per row (OFFSET 0 keeps PostgreSQL from inlining them into the guard below, which
-    # repeats its argument).
-    raw = (select(func.to_char(local, "YYYY-MM-DD HH24:MI").label("at"), name.label("name"),
-                  cast(tx.c.customer_id, String).label("cid"), tx.c.type.label("kind"),
-                  cast(tx.c.method, String).label("method"), card.label("card"),
-                  cast(tx.c.status, String).label("status"), message.label("message"),
-                  case((counted, _amount_text(tx.c.amount, places)), else_=zero).label("amount"),
-                  case((counted, _amount_text(tx.c.fee, places)), else_=zero).label("fee"),
-                  case((counted, _amount_text(tx.c.amount - tx.c.fee, places)), else_=zero).label("net"),
-                  case((counted, None), else_=_amount_text(tx.c.amount, places)).label("attempted"),
-                  cast(tx.c.reference, String).label("reference"), cast(tx.c.payment_id, String).label("pid"),
-                  tx.c.when, tx.c.row_id)
-           .select_from(tx).outerjoin(Customer, Customer.id == tx.c.customer_id).offset(0).subquery("raw"))
-    g = raw.c
+    brand = case(*[(r.brand == b, b.title()) for b in ("visa", "mastercard", "amex", "discover")],
+                 else_=func.initcap(func.coalesce(func.nullif(r.brand, ""), "card")))
+    card = case((r.last4 != "", brand + " •••• " + r.last4), else_=None)
+    declined = _staff_text_sql(r.code, r.note)
+    message = case((r.type == "declined", declined if _staff_text_safe() else _guarded(declined)),
+                   else_=_guarded(r.note))
+    zero = literal("0." + "0" * places if places else "0", String)
+    # "YYYY-MM-DD HH:MI" cut from the ISO text (csv_lines sets DateStyle ISO): cheaper than to_char
+    return (select(func.left(cast(local, String), 16), name, cast(r.customer_id, String),
+                   func.nullif(r.type, ""), func.nullif(cast(r.method, String), ""), card,
+                   cast(r.status, String), message,  # a status is never empty (CHECK constraints)
+                   case((counted, _amount_text(r.amount, places)), else_=zero),
+                   _amount_text(r.fee, places),  # 0 for a declined attempt
+                   case((counted, _amount_text(r.amount - r.fee, places)), else_=zero),
+                   case((counted, None), else_=_amount_text(r.amount, places)),
+                   func.nullif(currency, ""), _guarded(r.reference), cast(r.payment_id, String))
+            .order_by(r.when, r.key))
 
-    def cell(value):
-        return func.nullif(value, "")
 
-    return (select(g.at, _guarded(cell(g.name)), g.cid, cell(g.kind), cell(g.method), cell(g.card), cell(g.status),
-                   _guarded(cell(g.message)), g.amount, g.fee, g.net, g.attempted,
-                   cell(currency), _guarded(cell(g.reference)), g.pid)
-            .order_by(g.when, _type_then_id(g.kind, g.row_id)))
+@cache
+def _staff_text_safe() -> bool:
+    """Whether every staff wording of a decline starts with a character no spreadsheet reads as a formula (then
+    the CSV needs no guard on it)."""
+    starts = [declines.staff_parts(c)[0] for c in sorted(declines.known_codes())]
+    starts.append(declines.staff_parts("\x00")[0].split("\x00")[0])
+    return all(text[:1] and text[:1] not in _FORMULA_START for text in starts)
 
 
 def _type_then_id(kind, row_id):
     """The report's order after the time (type, then id) as one bigint: the types' alphabetical rank, then the id
     (the sort compares two fixed-width keys, not a string; a month's CSV sorts ~2.5 ms faster)."""
-    rank = case(*[(kind == t, i) for i, t in enumerate(sorted(TYPES + ("unknown",)))], else_=len(TYPES) + 1)
+    ranks = {t: i for i, t in enumerate(sorted(TYPES + ("unknown",)))}
+    tested = ("payment", "declined", "refund", "deposit", "adjustment", "unknown")  # the most frequent first
+    assert set(tested) == set(ranks)
+    rank = case(*[(kind == t, ranks[t]) for t in tested], else_=len(ranks))
     return cast(rank, BigInteger) * (1 << 32) + row_id
