@@ -8,8 +8,9 @@ times through the app (test client: the whole Flask stack, no network) and print
 ratio (the floor's median / the page's: its share of the floor's throughput), queries, KB. The floor is a route added
 to the same app: one primary-key query and a tiny template, requested `--runs` times right before each page (the
 machine's speed drifts over a run by a fifth or more; the floor row is the median of all those). Then a year of
-transactions as CSV runs in a child process (time and peak memory). Targets (issue 15): HTML pages ratio >= 0.10, <= 20 queries, <= 300 KB; PDF and CSV
-ratio >= 0.04; the year CSV < 60 s and < 300 MB. Exits 1 when a target is missed. Not part of `make test`.
+transactions as CSV runs in a child process (time and peak memory). Targets (issue 15): HTML pages ratio >= 0.10,
+<= 20 queries, <= 300 KB; PDF and CSV ratio >= 0.04; the year CSV < 60 s and < 300 MB. Exits 1 when a target is
+missed. Not part of `make test`.
 """
 from __future__ import annotations
 
