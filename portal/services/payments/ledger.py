@@ -676,13 +676,14 @@ def csv_lines(start: date, end: date, types: tuple[str, ...], *, currency: str, 
     else:
         params.update({f"csv_tz_at_{i}": at for i, at in enumerate(starts) if i},
                       **{f"csv_tz_off_{i}": off for i, off in enumerate(offsets)})
-    connections = int(current_app.config["CSV_EXPORT_CONNECTIONS"])
+    connections = max(1, min(int(current_app.config["CSV_EXPORT_CONNECTIONS"]), CSV_MAX_CONNECTIONS))
     copies = [(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv)",
                dict(params, csv_lo=_naive_utc(a), csv_hi=_naive_utc(b)))
               for a, b in _csv_pieces(tuple(types), lo, hi, connections)]
     yield from pg_copy.stream(copies, connections=connections)
 
 
+CSV_MAX_CONNECTIONS = 8  # whatever CSV_EXPORT_CONNECTIONS says: the pool (5 + 10 overflow) must have them at once
 CSV_PIECE_ROWS = (8000, 25000)  # a piece of the CSV: at least, at most this many rows (about 1 and 3 MB)
 
 
@@ -698,9 +699,11 @@ def _day_rows_stmt(types: tuple[str, ...]):
 
 def _csv_pieces(types: tuple[str, ...], lo: datetime, hi: datetime,
                 connections: int) -> list[tuple[datetime, datetime]]:
-    """[lo, hi) cut at UTC midnights into consecutive time ranges of about equal rows, counted from
-    ledger_day_sums (one small query): as many pieces as connections, each of at least CSV_PIECE_ROWS[0] rows
-    (fewer rows: one piece) and at most CSV_PIECE_ROWS[1] (a year: many pieces, the connections taking turns)."""
+    """[lo, hi) cut at UTC midnights into consecutive half-open time ranges of about equal rows, as counted from
+    ledger_day_sums (one small query; the first and last days are counted whole, so the sizes are estimates): about
+    as many pieces as connections, aiming at CSV_PIECE_ROWS[0] rows at least (fewer rows in all: one piece) and
+    CSV_PIECE_ROWS[1] at most (a year: many pieces, the connections taking turns). Only the balance between the
+    connections depends on the estimate: every row is in exactly one piece."""
     if connections < 2:
         return [(lo, hi)]
     day_rows = db.session.execute(_day_rows_stmt(types), {
@@ -777,12 +780,13 @@ def _csv_cells(tx, *, currency, places: int, zone):
     row's cells are computed as it leaves: PostgreSQL sees the inner subquery's order, sorts nothing more, and
     the first rows reach the client while the rest are still being formatted."""
     key = _type_then_id(tx.c.type, tx.c.row_id).label("key")
+    counted = tx.c.type.in_(("payment", "deposit", "refund", "adjustment")).label("counted")  # Entry.counts
     rows = (select(tx, Customer.kind.label("c_kind"), Customer.first_name.label("c_first"),
-                   Customer.last_name.label("c_last"), Customer.company_name.label("c_company"), key)
+                   Customer.last_name.label("c_last"), Customer.company_name.label("c_company"), key, counted)
             .select_from(tx).outerjoin(Customer, Customer.id == tx.c.customer_id)
             .order_by(tx.c.when, key).offset(0).subquery("s"))
     r = rows.c
-    counted = r.type != "declined"  # the range's union has payments, deposits, refunds, adjustments, declined
+    counted = r.counted  # tested once per row, below the sort
     # local time: the UTC time plus the zone's offset then (Python's own tz data); `zone`: arrays of where each
     # offset starts and the offsets, or lists of the instants the offset changes and the offsets
     starts, offsets = zone

@@ -11,6 +11,7 @@ Every connection runs with DateStyle ISO (the SQL may cut dates from their text)
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -21,6 +22,8 @@ from psycopg import sql
 from psycopg.abc import Buffer
 
 from portal.extensions import db
+
+logger = logging.getLogger(__name__)
 
 BLOCK_BYTES = 65536  # rows are joined into blocks of about this size
 QUEUE_BLOCKS = 32  # blocks a piece may hold ahead of the reader (per connection: ~2 MB)
@@ -111,21 +114,29 @@ def _parallel(copies: Sequence[Copy], n: int) -> Iterator[bytes]:
 
 
 class _Run:
-    """One parallel export: its pooled connections, threads and the pieces' queues."""
+    """One parallel export: its pooled connections (each released by its own thread when that thread is done, or by
+    `stop`), threads and the pieces' queues."""
 
     def __init__(self, copies: Sequence[Copy]):
         self.copies = copies
         self.queues: list[queue.Queue] = [queue.Queue(maxsize=QUEUE_BLOCKS) for _ in copies]
-        self.pooled: list = []
-        self.conns: list[psycopg.Connection] = []
+        self.links: list[tuple[Any, psycopg.Connection]] = []  # (the pool's connection, its psycopg connection)
+        self.released: list[bool] = []
+        self.lock = threading.Lock()
         self.threads: list[threading.Thread] = []
         self.stopping = threading.Event()
 
     def start(self, n: int) -> None:
         for _ in range(n):
-            self.pooled.append(db.engine.raw_connection())
-            self.conns.append(_driver(self.pooled[-1]))
-        _share_snapshot(self.conns)
+            pooled = db.engine.raw_connection()
+            try:
+                conn = _driver(pooled)
+            except BaseException:
+                pooled.close()
+                raise
+            self.links.append((pooled, conn))
+            self.released.append(False)
+        _share_snapshot([conn for _, conn in self.links])
         self.threads = [threading.Thread(target=self._work, args=(j,), name=f"pg-copy-{j}", daemon=True)
                         for j in range(n)]
         for thread in self.threads:
@@ -142,9 +153,15 @@ class _Run:
         return False
 
     def _work(self, j: int) -> None:
-        n = len(self.threads)
-        for i in range(j, len(self.copies), n):
-            blocks = _blocks(self.conns[j], *self.copies[i])
+        try:
+            self._pieces(j)
+        finally:
+            self._release(j)  # its pieces are done: the connection need not wait for the others
+
+    def _pieces(self, j: int) -> None:
+        conn = self.links[j][1]
+        for i in range(j, len(self.copies), len(self.threads)):
+            blocks = _blocks(conn, *self.copies[i])
             try:
                 for data in blocks:
                     if not self._put(self.queues[i], data):
@@ -157,15 +174,35 @@ class _Run:
             if not self._put(self.queues[i], _END):
                 return
 
+    def _release(self, j: int) -> None:
+        with self.lock:
+            if self.released[j]:
+                return
+            self.released[j] = True
+        _release(*self.links[j])
+
     def stop(self) -> None:
+        """Ends the run whatever state it is in: threads still reading are cancelled and joined, and every
+        connection not yet back in the pool goes back."""
         self.stopping.set()
-        for conn, thread in zip(self.conns, self.threads, strict=False):
+        for j, thread in enumerate(self.threads):
             if thread.is_alive():
-                conn.cancel_safe()  # a COPY still running ends at once
+                with self.lock:  # never cancel a connection its thread already gave back (it may be in use again)
+                    if not self.released[j]:
+                        _cancel(self.links[j][1])
         for thread in self.threads:
-            thread.join()
-        for pooled, conn in zip(self.pooled, self.conns, strict=False):
-            _release(pooled, conn)
+            if thread.ident is not None:  # started
+                thread.join()
+        for j in range(len(self.links)):
+            self._release(j)
+
+
+def _cancel(conn: psycopg.Connection) -> None:
+    """Cancels what the connection runs (a COPY still being written); nothing when it is idle."""
+    try:
+        conn.cancel_safe(timeout=5)
+    except Exception:  # the thread's own cancel (psycopg's, leaving the COPY) or the release still ends it
+        logger.warning("could not cancel an export's COPY", exc_info=True)
 
 
 def _share_snapshot(conns: list[psycopg.Connection]) -> None:
@@ -190,5 +227,6 @@ def _release(pooled, conn: psycopg.Connection) -> None:
         conn.rollback()
         conn.autocommit = False
         pooled.close()
-    except psycopg.Error:
+    except Exception:
+        logger.warning("an export's connection could not be reset; discarded", exc_info=True)
         pooled.invalidate()
