@@ -36,6 +36,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.url_map.converters["int"] = _DatabaseInt  # ids past the column's range are 404s, not database errors
     db.init_app(app)
+    from portal import prepared
+
+    prepared.init_app(app)  # after db.init_app: its teardown runs before the session's
     migrate.init_app(app, db, directory=str(REPO_ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     mail.init_app(app)

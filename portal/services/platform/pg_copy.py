@@ -224,7 +224,10 @@ def _share_snapshot(conns: list[psycopg.Connection]) -> None:
 def _release(pooled, conn: psycopg.Connection) -> None:
     """Back to the pool as it came (idle, not autocommit); a connection that cannot be reset is discarded."""
     try:
-        conn.rollback()
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            conn.commit()  # it only read: the same as a rollback, and psycopg keeps its prepared statements
+        else:
+            conn.rollback()
         conn.autocommit = False
         pooled.close()
     except Exception:
