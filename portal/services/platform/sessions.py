@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from functools import cache
 
-from sqlalchemy import delete, select
+from sqlalchemy import Integer, String, bindparam, delete, select
 from sqlalchemy.orm import joinedload
 
 from portal import clock
@@ -59,8 +60,10 @@ def current(token, *, staff_id: int | None = None, customer_id: int | None = Non
     (`row.staff`, so the staff loader's `db.session.get` finds it loaded)."""
     if not isinstance(token, str) or not token or len(token) > 100:
         return None
-    stmt = select(LoginSession).where(LoginSession.token_hash == _hash(token), _owner(staff_id, customer_id))
-    row = db.session.scalars(stmt.options(joinedload(LoginSession.staff)) if with_staff else stmt).first()
+    if (staff_id is None) == (customer_id is None):
+        raise ValueError("a login session belongs to one staff member or one customer")
+    row = db.session.scalars(_current_stmt(staff_id is not None, with_staff), {
+        "token_hash": _hash(token), "owner_id": staff_id if staff_id is not None else customer_id}).first()
     if row is None:
         return None
     now = clock.now()
@@ -72,6 +75,16 @@ def current(token, *, staff_id: int | None = None, customer_id: int | None = Non
         row.last_seen_at = now
         db.session.commit()
     return row
+
+
+@cache
+def _current_stmt(of_staff: bool, with_staff: bool):
+    """`current`'s SELECT, built once per process (every page view runs it): the token's hash and the owner are
+    parameters."""
+    owner = LoginSession.staff_id if of_staff else LoginSession.customer_id
+    stmt = select(LoginSession).where(LoginSession.token_hash == bindparam("token_hash", type_=String()),
+                                      owner == bindparam("owner_id", type_=Integer()))
+    return stmt.options(joinedload(LoginSession.staff)) if with_staff else stmt
 
 
 def end(token) -> None:
