@@ -209,8 +209,13 @@ def assert_charged_exactly_once(sandbox, payment_ids: list[int], context: str = 
     # Nothing anywhere else either: every PaymentIntent is a Payment is a paid plan payment.
     paid_rows = db.session.scalar(select(func.count()).select_from(PlanPayment).where(PlanPayment.status == "paid"))
     payment_count = db.session.scalar(select(func.count()).select_from(Payment))
+    recorded = set(db.session.scalars(select(ChargeAttempt.stripe_payment_intent_id)
+                                      .join(Payment, Payment.charge_attempt_id == ChargeAttempt.id)))
+    unrecorded = [(pi["id"], pi["status"], (pi.get("metadata") or {}).get("attempt_key")) for pi in intents
+                  if pi["id"] not in recorded]  # what a failure here is about
     assert len(intents) == payment_count == paid_rows, \
-        f"{context}: {len(intents)} PaymentIntents, {payment_count} Payments, {paid_rows} paid plan payments"
+        f"{context}: {len(intents)} PaymentIntents, {payment_count} Payments, {paid_rows} paid plan payments; " \
+        f"PaymentIntents without a Payment: {unrecorded}"
     assert all(pi["status"] == "succeeded" for pi in intents), context
     db.session.rollback()
 
