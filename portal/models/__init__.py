@@ -17,7 +17,7 @@ from portal.models.customers import (
 from portal.models.estimates import Estimate, EstimateLineItem, EstimateStatus
 from portal.models.invoices import Invoice, InvoiceLineItem, InvoiceReminder, InvoiceStatus, invoice_jobs
 from portal.models.jobs import Job, JobLineItem, JobStatus, Visit, VisitStatus
-from portal.models.ledger_sums import LedgerDaySum
+from portal.models.ledger_sums import CustomerPaymentSum, LedgerDaySum
 from portal.models.mail import EmailStatus, QueuedEmail
 from portal.models.messages import MessageRequest, MessageStatus
 from portal.models.payments import (
@@ -52,7 +52,7 @@ from portal.models.system import SchedulerRun
 
 __all__ = [
     "ActivityEvent", "Address", "Adjustment", "BusinessSettings", "Card", "ChargeAttempt", "ChargeAttemptInvoice",
-    "Dispute", "LedgerDaySum", "SchedulerRun",
+    "CustomerPaymentSum", "Dispute", "LedgerDaySum", "SchedulerRun",
     "ContactLog", "ContactTask", "CustomFieldDefinition", "CustomFieldValue", "Customer", "CustomerEmail",
     "CustomerNote", "CustomerPhone", "CustomerPlan", "Estimate", "EstimateLineItem", "FormSubmission", "Invoice",
     "InvoiceLineItem", "InvoiceReminder", "Job", "JobLineItem", "LoginSession", "MessageRequest", "Payment",

@@ -109,3 +109,78 @@ def _create_triggers(target, connection, tables=(), **kw) -> None:
     if connection.dialect.name == "postgresql" and LedgerDaySum.__table__ in tables:
         for statement in trigger_ddl():
             connection.execute(text(statement))
+
+
+class CustomerPaymentSum(db.Model):
+    """What each customer has paid over their whole history and how many payments they made (the client card's
+    figures), kept by PostgreSQL triggers like `LedgerDaySum`: a row of differences per customer for every insert,
+    update of a summed column, delete or truncate of payments; `ledger.compact_day_sums` folds a customer's rows
+    into one. The card reads a few rows instead of a long history's every payment. Not kept on SQLite (the card
+    sums the payments there)."""
+
+    __tablename__ = "customer_payment_sums"
+    __table_args__ = (
+        Index("ix_customer_payment_sums_customer", "customer_id", postgresql_include=["paid_cents", "n"]),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer)  # no foreign key: a customer's rows go when they are folded
+    paid_cents: Mapped[int] = mapped_column(BigInteger)  # amount less refunded, of payments that succeeded
+    n: Mapped[int] = mapped_column(BigInteger)  # payments, whatever their status
+
+
+PAID_STATUSES = ("succeeded", "refunded", "partially_refunded")  # what `client_card.financials` counts as paid
+_PAID = (f"CASE WHEN status IN ({', '.join(repr(s) for s in PAID_STATUSES)}) THEN amount_cents - refunded_cents "
+         "ELSE 0 END")
+_CUSTOMER_INSERT = "INSERT INTO customer_payment_sums (customer_id, paid_cents, n)"
+_CUSTOMER_COLUMNS = ("customer_id", "status", "amount_cents", "refunded_cents")
+
+
+def customer_trigger_ddl() -> list[str]:
+    """The PostgreSQL function and triggers that keep customer_payment_sums, and the sums of the payments there."""
+    def row(prefix: str, sign: str) -> str:
+        paid = _PAID
+        for column in ("status", "amount_cents", "refunded_cents"):
+            paid = paid.replace(column, f"{prefix}.{column}")
+        return f"{_CUSTOMER_INSERT} VALUES ({prefix}.customer_id, {sign}({paid}), {sign}1);"
+
+    def grouped(rows: str, sign: str) -> str:
+        return f"{_CUSTOMER_INSERT} SELECT customer_id, {sign}sum({_PAID}), {sign}count(*) FROM {rows} GROUP BY 1"
+
+    changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in _CUSTOMER_COLUMNS)
+    return [f"""CREATE OR REPLACE FUNCTION customer_payment_sums_payments() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        {grouped('new_rows', '')};
+    ELSIF TG_OP = 'DELETE' THEN
+        {grouped('old_rows', '-')};
+    ELSIF TG_OP = 'UPDATE' THEN
+        {row('OLD', '-')}
+        {row('NEW', '')}
+    ELSIF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM customer_payment_sums;
+    END IF;
+    RETURN NULL;
+END $$""",
+            "CREATE TRIGGER customer_payment_sums_insert AFTER INSERT ON payments REFERENCING NEW TABLE AS new_rows "
+            "FOR EACH STATEMENT EXECUTE FUNCTION customer_payment_sums_payments()",
+            "CREATE TRIGGER customer_payment_sums_delete AFTER DELETE ON payments REFERENCING OLD TABLE AS old_rows "
+            "FOR EACH STATEMENT EXECUTE FUNCTION customer_payment_sums_payments()",
+            f"CREATE TRIGGER customer_payment_sums_update AFTER UPDATE OF {', '.join(_CUSTOMER_COLUMNS)} ON payments "
+            f"FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION customer_payment_sums_payments()",
+            "CREATE TRIGGER customer_payment_sums_truncate AFTER TRUNCATE ON payments "
+            "FOR EACH STATEMENT EXECUTE FUNCTION customer_payment_sums_payments()",
+            grouped("payments", "")]
+
+
+def drop_customer_trigger_ddl() -> list[str]:
+    return [f"DROP TRIGGER customer_payment_sums_{e} ON payments" for e in ("insert", "delete", "update", "truncate")] \
+        + ["DROP FUNCTION customer_payment_sums_payments()"]
+
+
+@event.listens_for(db.metadata, "after_create")
+def _create_customer_triggers(target, connection, tables=(), **kw) -> None:
+    """create_all gets customer_payment_sums' triggers too (see `_create_triggers`)."""
+    if connection.dialect.name == "postgresql" and CustomerPaymentSum.__table__ in tables:
+        for statement in customer_trigger_ddl():
+            connection.execute(text(statement))

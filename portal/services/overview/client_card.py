@@ -8,8 +8,9 @@ from sqlalchemy import Integer, bindparam, func, select, true
 from sqlalchemy.orm import joinedload, selectinload
 
 from portal.extensions import db
-from portal.models import ActivityEvent, Customer, CustomerPlan, Estimate, Invoice, Job, Payment
+from portal.models import ActivityEvent, Customer, CustomerPaymentSum, CustomerPlan, Estimate, Invoice, Job, Payment
 from portal.models.activity import ACTIVITY_TYPES
+from portal.models.ledger_sums import PAID_STATUSES
 from portal.pagination import page_number, paginate
 from portal.services.crm import records
 from portal.services.payments import ledger
@@ -60,7 +61,8 @@ class Financials:
 def financials(customer: Customer) -> Financials:
     """The money figures and the card's list sizes: one query of indexed aggregates, whatever the history. (What
     the customer owes is `owed.for_customer`'s answer.)"""
-    row = db.session.execute(_financials_stmt(), {"customer_id": customer.id}).one()
+    kept = db.session.get_bind().dialect.name == "postgresql"  # customer_payment_sums, kept by its triggers
+    row = db.session.execute(_financials_stmt(kept), {"customer_id": customer.id}).one()
     paid, jobs, invoiced, invoice_count, history_count, job_count, estimate_count, unbilled = (
         int(v or 0) for v in row[:-1])
     return Financials(paid, jobs, invoiced, unbilled, invoice_count, history_count, job_count, estimate_count,
@@ -68,15 +70,21 @@ def financials(customer: Customer) -> Financials:
 
 
 @cache
-def _financials_stmt():
+def _financials_stmt(kept_sums: bool):
     """The figures' SELECT with the customer as a parameter, built once per process. Each table is read once: a
-    customer's payments (lifetime paid and their number, from ix_payments_customer_sums alone), invoices and jobs
-    each give a count and a filtered sum or count."""
+    customer's payments give lifetime paid and their number (`kept_sums`, PostgreSQL: the few rows of
+    customer_payment_sums its triggers keep; else from ix_payments_customer_sums alone, every payment), invoices
+    and jobs each give a count and a filtered sum or count."""
     cid = bindparam("customer_id", type_=Integer)
-    pay = select(func.count().label("n"), func.coalesce(
-        func.sum(Payment.amount_cents - Payment.refunded_cents)
-        .filter(Payment.status.in_(("succeeded", "refunded", "partially_refunded"))), 0).label("paid")) \
-        .where(Payment.customer_id == cid).subquery("pay")
+    if kept_sums:
+        s = CustomerPaymentSum
+        pay = select(func.coalesce(func.sum(s.n), 0).label("n"), func.coalesce(func.sum(s.paid_cents), 0)
+                     .label("paid")).where(s.customer_id == cid).subquery("pay")
+    else:
+        pay = select(func.count().label("n"), func.coalesce(
+            func.sum(Payment.amount_cents - Payment.refunded_cents)
+            .filter(Payment.status.in_(PAID_STATUSES)), 0).label("paid")) \
+            .where(Payment.customer_id == cid).subquery("pay")
     inv = select(func.count().label("n"), func.coalesce(
         func.sum(Invoice.total_cents).filter(Invoice.status.not_in(("draft", "void"))), 0).label("invoiced")) \
         .where(Invoice.customer_id == cid).subquery("inv")

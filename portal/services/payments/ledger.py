@@ -513,16 +513,29 @@ kept AS (INSERT INTO ledger_day_sums (day, type, amount_cents, fee_cents, n, pos
 SELECT (SELECT count(*) FROM split), (SELECT count(*) FROM kept)""")
 
 
-def compact_day_sums(days: int = 5000) -> dict:
+_FOLD_CUSTOMERS = text("""
+WITH split AS (SELECT customer_id FROM customer_payment_sums GROUP BY customer_id HAVING count(*) > 1
+               LIMIT :customers),
+gone AS (DELETE FROM customer_payment_sums s USING split WHERE s.customer_id = split.customer_id
+         RETURNING s.customer_id, s.paid_cents, s.n),
+kept AS (INSERT INTO customer_payment_sums (customer_id, paid_cents, n)
+         SELECT customer_id, sum(paid_cents), sum(n) FROM gone GROUP BY customer_id
+         HAVING sum(n) <> 0 OR sum(paid_cents) <> 0
+         RETURNING 1)
+SELECT (SELECT count(*) FROM split), (SELECT count(*) FROM kept)""")
+
+
+def compact_day_sums(days: int = 5000, customers: int = 20000) -> dict:
     """Scheduler rule (PostgreSQL): fold each day's rows of differences in ledger_day_sums into one row per day and
-    type (a day and type that sums to nothing disappears). One statement deletes the rows and inserts their sums,
-    so the totals never change; concurrent runs each fold only the rows they deleted, and writers only ever add
-    rows, so nobody waits on anybody. Commits."""
+    type (a day and type that sums to nothing disappears), and each customer's in customer_payment_sums into one.
+    One statement deletes the rows and inserts their sums, so the totals never change; concurrent runs each fold
+    only the rows they deleted, and writers only ever add rows, so nobody waits on anybody. Commits."""
     if db.session.get_bind().dialect.name != "postgresql":
         return {"days": 0}
     folded, kept = db.session.execute(_FOLD, {"days": days}).one()
+    folded_customers, _ = db.session.execute(_FOLD_CUSTOMERS, {"customers": customers}).one()
     db.session.commit()
-    return {"days": int(folded), "rows": int(kept)}
+    return {"days": int(folded), "rows": int(kept), "customers": int(folded_customers)}
 
 
 def _sums(types: tuple[str, ...], start: date, end: date) -> tuple[dict, str, list[Bar]]:
