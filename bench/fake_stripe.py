@@ -94,9 +94,14 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
-    def _params(self) -> dict[str, Any]:
+    def _params(self) -> dict[str, Any] | None:
+        """The request's parameters; None when the client went away before sending its whole body (a process
+        killed mid-request): Stripe acts on no such request, and neither does the fake."""
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else ""
+        raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:
+            return None
+        body = raw.decode()
         query = urlparse(self.path).query
         return _nested(parse_qsl(query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True))
 
@@ -124,6 +129,9 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         path = urlparse(self.path).path.rstrip("/")
         params = self._params()
+        if params is None:
+            self.close_connection = True
+            return
         if path.startswith("/_fake/"):
             self._send(*self._control(method, path, params))
             return

@@ -93,6 +93,12 @@ def _finish_config(app: Flask) -> None:
         opts = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         opts.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = opts
+    elif uri.startswith("postgresql"):
+        # LIFO: a request gets the connection used last, whose statements are prepared (portal/prepared.py); the
+        # ones left idle can be closed by the server's idle timeouts (pre-ping notices)
+        opts = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        opts.setdefault("pool_use_lifo", True)
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = opts
     if not app.config.get("SECRET_KEY"):
         key_file = Path(app.instance_path) / "secret_key"
         if not key_file.exists():

@@ -5,9 +5,8 @@ from datetime import timedelta
 class Defaults:
     SECRET_KEY = None  # filled from instance/secret_key when not configured
     SQLALCHEMY_DATABASE_URI = None  # instance/portal.sqlite3 unless DATABASE_URL / PORTAL_SQLALCHEMY_DATABASE_URI
-    # LIFO: a request gets the connection used last, whose statements are prepared (portal/prepared.py); the ones
-    # left idle can be closed by the server's idle timeouts (pre-ping notices)
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_use_lifo": True}
+    # (PostgreSQL also gets pool_use_lifo, see portal/__init__.py)
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
 
     # Sessions
     SESSION_COOKIE_HTTPONLY = True

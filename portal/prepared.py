@@ -8,8 +8,11 @@ statement was ever prepared: each of the client card's 18 queries was parsed and
 
 A request (an application context) whose transaction wrote nothing now ends it with COMMIT, which for such a
 transaction is the same as ROLLBACK, and psycopg keeps the statements. "Wrote nothing": every statement sent
-through the connection since the transaction began was a SELECT, the session holds no pending change, and the
-request ended without an error. Anything else ends with a rollback, as before.
+through SQLAlchemy since the transaction began was a SELECT, the session holds no pending change, the server gave
+the transaction no id (nothing written, whatever the path: one more round trip, a safety net), and no exception
+left the request (an error page's handler rolls back itself: portal/errors.py). Anything else ends with a
+rollback, as before. Not covered, as nothing here does it: a SELECT with a side effect that needs no transaction
+id (set_config(..., false), pg_notify) would now last.
 """
 from __future__ import annotations
 
@@ -49,16 +52,26 @@ def _forget(conn) -> None:
 
 
 def _end_reads(exc: BaseException | None) -> None:
+    """Never raises: a failure leaves the session to Flask-SQLAlchemy's own teardown, which rolls it back."""
     if exc is not None:
         return
-    session = db.session()
-    if not session.in_transaction() or not session.is_active or session.new or session.dirty or session.deleted:
-        return
     try:
-        if session.connection().info.get(_WROTE):
+        session = db.session()
+        transaction = session.get_transaction()
+        if (transaction is None or not getattr(transaction, "_connections", None) or not session.is_active
+                or session.new or session.dirty or session.deleted):
+            return  # nothing to keep (no connection taken), or a change pending: the close rolls back
+        connection = session.connection()
+        if connection.info.get(_WROTE) or connection.exec_driver_sql(_NO_XID).scalar() is not True:
             return
         session.expire_on_commit = False  # the objects keep what they loaded, as after the close's rollback
         session.commit()
-    except Exception:  # the connection broke: the session's close rolls back as before; the response stands
+    except Exception:
         logger.warning("could not end a read-only transaction with COMMIT", exc_info=True)
-        session.rollback()
+        try:
+            db.session.rollback()
+        except Exception:  # the teardown that follows still closes the session
+            logger.warning("could not roll back either", exc_info=True)
+
+
+_NO_XID = "SELECT txid_current_if_assigned() IS NULL"  # PostgreSQL 10+: no id, nothing written

@@ -309,3 +309,32 @@ def test_the_pool_spreads_items_over_worker_processes_and_raises_what_one_of_the
             workers.run(range(40), dies_on_item_5)
         assert multiprocessing.active_children() == []  # the slow one was stopped, not left waiting for items
         assert time.monotonic() - started < 15
+
+
+def test_the_fake_stripe_acts_on_no_request_cut_short(fake_stripe):
+    """A runner killed while it sends a create: Stripe never has the whole request and charges nothing, and the
+    fake does the same (it created a PaymentIntent from what had arrived, without its metadata, and the kill test
+    then counted one PaymentIntent more than Payments)."""
+    import socket
+    from urllib.parse import urlparse
+
+    address = urlparse(fake_stripe.url)
+    body = (b"amount=1000&currency=usd&customer=cus_cut&payment_method=pm_cut&confirm=true&off_session=true"
+            b"&metadata[attempt_key]=plan_1_1")
+
+    def send(data: bytes) -> bytes:
+        with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+            sock.sendall(b"POST /v1/payment_intents HTTP/1.1\r\nHost: fake\r\nAuthorization: Bearer sk_test_fake\r\n"
+                         b"Content-Type: application/x-www-form-urlencoded\r\nIdempotency-Key: cut-1\r\n"
+                         b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + data)
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            return answer
+
+    assert send(body[:40]) == b""  # cut short: no answer, nothing created
+    assert requests.get(fake_stripe.url + "/_fake/intents", timeout=5).json() == []
+    assert send(body).startswith(b"HTTP/1.")  # the whole request: created
+    assert [pi["metadata"]["attempt_key"] for pi in requests.get(fake_stripe.url + "/_fake/intents", timeout=5).json()] \
+        == ["plan_1_1"]

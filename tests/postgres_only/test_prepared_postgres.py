@@ -47,7 +47,8 @@ def test_a_pages_statements_stay_prepared_across_requests(app, client, login_sta
 
 def test_a_request_that_wrote_anything_still_ends_with_a_rollback(app):
     """Only a transaction that wrote nothing ends with COMMIT: an UPDATE, a data-modifying WITH, a flushed insert,
-    a pending object and an error all end as before, and nothing they did stays."""
+    a dirty or pending object, a write through the driver's own connection and an error all end as before, and
+    nothing they did stays."""
     from portal.models import Customer
 
     with app.app_context():
@@ -68,6 +69,10 @@ def test_a_request_that_wrote_anything_still_ends_with_a_rollback(app):
     with app.app_context():
         db.session.get(Customer, cid)
         db.session.add(Customer(first_name="Pending", last_name="Row", status="active", preferred_language="en"))
+    with app.app_context():  # a write SQLAlchemy never saw: the server gave the transaction an id
+        db.session.get(Customer, cid)
+        db.session.connection().connection.driver_connection.execute(
+            "UPDATE customers SET first_name = 'Raw' WHERE id = %s", (cid,))
     with pytest.raises(RuntimeError), app.app_context():
         db.session.get(Customer, cid)
         raise RuntimeError("the view failed")
