@@ -20,6 +20,7 @@ import logging
 import re
 
 from flask import Flask
+from psycopg import pq
 from sqlalchemy import event
 
 from portal.extensions import db
@@ -52,7 +53,9 @@ def _forget(conn) -> None:
 
 
 def _end_reads(exc: BaseException | None) -> None:
-    """Never raises: a failure leaves the session to Flask-SQLAlchemy's own teardown, which rolls it back."""
+    """Commits the transaction on the driver's connection: the session's close, next, rolls back a transaction that
+    is no longer there (psycopg sends nothing, and keeps the statements). Never raises: a failure leaves the
+    transaction to that close, which rolls it back."""
     if exc is not None:
         return
     try:
@@ -62,16 +65,16 @@ def _end_reads(exc: BaseException | None) -> None:
                 or session.new or session.dirty or session.deleted):
             return  # nothing to keep (no connection taken), or a change pending: the close rolls back
         connection = session.connection()
-        if connection.info.get(_WROTE) or connection.exec_driver_sql(_NO_XID).scalar() is not True:
+        if connection.info.get(_WROTE):
             return
-        session.expire_on_commit = False  # the objects keep what they loaded, as after the close's rollback
-        session.commit()
+        driver = connection.connection.driver_connection
+        if driver is None or driver.info.transaction_status != pq.TransactionStatus.INTRANS:
+            return
+        row = driver.execute(_NO_XID).fetchone()  # with the COMMIT, this ends the transaction (not a page query)
+        if row is not None and row[0] is True:
+            driver.commit()
     except Exception:
         logger.warning("could not end a read-only transaction with COMMIT", exc_info=True)
-        try:
-            db.session.rollback()
-        except Exception:  # the teardown that follows still closes the session
-            logger.warning("could not roll back either", exc_info=True)
 
 
 _NO_XID = "SELECT txid_current_if_assigned() IS NULL"  # PostgreSQL 10+: no id, nothing written
