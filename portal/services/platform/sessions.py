@@ -29,9 +29,13 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _owner(staff_id: int | None, customer_id: int | None):
+def _one_owner(staff_id: int | None, customer_id: int | None) -> None:
     if (staff_id is None) == (customer_id is None):
         raise ValueError("a login session belongs to one staff member or one customer")
+
+
+def _owner(staff_id: int | None, customer_id: int | None):
+    _one_owner(staff_id, customer_id)
     if staff_id is not None:
         return LoginSession.staff_id == staff_id
     return LoginSession.customer_id == customer_id
@@ -60,8 +64,7 @@ def current(token, *, staff_id: int | None = None, customer_id: int | None = Non
     (`row.staff`, so the staff loader's `db.session.get` finds it loaded)."""
     if not isinstance(token, str) or not token or len(token) > 100:
         return None
-    if (staff_id is None) == (customer_id is None):
-        raise ValueError("a login session belongs to one staff member or one customer")
+    _one_owner(staff_id, customer_id)
     row = db.session.scalars(_current_stmt(staff_id is not None, with_staff), {
         "token_hash": _hash(token), "owner_id": staff_id if staff_id is not None else customer_id}).first()
     if row is None:
